@@ -1,0 +1,192 @@
+"""The ``kubetune`` command: ``run`` an experiment on this machine, ``validate`` a manifest.
+
+Exit status: 0 when the experiment finished, 1 when it failed (for example maxFailedTrials was exceeded),
+2 on bad input (nothing runs), 130 when interrupted (finished trials are kept; ``--resume`` continues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kubetune.core.engine import Optimizer
+from kubetune.core.errors import ManifestError
+from kubetune.core.manifest import load_experiment_file
+from kubetune.core.records import TrialRecord, ranked
+from kubetune.core.spec import Experiment
+from kubetune.core.template import substitute_all
+from kubetune.runners.local import LocalRunner, Outcome, RunnerError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ManifestError as exc:
+        errors.print(f"[red]error:[/] {exc.describe()}", markup=True, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except RunnerError as exc:
+        errors.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True)
+        return EXIT_BAD_INPUT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubetune", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run an experiment's trials as local processes")
+    run.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
+    run.add_argument("--out", type=Path, help="results folder (default kubetune-runs/<metadata.name>)")
+    run.add_argument("--parallelism", type=_positive, help="override spec.parallelism")
+    run.add_argument("--max-trials", type=_positive, help="override spec.maxTrials")
+    run.add_argument("--seed", type=int, help="override spec.seed")
+    run.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
+    run.add_argument("--no-gpu", action="store_true", help="run GPU trials without a GPU")
+    run.add_argument("--quiet", action="store_true", help="no line per finished trial")
+    run.set_defaults(handler=_run)
+
+    validate = commands.add_parser("validate", help="check a manifest and show what it would run")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(handler=_validate)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _load(args: argparse.Namespace) -> Experiment:
+    experiment = load_experiment_file(args.file)
+    overrides = {
+        "parallelism": getattr(args, "parallelism", None),
+        "max_trials": getattr(args, "max_trials", None),
+        "seed": getattr(args, "seed", None),
+    }
+    for field, value in overrides.items():
+        if value is not None:
+            setattr(experiment.spec, field, value)
+    return experiment
+
+
+# -- run ----------------------------------------------------------------------------------------------------
+def _run(args: argparse.Namespace) -> int:
+    experiment = _load(args)
+    if experiment.spec.suspend:
+        raise RunnerError("spec.suspend is true: the experiment is suspended, so no trial would start")
+    out = args.out or Path("kubetune-runs") / experiment.name
+    spec = experiment.spec
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("running {task.fields[running]}  failed {task.fields[failed]}  best {task.fields[best]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+    task = progress.add_task(experiment.name, total=spec.max_trials, running=0, failed=0, best="-")
+
+    def on_trial_end(record: TrialRecord) -> None:
+        if not args.quiet:
+            progress.console.print(_trial_line(record))
+        runner_records = [r for r in runner.records.values() if r.state not in ("Queued", "Running")]
+        best = ranked(runner_records, spec.objective.direction)
+        progress.update(
+            task,
+            completed=len(runner_records),
+            running=len(runner.running),
+            failed=sum(r.state in ("Failed", "MetricsUnavailable") for r in runner_records),
+            best=f"{best[0].value:.6g}" if best else "-",
+        )
+
+    runner = LocalRunner(experiment, out, args.file.resolve().parent, resume=args.resume, no_gpu=args.no_gpu,
+                         on_trial_end=on_trial_end)
+    for warning in runner.warnings:
+        errors.print(f"[yellow]warning:[/] {warning}", markup=True)
+    console.print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
+                  f"trials, {spec.parallelism} at a time; results in {out}")
+    with progress:
+        done_before = sum(r.state not in ("Queued", "Running") for r in runner.records.values())
+        progress.update(task, completed=done_before)
+        outcome = asyncio.run(runner.run())
+    _print_outcome(outcome, experiment, out, args.file)
+    return {"Succeeded": EXIT_OK, "Interrupted": EXIT_INTERRUPTED}.get(outcome.phase, EXIT_FAILED)
+
+
+def _trial_line(record: TrialRecord) -> str:
+    colour = {"Succeeded": "green", "Killed": "yellow"}.get(record.state, "red")
+    params = ", ".join(f"{k}={_short(v)}" for k, v in record.params.items())
+    value = f" value={record.value:.6g}" if record.value is not None else ""
+    detail = f" ({record.message})" if record.message and record.state != "Succeeded" else ""
+    return f"[{colour}]{record.state:<18}[/] {record.id}{value}  {params}{detail}"
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _print_outcome(outcome: Outcome, experiment: Experiment, out: Path, file: Path) -> None:
+    spec = experiment.spec
+    best = ranked(outcome.records, spec.objective.direction)[:5]
+    if best:
+        table = Table(title=f"Best trials ({spec.objective.direction} {spec.objective.metric})")
+        table.add_column("trial")
+        table.add_column(spec.objective.metric, justify="right")
+        for name in best[0].params:
+            table.add_column(name, justify="right")
+        for record in best:
+            table.add_row(record.id, f"{record.value:.6g}", *(_short(v) for v in record.params.values()))
+        console.print(table)
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.summary["counts"].items()))
+    colour = {"Succeeded": "green", "Interrupted": "yellow"}.get(outcome.phase, "red")
+    console.print(f"[{colour}]{outcome.phase}[/] ({outcome.reason}): {outcome.message}. Trials: {counts or 'none'}.")
+    if best:
+        params = ", ".join(f"{k}={_short(v)}" for k, v in best[0].params.items())
+        console.print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})")
+    console.print(f"Results: {out / 'trials.jsonl'}, {out / 'summary.json'}")
+    if outcome.phase == "Interrupted":
+        console.print(f"Continue with: kubetune run {file} --out {out} --resume")
+
+
+# -- validate -----------------------------------------------------------------------------------------------
+def _validate(args: argparse.Namespace) -> int:
+    experiment = _load(args)
+    spec = experiment.spec
+    console.print(f"[green]valid[/]: Experiment [bold]{experiment.name}[/] ({args.file})")
+    table = Table(title="Search space")
+    for column in ("parameter", "type", "range / values", "scale"):
+        table.add_column(column)
+    for p in spec.parameters:
+        span = f"[{p.min:g}, {p.max:g}]" if p.values is None else ", ".join(map(str, p.values))
+        table.add_row(p.name, p.type, span, p.scale if p.values is None else "")
+    console.print(table)
+    objective = spec.objective
+    target = f", stop at {objective.target}" if objective.target is not None else ""
+    console.print(f"Objective: {objective.direction} {objective.metric} ({objective.strategy} value{target})")
+    console.print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}")
+    console.print(f"Trials: {spec.max_trials} in all, {spec.parallelism} at a time, up to "
+                  f"{spec.max_failed_trials} failures, {spec.trial_template.retries} retries each, "
+                  f"timeout {spec.trial_template.timeout_seconds or 'none'}")
+    example = Optimizer(parameters=spec.parameters, direction=objective.direction, algorithm=spec.algorithm.name,
+                        settings=spec.algorithm.settings, seed=spec.seed).ask(1)
+    if example:
+        trial = f"{experiment.name}-0"
+        container = substitute_all(spec.trial_template.spec["containers"][0], example[0].params, trial,
+                                   experiment.name)
+        command = " ".join(str(c) for c in container.get("command", []) + container.get("args", []))
+        console.print(f"First trial would run: {command}", soft_wrap=True)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

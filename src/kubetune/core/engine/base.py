@@ -1,0 +1,44 @@
+"""What every search strategy sees and must provide.
+
+A strategy proposes points; the :class:`~kubetune.core.engine.optimizer.Optimizer` owns the trials, ids,
+duplicate filtering and the ask/tell bookkeeping. Strategies see the history through :class:`History`, with
+objective values already oriented for minimization, so none of them needs to know the direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from kubetune.core.space import Params, Space
+
+
+class StrategySettings(BaseModel):
+    """Base of every strategy's ``algorithm.settings`` model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class History:
+    """The trials so far, as a strategy sees them."""
+
+    space: Space
+    completed: list[Params] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # objective values, smaller is better
+    pending: list[Params] = field(default_factory=list)
+    failed: list[Params] = field(default_factory=list)
+    is_taken: Callable[[Params], bool] = lambda _params: False
+
+
+class Strategy(Protocol):
+    """Proposes up to ``n`` new assignments; fewer when the space has no more to give."""
+
+    def propose(self, n: int, history: History, rng: np.random.Generator) -> list[Params]: ...
+
+
+StrategyFactory = Callable[[Space, Any], Strategy]

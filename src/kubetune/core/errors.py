@@ -1,0 +1,63 @@
+"""Manifest errors that name the field they are about, in the manifest's own notation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # "spec.parameters[0].max", or "" for the whole document
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot run; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: Sequence[Problem], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        if len(self.problems) == 1:
+            return f"{where}invalid experiment: {self.problems[0]}"
+        lines = [f"{where}invalid experiment ({len(self.problems)} problems):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+_PLAIN_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+}
+
+
+def problems_from_validation(error: ValidationError, prefix: Sequence[str | int] = ()) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        message = _PLAIN_MESSAGES.get(item["type"], item["msg"])
+        message = message.removeprefix("Value error, ")
+        loc = list(prefix) + list(item["loc"])
+        if item["type"] == "extra_forbidden" and loc:
+            message = f"unknown field {loc[-1]!r}"
+            loc = loc[:-1]
+        problems.append(Problem(format_path(loc), message))
+    return problems

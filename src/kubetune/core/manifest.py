@@ -1,0 +1,108 @@
+"""Loading an Experiment manifest: YAML or a dict in, a validated :class:`Experiment` or a
+:class:`ManifestError` listing every problem out.
+
+Per-field checks live on the pydantic model; the checks here span fields: every ``${params.NAME}`` in the
+trial template names a defined parameter, and the algorithm's settings fit the algorithm and the space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from kubetune.core.engine.registry import parse_settings
+from kubetune.core.errors import ManifestError, Problem, format_path, problems_from_validation
+from kubetune.core.spec import Experiment, ExperimentSpec
+from kubetune.core.template import EXPERIMENT_FIELDS, PLACEHOLDER, TRIAL_FIELDS
+
+
+def load_experiment_file(path: str | Path) -> Experiment:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ManifestError([Problem("", f"cannot read the manifest: {exc.strerror}")], str(path)) from None
+    return load_experiment_text(text, source=str(path))
+
+
+def load_experiment_text(text: str, source: str | None = None) -> Experiment:
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError([Problem("", f"not valid YAML: {where}{reason}")], source) from None
+    experiments = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Experiment"]
+    if len(documents) == 1:
+        return load_experiment(documents[0], source)
+    if len(experiments) != 1:
+        raise ManifestError(
+            [Problem("", f"expected one Experiment document, found {len(experiments)}")], source
+        )
+    return load_experiment(experiments[0], source)
+
+
+def load_experiment(document: Any, source: str | None = None) -> Experiment:
+    """Validates a manifest given as a dict (a parsed YAML document or a Kubernetes object)."""
+    if not isinstance(document, dict):
+        raise ManifestError([Problem("", "the manifest must be a mapping (an Experiment object)")], source)
+    try:
+        experiment = Experiment.model_validate(document)
+    except ValidationError as exc:
+        raise ManifestError(problems_from_validation(exc), source) from None
+    problems = list(cross_check(experiment.spec))
+    if problems:
+        raise ManifestError(problems, source)
+    return experiment
+
+
+def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
+    """Problems that involve more than one field of an otherwise well-formed spec."""
+    defined = {p.name for p in spec.parameters}
+    for loc, text in _template_strings(spec.trial_template.spec, ["spec", "trialTemplate", "spec"]):
+        for match in PLACEHOLDER.finditer(text):
+            scope, name = match.group(1), match.group(2)
+            if scope == "params" and name not in defined:
+                known = ", ".join(sorted(defined))
+                yield Problem(
+                    format_path(loc),
+                    f"references ${{params.{name}}}, but no parameter {name!r} is defined (defined: {known})",
+                )
+            fields = {"trial": TRIAL_FIELDS, "experiment": EXPERIMENT_FIELDS}.get(scope)
+            if fields is not None and name not in fields:
+                yield Problem(
+                    format_path(loc),
+                    f"references ${{{scope}.{name}}}; {scope} placeholders are "
+                    + ", ".join(f"${{{scope}.{f}}}" for f in fields),
+                )
+    algorithm = spec.algorithm
+    try:
+        settings = parse_settings(algorithm.name, algorithm.settings)
+    except ValidationError as exc:
+        yield from problems_from_validation(exc, ["spec", "algorithm", "settings"])
+        return
+    if algorithm.name == "grid":
+        default_steps = getattr(settings, "steps", None)
+        for index, parameter in enumerate(spec.parameters):
+            if parameter.type == "double" and parameter.steps is None and default_steps is None:
+                yield Problem(
+                    f"spec.parameters[{index}]",
+                    f"grid search needs steps for double parameter {parameter.name!r}: set steps on the "
+                    "parameter or in spec.algorithm.settings",
+                )
+
+
+def _template_strings(node: Any, loc: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
+    if isinstance(node, str):
+        yield loc, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _template_strings(value, [*loc, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _template_strings(value, [*loc, index])

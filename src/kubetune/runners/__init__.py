@@ -1,0 +1,1 @@
+"""Shells that run an experiment's trials: the local process runner (and, later, Ray)."""

@@ -1,0 +1,66 @@
+"""The in-trial SDK: what a training script calls to read its parameters and report its metrics.
+
+``report(step=3, accuracy=0.93)`` prints one JSON line (which the ``stdout`` collector reads), appends it to
+``$KUBETUNE_METRICS_FILE`` when the experiment uses the ``file`` collector, and, inside a Kubernetes pod,
+keeps a compact summary in ``/dev/termination-log`` so the operator can read it without the pod's log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+TERMINATION_LOG = Path("/dev/termination-log")
+# The kubelet keeps at most 4096 bytes of a termination message.
+TERMINATION_LIMIT = 4096
+
+_history: dict[str, dict[str, float]] = {}
+
+
+def params() -> dict[str, Any]:
+    """This trial's parameter assignment, from ``$KUBETUNE_PARAMS``."""
+    raw = os.environ.get("KUBETUNE_PARAMS")
+    if raw is None:
+        raise RuntimeError("KUBETUNE_PARAMS is not set: this process was not started by kubetune")
+    return json.loads(raw)
+
+
+def report(step: int | None = None, **metrics: float) -> None:
+    """Reports metric values, optionally for a training step. NaN and infinity are passed on as they are,
+    and the collector then treats the trial as having no usable objective."""
+    if not metrics:
+        raise ValueError("report() needs at least one metric, for example report(accuracy=0.93)")
+    row: dict[str, float | int] = {name: float(value) for name, value in metrics.items()}
+    if step is not None:
+        row["step"] = int(step)
+    line = json.dumps(row)
+    print(line, file=sys.stdout, flush=True)
+    metrics_file = os.environ.get("KUBETUNE_METRICS_FILE")
+    if metrics_file:
+        with open(metrics_file, "a") as out:
+            out.write(line + "\n")
+    _remember(row)
+    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
+        _write_termination_message()
+
+
+def _remember(row: dict[str, float | int]) -> None:
+    for name, value in row.items():
+        if name == "step":
+            continue
+        entry = _history.setdefault(name, {"count": 0})
+        entry["count"] += 1
+        entry["latest"] = value
+        if math.isfinite(value):
+            entry["min"] = min(entry.get("min", value), value)
+            entry["max"] = max(entry.get("max", value), value)
+
+
+def _write_termination_message() -> None:
+    message = json.dumps({"kubetune": {"metrics": _history}})
+    if len(message.encode()) <= TERMINATION_LIMIT:
+        TERMINATION_LOG.write_text(message)
