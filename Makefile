@@ -1,0 +1,34 @@
+# `make run`: set up .venv and run the quickstart experiment. `make test`: set up .venv with the test
+# extras and run the whole suite (lint included).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.kubetune-run
+TEST_STAMP := $(VENV)/.kubetune-test
+RUN_ID := $(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: run test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
+	cd examples && ../$(BIN)/kubetune run quickstart.yaml --out ../kubetune-runs/quickstart-$(RUN_ID)
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+
+test: $(TEST_STAMP) lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) kubetune-runs .pytest_cache .ruff_cache

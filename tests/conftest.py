@@ -1,0 +1,63 @@
+"""Shared fixtures: a manifest builder and the test trial script."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TRIALS = Path(__file__).parent / "trials"
+
+BASE: dict[str, Any] = {
+    "apiVersion": "kubetune.io/v1alpha1",
+    "kind": "Experiment",
+    "metadata": {"name": "demo"},
+    "spec": {
+        "objective": {"metric": "loss", "direction": "minimize", "additionalMetrics": ["concurrent"]},
+        "parameters": [{"name": "x", "type": "double", "min": -5, "max": 10}],
+        "algorithm": {"name": "random"},
+        "seed": 1,
+        "parallelism": 2,
+        "maxTrials": 6,
+        "maxFailedTrials": 3,
+        "trialTemplate": {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "trial",
+                        "image": "python:3.12-slim",
+                        "command": [sys.executable, str(TRIALS / "objective.py")],
+                        "args": ["--x=${params.x}"],
+                    }
+                ]
+            }
+        },
+    },
+}
+
+
+def manifest(**spec_changes: Any) -> dict[str, Any]:
+    """The base manifest with top-level spec fields replaced; ``args`` replaces the container args."""
+    document = copy.deepcopy(BASE)
+    args = spec_changes.pop("args", None)
+    if args is not None:
+        document["spec"]["trialTemplate"]["spec"]["containers"][0]["args"] = args
+    template = spec_changes.pop("template", None)
+    if template:
+        document["spec"]["trialTemplate"].update(template)
+    document["spec"].update(spec_changes)
+    return document
+
+
+@pytest.fixture
+def write_manifest(tmp_path: Path):
+    def write(document: dict[str, Any], name: str = "experiment.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    return write

@@ -1,0 +1,70 @@
+"""The scheduling decision."""
+
+from __future__ import annotations
+
+from kubetune.core.plan import Limits, TrialView, decide, should_retry
+
+LIMITS = Limits(parallelism=3, max_trials=5, max_failed_trials=1, direction="maximize", target=0.9)
+
+
+def trials(*states_values):
+    return [TrialView(str(i), s, v) for i, (s, v) in enumerate(states_values)]
+
+
+def test_fills_free_slots_up_to_max_trials():
+    assert decide(LIMITS, []).create == 3
+    d = decide(LIMITS, trials(("Running", None), ("Succeeded", 0.5)))
+    assert (d.phase, d.create) == ("Running", 2)
+    d = decide(LIMITS, trials(("Running", None), ("Succeeded", 0.5), ("Succeeded", 0.1), ("Running", None)))
+    assert d.create == 1  # maxTrials 5 caps it, not parallelism
+
+
+def test_queued_trials_start_before_new_ones():
+    d = decide(LIMITS, trials(("Queued", None), ("Running", None)))
+    assert d.start == ["0"] and d.create == 1
+
+
+def test_target_reached_stops_everything():
+    d = decide(LIMITS, trials(("Running", None), ("Succeeded", 0.95)))
+    assert (d.phase, d.reason, d.stop_running) == ("Succeeded", "TargetReached", True)
+
+
+def test_too_many_failures_fail_the_experiment():
+    d = decide(LIMITS, trials(("Failed", None), ("Running", None)))
+    assert d.phase == "Running"
+    d = decide(LIMITS, trials(("Failed", None), ("MetricsUnavailable", None), ("Running", None)))
+    assert (d.phase, d.reason, d.stop_running) == ("Failed", "MaxFailedTrialsReached", True)
+
+
+def test_finishes_when_all_trials_are_done():
+    done = trials(*[("Succeeded", 0.1)] * 4, ("Killed", None))
+    d = decide(LIMITS, done)
+    assert (d.phase, d.reason) == ("Succeeded", "MaxTrialsReached")
+    d = decide(LIMITS, trials(("Succeeded", 0.1), ("Running", None), *[("Succeeded", 0.2)] * 3))
+    assert (d.phase, d.create) == ("Running", 0)
+
+
+def test_exhausted_space_ends_the_experiment():
+    d = decide(LIMITS, trials(("Succeeded", 0.1)), exhausted=True)
+    assert (d.phase, d.reason) == ("Succeeded", "SearchSpaceExhausted")
+    d = decide(LIMITS, trials(("MetricsUnavailable", None)), exhausted=True)
+    assert (d.phase, d.reason) == ("Failed", "NoSuccessfulTrial")
+
+
+def test_suspended_starts_nothing():
+    limits = Limits(parallelism=3, max_trials=5, max_failed_trials=1, direction="maximize", suspend=True)
+    d = decide(limits, trials(("Running", None)))
+    assert (d.phase, d.reason, d.create, d.start) == ("Running", "Suspended", 0, [])
+
+
+def test_minimize_target():
+    limits = Limits(parallelism=1, max_trials=5, max_failed_trials=1, direction="minimize", target=0.1)
+    assert decide(limits, trials(("Succeeded", 0.2))).phase == "Running"
+    assert decide(limits, trials(("Succeeded", 0.05))).reason == "TargetReached"
+
+
+def test_retries_only_failed_attempts_within_budget():
+    assert should_retry("Failed", attempts=1, retries=1)
+    assert not should_retry("Failed", attempts=2, retries=1)
+    assert not should_retry("MetricsUnavailable", attempts=1, retries=3)
+    assert not should_retry("Failed", attempts=1, retries=0)

@@ -1,0 +1,46 @@
+"""A configurable trial for the runner tests: reports (x - 2)^2 and can be told to misbehave."""
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, default=0.0)
+parser.add_argument("--sleep", type=float, default=0.0)
+parser.add_argument("--exit", type=int, default=0, help="exit with this status")
+parser.add_argument("--fail-attempts", type=int, default=0, help="fail the first N attempts (counted in --state)")
+parser.add_argument("--state", help="folder for cross-attempt state")
+parser.add_argument("--report", choices=["json", "keyvalue", "none", "nan", "sdk"], default="json")
+parser.add_argument("--track", help="folder where running trials leave a file, to count concurrency")
+args = parser.parse_args()
+
+running = 1
+if args.track:
+    marker = Path(args.track) / os.environ["KUBETUNE_TRIAL"]
+    marker.touch()
+    running = len(list(Path(args.track).iterdir()))
+if args.fail_attempts:
+    counter = Path(args.state) / os.environ["KUBETUNE_TRIAL"]
+    attempts = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(attempts))
+    if attempts <= args.fail_attempts:
+        print(f"failing attempt {attempts}", file=sys.stderr)
+        sys.exit(3)
+time.sleep(args.sleep)
+value = (args.x - 2.0) ** 2
+if args.report == "json":
+    print('{"loss": %r, "concurrent": %d, "step": 1}' % (value, running))
+elif args.report == "keyvalue":
+    print(f"epoch 1: loss={value} concurrent={running} lr=0.1")
+elif args.report == "nan":
+    print(f"loss={math.nan}")
+elif args.report == "sdk":
+    import kubetune
+
+    kubetune.report(step=1, loss=value, concurrent=running)
+if args.track:
+    marker.unlink()
+sys.exit(args.exit)
