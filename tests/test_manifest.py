@@ -87,7 +87,8 @@ BAD = {
         _parameter(name="k", type="categorical", values=[]), "spec.parameters[0]", "non-empty list of values",
     ),
     "log with min 0": (
-        _parameter(name="lr", type="double", min=0, max=1, scale="log"), "spec.parameters[0]", "log scale needs min > 0",
+        _parameter(name="lr", type="double", min=0, max=1, scale="log"), "spec.parameters[0]",
+        "log scale needs min > 0",
     ),
     "empty metric": (
         manifest(objective={"metric": " ", "direction": "minimize"}), "spec.objective.metric", "must not be empty",

@@ -1,6 +1,7 @@
 """A configurable trial for the runner tests: reports (x - 2)^2 and can be told to misbehave."""
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -20,7 +21,7 @@ args = parser.parse_args()
 running = 1
 if args.track:
     marker = Path(args.track) / os.environ["KUBETUNE_TRIAL"]
-    marker.touch()
+    marker.write_text(str(os.getpid()))
     running = len(list(Path(args.track).iterdir()))
 if args.fail_attempts:
     counter = Path(args.state) / os.environ["KUBETUNE_TRIAL"]
@@ -32,7 +33,7 @@ if args.fail_attempts:
 time.sleep(args.sleep)
 value = (args.x - 2.0) ** 2
 if args.report == "json":
-    print('{"loss": %r, "concurrent": %d, "step": 1}' % (value, running))
+    print(json.dumps({"loss": value, "concurrent": running, "step": 1}))
 elif args.report == "keyvalue":
     print(f"epoch 1: loss={value} concurrent={running} lr=0.1")
 elif args.report == "nan":

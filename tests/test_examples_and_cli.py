@@ -1,0 +1,56 @@
+"""The shipped examples run, and the CLI's other faces: validate, progress output, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kubetune.cli import main
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.mark.parametrize("example", ["quickstart.yaml", "sklearn-digits/experiment.yaml"])
+def test_example_validates(example, capsys):
+    assert main(["validate", str(EXAMPLES / example)]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "First trial would run: python" in out
+
+
+def test_quickstart_runs_and_prints_the_best_trial(tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "run", str(EXAMPLES / "quickstart.yaml"), "--out", str(out),
+         "--max-trials", "8"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"Succeeded": 8}
+    assert f"Best trial: {summary['best']['id']} branin=" in result.stdout
+    assert "Succeeded (MaxTrialsReached)" in result.stdout
+
+
+def test_sklearn_example_runs(tmp_path):
+    out = tmp_path / "out"
+    code = main(["run", str(EXAMPLES / "sklearn-digits" / "experiment.yaml"), "--out", str(out),
+                 "--max-trials", "3", "--quiet"])
+    assert code == 0
+    rows = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(0 < r["metrics"]["accuracy"] <= 1 for r in rows)
+    assert all("fit_seconds" in r["metrics"] for r in rows)
+
+
+def test_missing_file_is_bad_input(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read the manifest" in capsys.readouterr().err
+
+
+def test_bad_override_is_rejected(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["run", str(EXAMPLES / "quickstart.yaml"), "--parallelism", "0"])
+    assert caught.value.code == 2
