@@ -137,8 +137,8 @@ class Parameter(_Model):
 
 
 class Algorithm(_Model):
-    name: Literal["random", "grid", "sobol"] = Field(
-        default="random", description="Search strategy: random | grid | sobol."
+    name: Literal["gp", "random", "grid", "sobol"] = Field(
+        default="gp", description="Search strategy: gp (asynchronous constant-liar GP) | random | grid | sobol."
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="Algorithm-specific settings.")
 

@@ -48,6 +48,8 @@ class _Trial:
     params: Params
     state: TrialState
     value: float | None = None
+    x: np.ndarray | None = None  # the unit-cube encoding
+    key: tuple = ()
 
 
 @dataclass
@@ -82,17 +84,18 @@ class Optimizer:
         none) only when the space has no unseen assignment left."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        chosen: list[Params] = []
+        chosen: list[Suggestion] = []
         for _ in range(PROPOSAL_ROUNDS):
             if len(chosen) >= n:
                 break
             proposals = self._strategy.propose(n - len(chosen), self._history(), self._rng)
             if not proposals:
                 break
-            chosen.extend(p for p in proposals if self._claim(p))
+            # Each accepted proposal is pending at once, so a further round is conditioned on it.
+            chosen.extend(self._add(p) for p in proposals[: n - len(chosen)] if self._claim(p))
         if len(chosen) < n and self._capacity <= ENUMERATION_LIMIT and not self._strategy_is_exhaustive:
-            chosen.extend(self._fill_from_enumeration(n - len(chosen)))
-        return [self._add(params) for params in chosen[:n]]
+            chosen.extend(self._add(p) for p in self._fill_from_enumeration(n - len(chosen)))
+        return chosen
 
     def tell(self, trial_id: str, value: float) -> None:
         """Records the objective value of a finished trial."""
@@ -131,16 +134,27 @@ class Optimizer:
         return value if self.direction == "minimize" else -value
 
     def _history(self) -> History:
-        history = History(self.space, is_taken=self._is_taken)
+        history = History(self.space, is_taken=self._is_taken, taken_keys=self._taken)
+        completed_x, pending_x = [], []
         for t in self._trials.values():
             if t.state == "completed":
                 history.completed.append(t.params)
                 history.losses.append(self._loss(t.value))
+                history.completed_keys.append(t.key)
+                completed_x.append(t.x)
             elif t.state == "pending":
                 history.pending.append(t.params)
+                history.pending_keys.append(t.key)
+                pending_x.append(t.x)
             else:
                 history.failed.append(t.params)
+        width = self.space.n_columns
+        history.completed_x = np.array(completed_x).reshape(-1, width)
+        history.pending_x = np.array(pending_x).reshape(-1, width)
         return history
+
+    def _new_trial(self, trial_id: str, params: Params, state: TrialState, value: float | None = None) -> _Trial:
+        return _Trial(trial_id, params, state, value, self.space.encode(params), self.space.key(params))
 
     def _is_taken(self, params: Params) -> bool:
         return self.space.key(params) in self._taken
@@ -164,7 +178,7 @@ class Optimizer:
     def _add(self, params: Params) -> Suggestion:
         trial_id = str(self._next_number)
         self._next_number += 1
-        self._trials[trial_id] = _Trial(trial_id, params, "pending")
+        self._trials[trial_id] = self._new_trial(trial_id, params, "pending")
         return Suggestion(trial_id, dict(params))
 
     def _trial(self, trial_id: str) -> _Trial:
@@ -191,7 +205,7 @@ class Optimizer:
             state, value = "failed", None
         if trial_id in self._trials:
             raise ValueError(f"trial id {trial_id!r} appears twice")
-        self._trials[trial_id] = _Trial(trial_id, params, state, None if value is None else float(value))
+        self._trials[trial_id] = self._new_trial(trial_id, params, state, None if value is None else float(value))
         self._taken.add(self.space.key(params))
         if trial_id.isdigit():
             self._next_number = max(self._next_number, int(trial_id) + 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetune.core.engine.base import Strategy, StrategySettings
+from kubetune.core.engine.gp.strategy import GPSearch, GPSettings
 from kubetune.core.engine.grid import GridSearch, GridSettings
 from kubetune.core.engine.random import RandomSearch, RandomSettings
 from kubetune.core.engine.sobol import SobolSearch, SobolSettings
@@ -20,11 +21,12 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {
+    "gp": Algorithm(GPSettings, GPSearch),
     "random": Algorithm(RandomSettings, RandomSearch),
     "sobol": Algorithm(SobolSettings, SobolSearch),
     "grid": Algorithm(GridSettings, GridSearch),
 }
-DEFAULT_ALGORITHM = "random"
+DEFAULT_ALGORITHM = "gp"
 
 
 def parse_settings(name: str, settings: Mapping[str, Any] | None) -> StrategySettings:

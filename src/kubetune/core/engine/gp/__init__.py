@@ -1,0 +1,1 @@
+"""Gaussian-process Bayesian optimization: posterior, hyperparameter fit, acquisition, and the strategy."""

@@ -1,0 +1,222 @@
+"""A Gaussian-process posterior that grows one row at a time, for the constant liar.
+
+Notation (all inputs live in the unit cube, targets are standardized):
+
+======== ============ ========================================================
+symbol   shape        meaning
+======== ============ ========================================================
+X        (N, D)       the rows: observed points, then pending points (lies)
+y        (N,)         their targets: observed values or the lie value
+K        (N, N)       Matern-5/2 ARD kernel matrix plus noise on the diagonal
+L        (N, N)       lower Cholesky factor, ``K = L L^T``
+z        (N,)         ``L^{-1} y``; the posterior mean at c is ``v(c)^T z``
+V        (N, C)       ``L^{-1} K(X, C)`` for a pool of C candidate points
+======== ============ ========================================================
+
+Appending a row is a rank-one extension of ``L`` (one triangular solve, O(N^2)) and one new row of every
+pool's ``V`` (O(N C)); changing targets (a pending trial reports, the lie moves) only recomputes ``z``
+(O(N^2)). The posterior covariance does not depend on ``y``, which is why lies cost no refactorisation and
+hyperparameters stay fixed until the next refit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import cholesky, solve_triangular
+
+SQRT5 = math.sqrt(5.0)
+JITTERS = (0.0, 1e-8, 1e-6, 1e-4)
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    lengthscales: np.ndarray  # (D,)
+    signal: float  # signal variance s2
+    noise: float  # noise variance
+
+    def key(self) -> tuple:
+        return (*np.round(self.lengthscales, 12), self.signal, self.noise)
+
+
+def matern52(a: np.ndarray, b: np.ndarray, hp: Hyperparameters) -> np.ndarray:
+    """``(len(a), len(b))`` kernel matrix."""
+    a_scaled = a / hp.lengthscales
+    b_scaled = b / hp.lengthscales
+    sq = (
+        np.sum(a_scaled**2, axis=1)[:, None]
+        + np.sum(b_scaled**2, axis=1)[None, :]
+        - 2.0 * a_scaled @ b_scaled.T
+    )
+    r = np.sqrt(np.maximum(sq, 0.0))
+    return hp.signal * (1.0 + SQRT5 * r + (5.0 / 3.0) * r**2) * np.exp(-SQRT5 * r)
+
+
+def matern52_grad(x: np.ndarray, rows: np.ndarray, hp: Hyperparameters) -> tuple[np.ndarray, np.ndarray]:
+    """For one point ``x`` (D,): ``k(x, rows)`` (N,) and its gradient with respect to ``x``, (N, D)."""
+    diff = (x[None, :] - rows) / hp.lengthscales**2  # (N, D)
+    r = np.sqrt(np.maximum(np.sum(((x[None, :] - rows) / hp.lengthscales) ** 2, axis=1), 0.0))
+    decay = np.exp(-SQRT5 * r)
+    k = hp.signal * (1.0 + SQRT5 * r + (5.0 / 3.0) * r**2) * decay
+    dk_scale = -hp.signal * (5.0 / 3.0) * (1.0 + SQRT5 * r) * decay  # (N,)
+    return k, dk_scale[:, None] * diff
+
+
+class Posterior:
+    """The posterior over rows ``X`` with fixed hyperparameters; see the module docstring.
+
+    ``L`` is kept in two blocks, ``[[L0, 0], [B, C]]``: ``L0`` factors the rows given at construction and
+    stays a contiguous array (LAPACK copies a strided view on every solve, which costs more than the solve),
+    ``B`` and ``C`` hold the appended rows in preallocated buffers.
+    """
+
+    def __init__(self, X: np.ndarray, hp: Hyperparameters, extra_capacity: int = 64):
+        self.hp = hp
+        self.n0, dims = X.shape
+        self._X0 = np.array(X, dtype=float)
+        self._L0 = _cholesky(matern52(X, X, hp), hp.noise) if self.n0 else np.zeros((0, 0))
+        self.m = 0  # appended rows
+        self._Xe = np.empty((extra_capacity, dims))
+        self._B = np.empty((extra_capacity, self.n0))
+        self._C = np.zeros((extra_capacity, extra_capacity))
+        self._z = np.zeros(self.n0 + extra_capacity)
+        self._alpha: np.ndarray | None = None
+        self.pools: list[CandidatePool] = []
+
+    @property
+    def n(self) -> int:
+        return self.n0 + self.m
+
+    @property
+    def X(self) -> np.ndarray:
+        return np.vstack([self._X0, self._Xe[: self.m]])
+
+    @property
+    def z(self) -> np.ndarray:
+        return self._z[: self.n]
+
+    def solve(self, k: np.ndarray) -> np.ndarray:
+        """``L^{-1} k`` for ``k`` of shape (n,) or (n, C)."""
+        v0 = solve_triangular(self._L0, k[: self.n0], lower=True, check_finite=False) if self.n0 else k[:0]
+        if not self.m:
+            return v0
+        rest = k[self.n0 :] - self._B[: self.m] @ v0
+        v1 = solve_triangular(self._C[: self.m, : self.m], rest, lower=True, check_finite=False)
+        return np.concatenate([v0, v1])
+
+    def solve_transposed(self, v: np.ndarray) -> np.ndarray:
+        """``L^{-T} v`` for ``v`` of shape (n,)."""
+        w1 = (
+            solve_triangular(self._C[: self.m, : self.m], v[self.n0 :], lower=True, trans="T", check_finite=False)
+            if self.m
+            else v[self.n0 :]
+        )
+        rest = v[: self.n0] - self._B[: self.m].T @ w1
+        w0 = solve_triangular(self._L0, rest, lower=True, trans="T", check_finite=False) if self.n0 else rest
+        return np.concatenate([w0, w1])
+
+    def kernel_to(self, points: np.ndarray) -> np.ndarray:
+        """``K(X, points)``, (n, len(points))."""
+        return np.vstack([matern52(self._X0, points, self.hp), matern52(self._Xe[: self.m], points, self.hp)])
+
+    def set_targets(self, y: np.ndarray) -> None:
+        self._z[: self.n] = self.solve(np.asarray(y, dtype=float))
+        self._alpha = None
+
+    def append(self, x: np.ndarray, target: float) -> None:
+        """Adds one row (an observation or a lie): a rank-one extension of ``L``."""
+        if self.m == len(self._Xe):
+            self._grow()
+        k = self.kernel_to(x[None, :])[:, 0]
+        l_row = self.solve(k)
+        d = math.sqrt(max(self.hp.signal + self.hp.noise - l_row @ l_row, 1e-12 * self.hp.signal))
+        for pool in self.pools:
+            pool.extend(x, l_row, d)
+        i = self.m
+        self._B[i] = l_row[: self.n0]
+        self._C[i, :i] = l_row[self.n0 :]
+        self._C[i, i] = d
+        self._Xe[i] = x
+        self._z[self.n] = (target - l_row @ self.z) / d
+        self.m += 1
+        self._alpha = None
+
+    def _grow(self) -> None:
+        capacity = 2 * len(self._Xe)
+        m = self.m
+        Xe = np.empty((capacity, self._Xe.shape[1]))
+        B = np.empty((capacity, self.n0))
+        C = np.zeros((capacity, capacity))
+        Xe[:m], B[:m], C[:m, :m] = self._Xe[:m], self._B[:m], self._C[:m, :m]
+        z = np.zeros(self.n0 + capacity)
+        z[: self.n] = self.z
+        self._Xe, self._B, self._C, self._z = Xe, B, C, z
+        for pool in self.pools:
+            pool.reserve(self.n0 + capacity)
+
+    def pool(self, points: np.ndarray) -> CandidatePool:
+        """Candidate points whose ``V`` is kept up to date as rows are appended."""
+        pool = CandidatePool(self, points)
+        self.pools.append(pool)
+        return pool
+
+    def predict(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and latent variance at ``points`` (C, D); O(N^2 C)."""
+        V = self.solve(self.kernel_to(points))
+        return V.T @ self.z, np.maximum(self.hp.signal - np.sum(V**2, axis=0), 1e-12 * self.hp.signal)
+
+    def predict_with_grad(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """Mean, variance and their gradients at one point (for the acquisition polish)."""
+        k, dk = matern52_grad(x, self.X, self.hp)  # (N,), (N, D)
+        if self._alpha is None:
+            self._alpha = self.solve_transposed(self.z)  # K^{-1} y
+        v = self.solve(k)
+        w = self.solve_transposed(v)  # K^{-1} k
+        mean = float(k @ self._alpha)
+        var = max(self.hp.signal - float(v @ v), 1e-12 * self.hp.signal)
+        return mean, var, dk.T @ self._alpha, -2.0 * (dk.T @ w)
+
+
+class CandidatePool:
+    """A fixed set of candidate points with ``V = L^{-1} K(X, C)`` and the variances kept current."""
+
+    def __init__(self, posterior: Posterior, points: np.ndarray):
+        self.points = points
+        self.hp = posterior.hp
+        self._V = np.empty((posterior.n0 + len(posterior._Xe), len(points)))
+        self._n = posterior.n
+        if posterior.n:
+            self._V[: self._n] = posterior.solve(posterior.kernel_to(points))
+        self.var = np.maximum(self.hp.signal - np.sum(self.V**2, axis=0), 1e-12 * self.hp.signal)
+
+    @property
+    def V(self) -> np.ndarray:
+        return self._V[: self._n]
+
+    def extend(self, x: np.ndarray, l_row: np.ndarray, d: float) -> None:
+        k = matern52(x[None, :], self.points, self.hp)[0]
+        v_new = (k - l_row @ self.V) / d
+        self._V[self._n] = v_new
+        self._n += 1
+        self.var = np.maximum(self.var - v_new**2, 1e-12 * self.hp.signal)
+
+    def reserve(self, rows: int) -> None:
+        V = np.empty((rows, len(self.points)))
+        V[: self._n] = self.V
+        self._V = V
+
+    def mean(self, z: np.ndarray) -> np.ndarray:
+        return self.V.T @ z
+
+
+def _cholesky(K: np.ndarray, noise: float) -> np.ndarray:
+    """Cholesky factor of ``K + noise I``, adding jitter when rounding makes it indefinite."""
+    scale = float(np.mean(np.diag(K))) if len(K) else 1.0
+    for jitter in JITTERS:
+        try:
+            return cholesky(K + (noise + jitter * scale) * np.eye(len(K)), lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+    raise np.linalg.LinAlgError("kernel matrix is not positive definite even with jitter")

@@ -1,0 +1,257 @@
+"""The asynchronous constant-liar GP strategy (``algorithm: {name: gp}``, the default).
+
+Each ``propose(n)`` conditions on every pending trial, from this call and earlier ones, by giving it a lie
+value (``liar: min | mean | max`` of the observed values, standardized), and then picks the ``n`` points one
+after the other, each added as a lie before the next is chosen. The expensive parts are amortized:
+
+- hyperparameters are refit only when new observations arrived: after every one while there are few, and
+  once the number of observations has grown by 5 % when there are more than ``refitEvery`` (a refit
+  always restarts from the previous fit);
+- between refits the posterior is kept: a pending trial that reports only changes a target, a new pending
+  trial or lie is one rank-one Cholesky extension (:mod:`.posterior`);
+- above ``maxModelTrials`` observations the model holds a subset (the best, the most recent, and a
+  space-filling rest, see :func:`.fit.select_rows`); pending trials are always all in.
+
+Candidates are a Sobol pool (kept with the posterior) plus Gaussian perturbations of the best points,
+snapped to valid assignments; the best few of each batch get an L-BFGS-B polish of the acquisition over
+the double and int columns. No candidate that is already taken (completed, pending, failed, or chosen in
+this batch) is ever returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from scipy.optimize import minimize
+
+from kubetune.core.engine.base import History, StrategySettings
+from kubetune.core.engine.gp.acquisition import Acquisition
+from kubetune.core.engine.gp.fit import default_hyperparameters, fit_hyperparameters, select_rows
+from kubetune.core.engine.gp.posterior import Hyperparameters, Posterior
+from kubetune.core.engine.sobol import SobolSearch, SobolSettings
+from kubetune.core.space import Params, Space
+
+logger = logging.getLogger("kubetune.gp")
+
+LOCAL_CENTRES = 5
+LOCAL_PER_CENTRE = 64
+LOCAL_SCALES = (0.02, 0.08, 0.2)
+
+
+class GPSettings(StrategySettings):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    acquisition: Literal["ei", "pi", "ucb"] = Field(default="ei", description="ei | pi | ucb")
+    xi: float = Field(default=0.0, ge=0, description="Improvement margin for ei and pi.")
+    kappa: float = Field(default=2.0, gt=0, description="Exploration weight for ucb.")
+    liar: Literal["min", "mean", "max"] = Field(default="min", description="The value pending trials pretend.")
+    initial_trials: int | None = Field(default=None, ge=2, description="Sobol trials first; default 2d+2.")
+    candidates: int = Field(default=1024, ge=32, description="Size of the Sobol candidate pool.")
+    polish: int = Field(default=4, ge=0, description="Suggestions per ask polished by L-BFGS-B.")
+    max_model_trials: int = Field(default=1000, ge=50, description="Observations the posterior holds at most.")
+    max_fit_trials: int = Field(default=200, ge=20, description="Observations a hyperparameter fit uses.")
+    refit_every: int = Field(default=200, ge=1, description="Refit on every tell up to this many observations.")
+
+
+@dataclass
+class _Model:
+    hp: Hyperparameters
+    posterior: Posterior
+    rows: dict[tuple, int]  # assignment key -> row
+    observed_rows: int
+    pool_points: np.ndarray
+    pool_keys: list[tuple]
+
+
+class _Choices:
+    """A candidate pool during one batch: which of its assignments may still be chosen."""
+
+    def __init__(self, pool, keys: list[tuple], taken):
+        self.pool = pool
+        self.keys = keys
+        self.index = {key: i for i, key in enumerate(keys)}
+        self.available = np.array([key not in taken for key in keys], dtype=bool)
+
+    def remove(self, key: tuple) -> None:
+        index = self.index.get(key)
+        if index is not None:
+            self.available[index] = False
+
+
+class GPSearch:
+    def __init__(self, space: Space, settings: GPSettings):
+        self.space = space
+        self.settings = settings
+        self.acquisition = Acquisition(settings.acquisition, settings.xi, settings.kappa)
+        self.initial_trials = settings.initial_trials or max(2, 2 * len(space.dimensions) + 2)
+        self._sobol = SobolSearch(space, SobolSettings())
+        self._hp: Hyperparameters | None = None
+        self._fit_n = 0
+        self._model: _Model | None = None
+        self._continuous = np.array(
+            [c for d in space.dimensions if d.kind in ("double", "int") for c in range(d.start, d.start + d.width)],
+            dtype=int,
+        )
+
+    # -- entry point ---------------------------------------------------------------------------------------
+    def propose(self, n: int, history: History, rng: np.random.Generator) -> list[Params]:
+        losses = np.asarray(history.losses, dtype=float)
+        started = len(history.completed) + len(history.pending) + len(history.failed)
+        if len(losses) < 2 or started < self.initial_trials:
+            return self._sobol.propose(n, history, rng)
+        if np.ptp(losses) <= 1e-12 * max(1.0, float(np.max(np.abs(losses)))):
+            logger.warning("all %d observed values are equal: suggesting space-filling points", len(losses))
+            return self._sobol.propose(n, history, rng)
+        try:
+            return self._propose(n, history, losses, rng)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+            logger.warning("GP suggestion failed (%s): suggesting space-filling points instead", exc)
+            self._model = None
+            return self._sobol.propose(n, history, rng)
+
+    def _propose(self, n: int, history: History, losses: np.ndarray, rng: np.random.Generator) -> list[Params]:
+        X_obs, X_pending = history.completed_x, history.pending_x
+        obs_keys, pending_keys = history.completed_keys, history.pending_keys
+        refit = self._maybe_refit(X_obs, losses, rng)
+        model = self._model
+        live = set(obs_keys) | set(pending_keys)
+        if refit or model is None or any(key not in live for key in model.rows):
+            model = self._model = self._rebuild(X_obs, losses, obs_keys, X_pending, pending_keys, n, rng)
+        else:
+            self._extend(model, X_obs, obs_keys, X_pending, pending_keys)
+        value_of = dict(zip(obs_keys, losses, strict=True))
+        observed = np.array([value_of[k] for k in model.rows if k in value_of])
+        mean, sd = float(np.mean(observed)), float(np.std(observed)) or 1.0
+        lie = {"min": np.min, "mean": np.mean, "max": np.max}[self.settings.liar]((observed - mean) / sd)
+        targets = np.array([(value_of[k] - mean) / sd if k in value_of else lie for k in model.rows])
+        model.posterior.set_targets(targets)
+        best = float(np.min((observed - mean) / sd))
+        return self._choose(n, model, history, X_obs, losses, best, float(lie), rng)
+
+    # -- model upkeep --------------------------------------------------------------------------------------
+    def _maybe_refit(self, X: np.ndarray, losses: np.ndarray, rng: np.random.Generator) -> bool:
+        n = len(losses)
+        grown = n > self._fit_n and (n <= self.settings.refit_every or n >= 1.05 * self._fit_n)
+        if self._hp is not None and not grown:
+            return False
+        rows = select_rows(X, losses, np.arange(n), self.settings.max_fit_trials, rng)
+        y = losses[rows]
+        y = (y - y.mean()) / (y.std() or 1.0)
+        restarts = 2 if self._hp is None else 0
+        try:
+            self._hp = fit_hyperparameters(X[rows], y, self._hp, restarts, int(rng.integers(2**31)))
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            logger.warning("GP hyperparameter fit failed (%s): keeping the previous hyperparameters", exc)
+            if self._hp is None:
+                self._hp = default_hyperparameters(X.shape[1])
+        self._fit_n = n
+        return True
+
+    def _rebuild(self, X_obs, losses, obs_keys, X_pending, pending_keys, n, rng) -> _Model:
+        chosen = select_rows(X_obs, losses, np.arange(len(losses)), self.settings.max_model_trials, rng)
+        keys = [obs_keys[i] for i in chosen] + pending_keys
+        X = np.vstack([X_obs[chosen], X_pending]) if len(X_pending) else X_obs[chosen]
+        posterior = Posterior(X, self._hp, extra_capacity=n + 64)
+        pool_points, pool_keys = self._unique(self.space.snap(self._sobol.points(self.settings.candidates, rng)))
+        posterior.pool(pool_points)
+        return _Model(self._hp, posterior, {k: i for i, k in enumerate(keys)}, len(chosen), pool_points, pool_keys)
+
+    def _extend(self, model: _Model, X_obs, obs_keys, X_pending, pending_keys) -> None:
+        for x, key in zip(X_pending, pending_keys, strict=True):
+            if key not in model.rows:
+                model.rows[key] = model.posterior.n
+                model.posterior.append(x, 0.0)
+        for x, key in zip(X_obs, obs_keys, strict=True):
+            if key not in model.rows and model.observed_rows < self.settings.max_model_trials:
+                model.rows[key] = model.posterior.n
+                model.posterior.append(x, 0.0)
+                model.observed_rows += 1
+
+    def _keys(self, points: np.ndarray) -> list[tuple]:
+        return [self.space.key(p) for p in self.space.decode_many(points)]
+
+    # -- choosing the batch --------------------------------------------------------------------------------
+    def _choose(self, n, model: _Model, history: History, X_obs, losses, best, lie, rng) -> list[Params]:
+        posterior = model.posterior
+        local_points, local_keys = self._unique(self._local_candidates(X_obs, losses, rng))
+        local = posterior.pool(local_points)
+        taken = history.taken_keys
+        pools = [
+            _Choices(posterior.pools[0], model.pool_keys, taken),
+            _Choices(local, local_keys, taken),
+        ]
+        chosen: list[Params] = []
+        chosen_keys: set[tuple] = set()
+        try:
+            for i in range(n):
+                pick = self._best_candidate(pools, posterior, best)
+                if pick is None:
+                    break
+                x, key, score = pick
+                if i < self.settings.polish and len(self._continuous):
+                    x, key = self._polish(x, key, score, posterior, best, taken, chosen_keys)
+                chosen.append(self.space.decode(x))
+                chosen_keys.add(key)
+                for choices in pools:
+                    choices.remove(key)
+                model.rows[key] = posterior.n
+                posterior.append(x, lie)
+        finally:
+            posterior.pools.remove(local)
+        return chosen
+
+    def _best_candidate(self, pools: list[_Choices], posterior: Posterior, best: float):
+        top = None
+        for choices in pools:
+            scores = self.acquisition.value(choices.pool.mean(posterior.z), choices.pool.var, best)
+            scores[~choices.available] = -np.inf
+            index = int(np.argmax(scores))
+            if np.isfinite(scores[index]) and (top is None or scores[index] > top[2]):
+                top = (choices.pool.points[index], choices.keys[index], float(scores[index]))
+        return top
+
+    def _unique(self, points: np.ndarray) -> tuple[np.ndarray, list[tuple]]:
+        """The points with one representative per assignment, and their keys."""
+        keys = self._keys(points)
+        first: dict[tuple, int] = {}
+        for index, key in enumerate(keys):
+            first.setdefault(key, index)
+        rows = list(first.values())
+        return points[rows], [keys[i] for i in rows]
+
+    def _local_candidates(self, X_obs: np.ndarray, losses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        centres = X_obs[np.argsort(losses, kind="stable")[:LOCAL_CENTRES]]
+        scales = np.repeat(LOCAL_SCALES, math.ceil(LOCAL_PER_CENTRE / len(LOCAL_SCALES)))[:LOCAL_PER_CENTRE]
+        noise = rng.normal(size=(len(centres), LOCAL_PER_CENTRE, X_obs.shape[1])) * scales[None, :, None]
+        points = np.clip(centres[:, None, :] + noise, 0.0, 1.0).reshape(-1, X_obs.shape[1])
+        return self.space.snap(points)
+
+    def _polish(self, x0, key0, score0, posterior: Posterior, best, taken, chosen_keys):
+        columns = self._continuous
+
+        def negative(free: np.ndarray) -> tuple[float, np.ndarray]:
+            x = x0.copy()
+            x[columns] = free
+            mean, var, d_mean, d_var = posterior.predict_with_grad(x)
+            value, grad = self.acquisition.value_and_grad(mean, var, d_mean, d_var, best)
+            return -value, -grad[columns]
+
+        result = minimize(negative, x0[columns], jac=True, method="L-BFGS-B",
+                          bounds=[(0.0, 1.0)] * len(columns), options={"maxiter": 15})
+        x = x0.copy()
+        x[columns] = np.clip(result.x, 0.0, 1.0)
+        x = self.space.snap(x[None, :])[0]
+        params = self.space.decode(x)
+        key = self.space.key(params)
+        if key in chosen_keys or key in taken:
+            return x0, key0
+        mean, var = posterior.predict(x[None, :])
+        if self.acquisition.value(mean, var, best)[0] <= score0:
+            return x0, key0
+        return x, key
