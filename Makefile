@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.kubetune-run
 TEST_STAMP := $(VENV)/.kubetune-test
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean bench-setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(TEST_STAMP)
 
 test: $(TEST_STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# The benchmarks' peers; torch is pinned to the CPU build (Optuna's GPSampler needs it).
+bench-setup: $(TEST_STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]' torch==2.13.0
 
 clean:
 	rm -rf $(VENV) kubetune-runs .pytest_cache .ruff_cache

@@ -128,3 +128,12 @@ def test_grid_enumeration():
     assert [round(v, 6) for v in sorted({p["lr"] for p in points})] == [0.001, 0.01, 0.1]
     with pytest.raises(ValueError, match="steps"):
         list(space.grid())
+
+
+@settings(max_examples=200)
+@given(spaces(), st.integers(0, 2**32 - 1))
+def test_vectorised_snap_and_keys_agree_with_decoding(space, seed):
+    points = np.random.default_rng(seed).random((12, space.n_columns))
+    decoded = space.decode_many(points)
+    np.testing.assert_allclose(space.snap(points), space.encode_many(decoded), atol=1e-12)
+    assert space.keys_of_points(points) == [space.key(p) for p in decoded]

@@ -113,6 +113,37 @@ class Dimension:
             return [int(v) for v in np.clip(np.round(x), p.min, p.max)]
         return [float(v) for v in np.clip(x, p.min, p.max)]
 
+    def _indices(self, u: np.ndarray) -> np.ndarray:
+        """Index of the chosen value (int, discrete, categorical) for each row of this dimension's columns."""
+        p = self.parameter
+        if p.type == "categorical":
+            return np.argmax(u, axis=1)
+        if p.type == "discrete":
+            n = len(p.values)
+            return np.clip(np.floor(u[:, 0] * n), 0, n - 1).astype(int)
+        return np.array(self.decode_column(u), dtype=int) - int(p.min)
+
+    def snap_columns(self, u: np.ndarray) -> np.ndarray:
+        """Vectorised ``encode(decode(u))`` for this dimension's columns, ``(n, width)``."""
+        p = self.parameter
+        if p.type == "double":
+            return np.clip(u, 0.0, 1.0)
+        index = self._indices(u)
+        if p.type == "categorical":
+            return np.eye(self.width)[index]
+        if p.type == "discrete":
+            return ((index + 0.5) / len(p.values))[:, None]
+        lo, hi = self._bounds()
+        x = index + p.min
+        x = np.log(x) if p.scale == "log" else x
+        return ((x - lo) / (hi - lo))[:, None]
+
+    def key_column(self, u: np.ndarray) -> list:
+        """This dimension's part of :meth:`Space.key` for each row of its columns."""
+        if self.kind == "double":
+            return [round(v, 12) for v in self.decode_column(u)]
+        return self._indices(u).tolist()
+
     def _bounds(self) -> tuple[float, float]:
         p = self.parameter
         lo, hi = float(p.min), float(p.max)
@@ -192,7 +223,17 @@ class Space:
 
     def snap(self, u: np.ndarray) -> np.ndarray:
         """``(n, n_columns)`` -> the canonical encoding of the assignment each row decodes to."""
-        return self.encode_many(self.decode_many(np.atleast_2d(u)))
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        out = np.empty_like(u)
+        for d in self.dimensions:
+            out[:, d.start : d.start + d.width] = d.snap_columns(u[:, d.start : d.start + d.width])
+        return out
+
+    def keys_of_points(self, u: np.ndarray) -> list[tuple]:
+        """``[self.key(p) for p in self.decode_many(u)]``, computed column-wise."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        columns = [d.key_column(u[:, d.start : d.start + d.width]) for d in self.dimensions]
+        return list(zip(*columns, strict=True))
 
     def validate(self, params: Params) -> Params:
         """The assignment in canonical types; raises ValueError naming what is wrong."""

@@ -42,16 +42,23 @@ class Hyperparameters:
 
 
 def matern52(a: np.ndarray, b: np.ndarray, hp: Hyperparameters) -> np.ndarray:
-    """``(len(a), len(b))`` kernel matrix."""
+    """``(len(a), len(b))`` kernel matrix, computed in place: with thousands of rows every temporary of
+    that shape costs hundreds of megabytes."""
     a_scaled = a / hp.lengthscales
     b_scaled = b / hp.lengthscales
-    sq = (
-        np.sum(a_scaled**2, axis=1)[:, None]
-        + np.sum(b_scaled**2, axis=1)[None, :]
-        - 2.0 * a_scaled @ b_scaled.T
-    )
-    r = np.sqrt(np.maximum(sq, 0.0))
-    return hp.signal * (1.0 + SQRT5 * r + (5.0 / 3.0) * r**2) * np.exp(-SQRT5 * r)
+    r = a_scaled @ b_scaled.T
+    r *= -2.0
+    r += np.sum(a_scaled**2, axis=1)[:, None]
+    r += np.sum(b_scaled**2, axis=1)[None, :]
+    np.maximum(r, 0.0, out=r)
+    np.sqrt(r, out=r)
+    out = np.multiply(r, -SQRT5)
+    np.exp(out, out=out)
+    out *= hp.signal
+    r *= 5.0 / 3.0 * r + SQRT5  # r becomes sqrt5 r + 5/3 r^2
+    r += 1.0
+    out *= r
+    return out
 
 
 def matern52_grad(x: np.ndarray, rows: np.ndarray, hp: Hyperparameters) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +131,8 @@ class Posterior:
     def set_targets(self, y: np.ndarray) -> None:
         self._z[: self.n] = self.solve(np.asarray(y, dtype=float))
         self._alpha = None
+        for pool in self.pools:
+            pool.refresh_mean(self.z)
 
     def append(self, x: np.ndarray, target: float) -> None:
         """Adds one row (an observation or a lie): a rank-one extension of ``L``."""
@@ -132,14 +141,15 @@ class Posterior:
         k = self.kernel_to(x[None, :])[:, 0]
         l_row = self.solve(k)
         d = math.sqrt(max(self.hp.signal + self.hp.noise - l_row @ l_row, 1e-12 * self.hp.signal))
+        z_new = (target - l_row @ self.z) / d
         for pool in self.pools:
-            pool.extend(x, l_row, d)
+            pool.extend(x, l_row, d, z_new)
         i = self.m
         self._B[i] = l_row[: self.n0]
         self._C[i, :i] = l_row[self.n0 :]
         self._C[i, i] = d
         self._Xe[i] = x
-        self._z[self.n] = (target - l_row @ self.z) / d
+        self._z[self.n] = z_new
         self.m += 1
         self._alpha = None
 
@@ -190,33 +200,40 @@ class CandidatePool:
         if posterior.n:
             self._V[: self._n] = posterior.solve(posterior.kernel_to(points))
         self.var = np.maximum(self.hp.signal - np.sum(self.V**2, axis=0), 1e-12 * self.hp.signal)
+        self.mean = self.V.T @ posterior.z
+
+    def refresh_mean(self, z: np.ndarray) -> None:
+        """After the targets changed: ``mean = V^T z`` (appends keep it current on their own)."""
+        self.mean = self.V.T @ z
 
     @property
     def V(self) -> np.ndarray:
         return self._V[: self._n]
 
-    def extend(self, x: np.ndarray, l_row: np.ndarray, d: float) -> None:
+    def extend(self, x: np.ndarray, l_row: np.ndarray, d: float, z_new: float) -> None:
         k = matern52(x[None, :], self.points, self.hp)[0]
         v_new = (k - l_row @ self.V) / d
         self._V[self._n] = v_new
         self._n += 1
         self.var = np.maximum(self.var - v_new**2, 1e-12 * self.hp.signal)
+        self.mean = self.mean + v_new * z_new
 
     def reserve(self, rows: int) -> None:
         V = np.empty((rows, len(self.points)))
         V[: self._n] = self.V
         self._V = V
 
-    def mean(self, z: np.ndarray) -> np.ndarray:
-        return self.V.T @ z
-
 
 def _cholesky(K: np.ndarray, noise: float) -> np.ndarray:
-    """Cholesky factor of ``K + noise I``, adding jitter when rounding makes it indefinite."""
-    scale = float(np.mean(np.diag(K))) if len(K) else 1.0
+    """Cholesky factor of ``K + noise I``, adding jitter when rounding makes it indefinite. ``K`` is
+    overwritten."""
+    diagonal = np.diag_indices_from(K)
+    scale = float(np.mean(K[diagonal])) if len(K) else 1.0
+    base = K[diagonal].copy()
     for jitter in JITTERS:
+        K[diagonal] = base + noise + jitter * scale
         try:
-            return cholesky(K + (noise + jitter * scale) * np.eye(len(K)), lower=True, check_finite=False)
+            return cholesky(K, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             continue
     raise np.linalg.LinAlgError("kernel matrix is not positive definite even with jitter")

@@ -34,6 +34,7 @@ from kubetune.core.engine.base import History, StrategySettings
 from kubetune.core.engine.gp.acquisition import Acquisition
 from kubetune.core.engine.gp.fit import default_hyperparameters, fit_hyperparameters, select_rows
 from kubetune.core.engine.gp.posterior import Hyperparameters, Posterior
+from kubetune.core.engine.gp.warp import warp
 from kubetune.core.engine.sobol import SobolSearch, SobolSettings
 from kubetune.core.space import Params, Space
 
@@ -50,13 +51,14 @@ class GPSettings(StrategySettings):
     acquisition: Literal["ei", "pi", "ucb"] = Field(default="ei", description="ei | pi | ucb")
     xi: float = Field(default=0.0, ge=0, description="Improvement margin for ei and pi.")
     kappa: float = Field(default=2.0, gt=0, description="Exploration weight for ucb.")
-    liar: Literal["min", "mean", "max"] = Field(default="min", description="The value pending trials pretend.")
+    liar: Literal["min", "mean", "max"] = Field(default="mean", description="The value pending trials pretend.")
     initial_trials: int | None = Field(default=None, ge=2, description="Sobol trials first; default 2d+2.")
     candidates: int = Field(default=1024, ge=32, description="Size of the Sobol candidate pool.")
     polish: int = Field(default=4, ge=0, description="Suggestions per ask polished by L-BFGS-B.")
     max_model_trials: int = Field(default=1000, ge=50, description="Observations the posterior holds at most.")
     max_fit_trials: int = Field(default=200, ge=20, description="Observations a hyperparameter fit uses.")
     refit_every: int = Field(default=200, ge=1, description="Refit on every tell up to this many observations.")
+    warp: bool = Field(default=True, description="Yeo-Johnson output warping of the objective values.")
 
 
 @dataclass
@@ -126,13 +128,13 @@ class GPSearch:
         else:
             self._extend(model, X_obs, obs_keys, X_pending, pending_keys)
         value_of = dict(zip(obs_keys, losses, strict=True))
-        observed = np.array([value_of[k] for k in model.rows if k in value_of])
-        mean, sd = float(np.mean(observed)), float(np.std(observed)) or 1.0
-        lie = {"min": np.min, "mean": np.mean, "max": np.max}[self.settings.liar]((observed - mean) / sd)
-        targets = np.array([(value_of[k] - mean) / sd if k in value_of else lie for k in model.rows])
-        model.posterior.set_targets(targets)
-        best = float(np.min((observed - mean) / sd))
-        return self._choose(n, model, history, X_obs, losses, best, float(lie), rng)
+        observed_keys = [k for k in model.rows if k in value_of]
+        warped = dict(zip(observed_keys, warp(np.array([value_of[k] for k in observed_keys]), self.settings.warp),
+                          strict=True))
+        observed = np.fromiter(warped.values(), dtype=float)
+        lie = float({"min": np.min, "mean": np.mean, "max": np.max}[self.settings.liar](observed))
+        model.posterior.set_targets(np.array([warped.get(k, lie) for k in model.rows]))
+        return self._choose(n, model, history, X_obs, losses, float(np.min(observed)), lie, rng)
 
     # -- model upkeep --------------------------------------------------------------------------------------
     def _maybe_refit(self, X: np.ndarray, losses: np.ndarray, rng: np.random.Generator) -> bool:
@@ -141,9 +143,8 @@ class GPSearch:
         if self._hp is not None and not grown:
             return False
         rows = select_rows(X, losses, np.arange(n), self.settings.max_fit_trials, rng)
-        y = losses[rows]
-        y = (y - y.mean()) / (y.std() or 1.0)
-        restarts = 2 if self._hp is None else 0
+        y = warp(losses[rows], self.settings.warp)
+        restarts = 1 if self._hp is None else 0
         try:
             self._hp = fit_hyperparameters(X[rows], y, self._hp, restarts, int(rng.integers(2**31)))
         except (np.linalg.LinAlgError, ValueError) as exc:
@@ -174,7 +175,7 @@ class GPSearch:
                 model.observed_rows += 1
 
     def _keys(self, points: np.ndarray) -> list[tuple]:
-        return [self.space.key(p) for p in self.space.decode_many(points)]
+        return self.space.keys_of_points(points)
 
     # -- choosing the batch --------------------------------------------------------------------------------
     def _choose(self, n, model: _Model, history: History, X_obs, losses, best, lie, rng) -> list[Params]:
@@ -209,7 +210,7 @@ class GPSearch:
     def _best_candidate(self, pools: list[_Choices], posterior: Posterior, best: float):
         top = None
         for choices in pools:
-            scores = self.acquisition.value(choices.pool.mean(posterior.z), choices.pool.var, best)
+            scores = self.acquisition.value(choices.pool.mean, choices.pool.var, best)
             scores[~choices.available] = -np.inf
             index = int(np.argmax(scores))
             if np.isfinite(scores[index]) and (top is None or scores[index] > top[2]):

@@ -1,0 +1,262 @@
+"""Search quality with asynchronous workers: simple regret against evaluations, kubetune ``gp`` against
+random, Sobol, scikit-optimize ``cl_min``, Optuna TPE with ``constant_liar=True`` and Optuna's GPSampler.
+
+Trials are simulated: each takes a random time (uniform 0.5 to 1.5 units, the same sequence for every
+method), ``q`` workers run them, and the moment one finishes the method is told its value and asked for the
+next point, conditioned on the ``q - 1`` still running. Each run stops after ``budget`` evaluations.
+Results (best value after each evaluation and its simulated time) go to ``results/quality.json``; the
+Markdown table and the PNG of the regret curves are made from that file.
+
+    python -m benchmarks.quality [--seeds 10] [--q 1 8 32] [--methods ...] [--problems ...] [--jobs 2]
+    python -m benchmarks.quality --report-only
+"""
+
+from __future__ import annotations
+
+import os
+
+# One BLAS thread per run; runs go in parallel processes instead (set before numpy is imported).
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_variable] = "1"
+
+import argparse  # noqa: E402
+import heapq  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from benchmarks.methods import METHODS, durations  # noqa: E402
+from benchmarks.problems import PROBLEMS  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+RAW = RESULTS / "quality.json"
+# The expensive peers run where the targets compare (8 workers) unless asked otherwise.
+DEFAULT_MATRIX = {
+    "kubetune gp": (1, 8, 32),
+    "random": (1, 8, 32),
+    "sobol": (1, 8, 32),
+    "Optuna TPE (constant liar)": (1, 8, 32),
+    "scikit-optimize cl_min": (8,),
+    "Optuna GPSampler": (8,),
+    "kubetune gp liar=min": (8,),
+    "kubetune gp liar=mean": (8,),
+    "kubetune gp liar=max": (8,),
+}
+
+
+def simulate(problem_name: str, method_name: str, q: int, seed: int, budget: int) -> dict:
+    problem = PROBLEMS[problem_name]
+    method = METHODS[method_name](problem.parameters, seed)
+    trial_durations = durations(seed, budget)
+    running: list[tuple[float, int, object, dict]] = []
+    asked = 0
+    started = time.perf_counter()
+    suggest_seconds = 0.0
+
+    def launch(now: float) -> None:
+        nonlocal asked, suggest_seconds
+        t0 = time.perf_counter()
+        token, params = method.ask()
+        suggest_seconds += time.perf_counter() - t0
+        heapq.heappush(running, (now + trial_durations[asked], asked, token, params))
+        asked += 1
+
+    for _ in range(min(q, budget)):
+        launch(0.0)
+    best, curve, times = float("inf"), [], []
+    while running:
+        now, _, token, params = heapq.heappop(running)
+        value = problem.objective(params)
+        t0 = time.perf_counter()
+        method.tell(token, params, value)
+        suggest_seconds += time.perf_counter() - t0
+        best = min(best, value)
+        curve.append(best)
+        times.append(now)
+        if asked < budget:
+            launch(now)
+    return {"problem": problem_name, "method": method_name, "q": q, "seed": seed, "best": curve,
+            "time": times, "wall": time.perf_counter() - started, "suggest_seconds": suggest_seconds}
+
+
+def _run(task: tuple) -> dict:
+    return simulate(*task)
+
+
+def run(tasks: list[tuple], jobs: int) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    done = json.loads(RAW.read_text()) if RAW.exists() else []
+    have = {(r["problem"], r["method"], r["q"], r["seed"]) for r in done}
+    todo = [t for t in tasks if t[:4] not in have]
+    print(f"{len(todo)} runs to do ({len(tasks) - len(todo)} already in {RAW})", flush=True)
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        for result in pool.imap_unordered(_run, todo):
+            done.append(result)
+            RAW.write_text(json.dumps(done))
+            print(f"{result['problem']:>15} {result['method']:>28} q={result['q']:<3} seed={result['seed']:<3}"
+                  f" best={result['best'][-1]:.5g} wall={result['wall']:.1f}s", flush=True)
+
+
+# -- report ---------------------------------------------------------------------------------------------------
+def regrets(results: list[dict]) -> dict[tuple, np.ndarray]:
+    """(problem, method, q) -> (seeds, evaluations) array of simple regret."""
+    references = {}
+    for name, problem in PROBLEMS.items():
+        values = [min(r["best"]) for r in results if r["problem"] == name]
+        if values:
+            references[name] = problem.optimum if problem.optimum is not None else min(values)
+    grouped: dict[tuple, list] = {}
+    for r in results:
+        grouped.setdefault((r["problem"], r["method"], r["q"]), []).append(r)
+    out = {}
+    for key, runs in grouped.items():
+        runs.sort(key=lambda r: r["seed"])
+        out[key] = np.maximum(np.array([r["best"] for r in runs]) - references[key[0]], 0.0)
+    return out
+
+
+def time_to_reach(results: list[dict], problem: str, method: str, q: int, level: float) -> float:
+    """Median over seeds of the simulated time at which the best value first came within ``level`` regret."""
+    reference = PROBLEMS[problem].optimum
+    if reference is None:
+        reference = min(min(r["best"]) for r in results if r["problem"] == problem)
+    hits = []
+    for r in results:
+        if (r["problem"], r["method"], r["q"]) != (problem, method, q):
+            continue
+        reached = [t for b, t in zip(r["best"], r["time"], strict=True) if b - reference <= level]
+        hits.append(reached[0] if reached else float("inf"))
+    return float(np.median(hits)) if hits else float("nan")
+
+
+def report(budget: int) -> None:
+    results = json.loads(RAW.read_text())
+    table = regrets(results)
+    problems = [p for p in PROBLEMS if any(k[0] == p for k in table)]
+    methods = [m for m in METHODS if any(k[1] == m for k in table)]
+    qs = sorted({k[2] for k in table})
+    seeds = sorted({r["seed"] for r in results})
+    lines = [
+        "# Search quality with asynchronous workers",
+        "",
+        f"`python -m benchmarks.quality`, run {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
+        f"{os.cpu_count()} cores; {len(seeds)} seeds, {budget} evaluations per run, simulated trial durations "
+        "uniform in [0.5, 1.5]. Simple regret after the last evaluation: median [first quartile, third "
+        "quartile] over the seeds (the digits task's regret is against the best accuracy any run found). "
+        "Lower is better; **bold** is the best median of the row.",
+        "",
+    ]
+    for q in qs:
+        lines += [f"## {q} worker{'s' if q > 1 else ''}", "", "| problem | " + " | ".join(methods) + " |",
+                  "|---|" + "---:|" * len(methods)]
+        for problem in problems:
+            cells, medians = [], []
+            for method in methods:
+                data = table.get((problem, method, q))
+                if data is None:
+                    cells.append("")
+                    medians.append(np.inf)
+                    continue
+                final = data[:, -1]
+                medians.append(np.median(final))
+                cells.append(f"{np.median(final):.3g} [{np.quantile(final, 0.25):.3g}, {np.quantile(final, 0.75):.3g}]")
+            best = int(np.argmin(medians))
+            cells[best] = f"**{cells[best]}**"
+            lines.append(f"| {problem} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += targets(results, table, problems)
+    lines += suggestion_cost(results, methods)
+    (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
+    plot(table, problems, methods, qs)
+    print(f"wrote {RESULTS / 'quality.md'} and {RESULTS / 'quality.png'}")
+
+
+def targets(results: list[dict], table: dict, problems: list[str]) -> list[str]:
+    lines = ["## Targets", "", "With 8 workers: kubetune gp's median regret against the better of scikit-optimize "
+             "`cl_min` and Optuna TPE (constant liar), and against random search; and the speed-up of 8 "
+             "workers over 1 in simulated time to reach the regret random search reaches after all evaluations.",
+             "", "| problem | kubetune gp | better peer | ≤ better peer | random | ≤ 0.3 × random | "
+             "time to random's regret, 1 worker | 8 workers | speed-up |",
+             "|---|---:|---:|:---:|---:|:---:|---:|---:|---:|"]
+
+    def median(problem: str, method: str, q: int = 8) -> float:
+        data = table.get((problem, method, q))
+        return float(np.median(data[:, -1])) if data is not None else float("nan")
+
+    for problem in problems:
+        ours = median(problem, "kubetune gp")
+        peers = [median(problem, m) for m in ("scikit-optimize cl_min", "Optuna TPE (constant liar)")]
+        peers = [p for p in peers if not np.isnan(p)]
+        peer = min(peers) if peers else float("nan")
+        rand = median(problem, "random", 1) if (problem, "random", 1) in table else median(problem, "random")
+        t1 = time_to_reach(results, problem, "kubetune gp", 1, rand)
+        t8 = time_to_reach(results, problem, "kubetune gp", 8, rand)
+        speedup = t1 / t8 if t8 > 0 else float("inf")
+        lines.append(f"| {problem} | {ours:.3g} | {peer:.3g} | {'yes' if ours <= peer else 'no'} | {rand:.3g} | "
+                     f"{'yes' if ours <= 0.3 * rand else 'no'} | {t1:.1f} | {t8:.1f} | {speedup:.1f}× |")
+    return lines + [""]
+
+
+def suggestion_cost(results: list[dict], methods: list[str]) -> list[str]:
+    lines = ["## Time spent suggesting", "", "Mean seconds per run spent in the method's ask and tell, 8 workers.",
+             "", "| method | seconds per run |", "|---|---:|"]
+    for method in methods:
+        spent = [r["suggest_seconds"] for r in results if r["method"] == method and r["q"] == 8]
+        if spent:
+            lines.append(f"| {method} | {np.mean(spent):.2f} |")
+    return lines + [""]
+
+
+def plot(table: dict, problems: list[str], methods: list[str], qs: list[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(qs), len(problems), figsize=(4.2 * len(problems), 3.2 * len(qs)), squeeze=False)
+    for row, q in enumerate(qs):
+        for col, problem in enumerate(problems):
+            ax = axes[row][col]
+            for method in methods:
+                data = table.get((problem, method, q))
+                if data is None:
+                    continue
+                x = np.arange(1, data.shape[1] + 1)
+                median = np.median(data, axis=0)
+                ax.plot(x, np.maximum(median, 1e-8), label=method, linewidth=2 if method == "kubetune gp" else 1)
+                ax.fill_between(x, np.maximum(np.quantile(data, 0.25, axis=0), 1e-8),
+                                np.maximum(np.quantile(data, 0.75, axis=0), 1e-8), alpha=0.15)
+            ax.set_yscale("log")
+            ax.set_title(f"{problem}, {q} worker{'s' if q > 1 else ''}", fontsize=10)
+            ax.set_xlabel("evaluations")
+            if col == 0:
+                ax.set_ylabel("simple regret")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "quality.png", dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--q", type=int, nargs="*", help="worker counts (default: the matrix in DEFAULT_MATRIX)")
+    parser.add_argument("--methods", nargs="*", default=[m for m in DEFAULT_MATRIX if "liar=" not in m])
+    parser.add_argument("--problems", nargs="*", default=list(PROBLEMS))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if not args.report_only:
+        tasks = [(problem, method, q, seed, args.budget)
+                 for method in args.methods for q in (args.q or DEFAULT_MATRIX[method])
+                 for problem in args.problems for seed in range(args.seeds)]
+        run(tasks, args.jobs)
+    report(args.budget)
+
+
+if __name__ == "__main__":
+    main()

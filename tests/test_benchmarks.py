@@ -1,0 +1,29 @@
+"""The benchmark harness itself: problems have the optima they claim, and the asynchronous simulation
+keeps q trials in flight and reports a monotone best-so-far curve."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks.problems import PROBLEMS, branin, hartmann6, six_hump_camel
+from benchmarks.quality import simulate
+
+
+def test_known_optima():
+    assert branin({"x1": math.pi, "x2": 2.275}) == pytest.approx(PROBLEMS["branin"].optimum, abs=1e-6)
+    assert six_hump_camel({"x": 0.0898, "y": -0.7126}) == pytest.approx(PROBLEMS["six-hump-camel"].optimum, abs=1e-4)
+    point = [0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573]
+    assert hartmann6({f"x{i}": v for i, v in enumerate(point)}) == pytest.approx(PROBLEMS["hartmann6"].optimum,
+                                                                                 abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["kubetune gp", "random"])
+def test_asynchronous_simulation(method):
+    result = simulate("branin", method, q=3, seed=0, budget=12)
+    assert len(result["best"]) == 12
+    assert all(a >= b for a, b in zip(result["best"], result["best"][1:], strict=False))
+    assert result["time"] == sorted(result["time"])
+    # three workers: the twelve unit-ish trials finish in about a third of the sequential time
+    assert result["time"][-1] < 0.6 * 12
