@@ -1,7 +1,8 @@
 """Fitting the GP hyperparameters by maximizing the log marginal likelihood.
 
 The model is ``signal * Matern52(one lengthscale per column) + noise``, on standardized targets; the
-parameters are optimized in log space by L-BFGS-B with analytic gradients, from the previous fit (warm
+parameters are optimized in log space (maximum a posteriori, with weak log-normal priors that matter only
+while there are few observations) by L-BFGS-B with analytic gradients, from the previous fit (warm
 start) and, on the first fit, a few random starts as well. The likelihood and its gradient are written out
 here rather than taken from scikit-learn's ``GaussianProcessRegressor``: for the few hundred rows a fit uses,
 scikit-learn spends most of its time on generic kernel machinery (a gradient tensor per kernel term,
@@ -23,6 +24,11 @@ LENGTHSCALE_BOUNDS = (1e-2, 2e1)
 SIGNAL_BOUNDS = (5e-2, 2e1)
 NOISE_BOUNDS = (1e-6, 5e-1)
 FIT_ITERATIONS = 60
+# Weak log-normal priors (mean, sd of the log) that keep a fit on few points from extreme values: the
+# maximum a posteriori fit is the likelihood fit once there are enough observations.
+PRIOR_LOG_LENGTHSCALE = (0.0, 1.5)
+PRIOR_LOG_SIGNAL = (0.0, 1.5)
+PRIOR_LOG_NOISE = (math.log(1e-3), 2.0)
 
 
 def default_hyperparameters(dims: int) -> Hyperparameters:
@@ -57,6 +63,10 @@ def negative_log_likelihood(theta: np.ndarray, S: np.ndarray, y: np.ndarray) -> 
     grad[:dims] = -0.5 * (S @ common.ravel()) * inv_sq
     grad[dims] = -0.5 * np.sum(W * (signal * matern))
     grad[dims + 1] = -0.5 * noise * np.trace(W)
+    means = np.r_[np.full(dims, PRIOR_LOG_LENGTHSCALE[0]), PRIOR_LOG_SIGNAL[0], PRIOR_LOG_NOISE[0]]
+    sds = np.r_[np.full(dims, PRIOR_LOG_LENGTHSCALE[1]), PRIOR_LOG_SIGNAL[1], PRIOR_LOG_NOISE[1]]
+    nll += 0.5 * float(np.sum(((theta - means) / sds) ** 2))
+    grad += (theta - means) / sds**2
     return float(nll), grad
 
 
