@@ -1,0 +1,74 @@
+"""A trial's Pod, rendered as a plain dict from the experiment's ``trialTemplate``.
+
+The same placeholders and environment variables as a local run (:mod:`kubetune.core.template`), plus what
+a cluster needs: ``restartPolicy: Never`` (a retry is a new pod, counted by the operator),
+``activeDeadlineSeconds`` from ``timeoutSeconds``, the ``kubetune.io/experiment`` and ``kubetune.io/trial``
+labels, the CPU and memory requests, and the GPU request translated by :mod:`kubetune.core.gpu_sharing`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kubetune.core.gpu_sharing import GpuSharing, place
+from kubetune.core.spec import Experiment
+from kubetune.core.template import substitute_all, trial_environment
+
+EXPERIMENT_LABEL = "kubetune.io/experiment"
+TRIAL_LABEL = "kubetune.io/trial"
+ATTEMPT_LABEL = "kubetune.io/attempt"
+
+
+def pod_name(trial: str, attempt: int) -> str:
+    """The first attempt's pod carries the trial's name; retries add ``-r<attempt>``."""
+    return trial if attempt <= 1 else f"{trial}-r{attempt}"
+
+
+def render_pod(
+    experiment: Experiment,
+    trial: str,
+    params: dict[str, Any],
+    sharing: GpuSharing,
+    attempt: int = 1,
+    owner: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The Pod for one attempt of ``trial``. ``owner`` is an ownerReference (the Trial)."""
+    spec = experiment.spec
+    template = spec.trial_template
+    pod_spec = substitute_all(copy.deepcopy(template.spec), params, trial, experiment.name)
+    pod_spec["restartPolicy"] = "Never"
+    if template.timeout_seconds:
+        pod_spec["activeDeadlineSeconds"] = template.timeout_seconds
+    environment = [{"name": k, "value": v} for k, v in trial_environment(params, trial, experiment.name).items()]
+    for container in pod_spec["containers"]:
+        known = {e["name"] for e in environment}
+        container["env"] = [e for e in container.get("env") or [] if e.get("name") not in known] + environment
+    placement = place(template.resources.gpu, sharing.for_experiment(experiment.metadata.annotations))
+    first = pod_spec["containers"][0]
+    resources = first.setdefault("resources", {})
+    requests = resources.setdefault("requests", {})
+    if template.resources.cpu is not None:
+        requests.setdefault("cpu", str(template.resources.cpu))
+    if template.resources.memory is not None:
+        requests.setdefault("memory", str(template.resources.memory))
+    if placement.limits:
+        resources.setdefault("limits", {}).update({k: str(v) for k, v in placement.limits.items()})
+    if not requests:
+        del resources["requests"]
+    if not resources:
+        del first["resources"]
+    if placement.scheduler_name:
+        pod_spec["schedulerName"] = placement.scheduler_name
+    metadata: dict[str, Any] = {
+        "name": pod_name(trial, attempt),
+        "labels": {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: trial, ATTEMPT_LABEL: str(attempt),
+                   **placement.labels},
+    }
+    if experiment.metadata.namespace:
+        metadata["namespace"] = experiment.metadata.namespace
+    if placement.annotations:
+        metadata["annotations"] = dict(placement.annotations)
+    if owner:
+        metadata["ownerReferences"] = [owner]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
