@@ -37,6 +37,8 @@ class _Model(BaseModel):
 
 
 class Objective(_Model):
+    """What the search optimizes."""
+
     metric: str = Field(description="Name of the metric the trials report and the optimizer optimizes.")
     direction: Literal["maximize", "minimize"] = Field(description="Whether larger or smaller is better.")
     target: float | None = Field(
@@ -137,6 +139,8 @@ class Parameter(_Model):
 
 
 class Algorithm(_Model):
+    """The search strategy and its settings."""
+
     name: Literal["gp", "random", "grid", "sobol"] = Field(
         default="gp", description="Search strategy: gp (asynchronous constant-liar GP) | random | grid | sobol."
     )
@@ -144,6 +148,8 @@ class Algorithm(_Model):
 
 
 class Resources(_Model):
+    """What one trial needs."""
+
     cpu: str | int | float | None = Field(default=None, description="CPU request, a Kubernetes quantity.")
     memory: str | int | None = Field(default=None, description="Memory request, a Kubernetes quantity.")
     gpu: float = Field(
@@ -166,6 +172,8 @@ class Resources(_Model):
 
 
 class MetricsCollector(_Model):
+    """Where a trial's metrics are read from."""
+
     kind: Literal["stdout", "file"] = Field(
         default="stdout", description="stdout: parse the trial's output; file: parse a file it writes."
     )
@@ -181,6 +189,8 @@ class MetricsCollector(_Model):
 
 
 class TrialTemplate(_Model):
+    """How each trial runs."""
+
     timeout_seconds: int | None = Field(default=None, gt=0, description="Kill a trial running longer.")
     retries: int = Field(default=0, ge=0, description="Re-runs of a failed trial before it counts as failed.")
     resources: Resources = Field(default_factory=Resources)
@@ -229,6 +239,8 @@ class Metadata(BaseModel):
 
 
 class ExperimentSpec(_Model):
+    """The desired search: space, objective, algorithm, limits and the trial template."""
+
     objective: Objective
     parameters: list[Parameter] = Field(min_length=1, description="The search space.")
     algorithm: Algorithm = Field(default_factory=Algorithm)

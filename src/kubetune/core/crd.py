@@ -1,0 +1,149 @@
+"""CustomResourceDefinitions generated from the pydantic models, so the cluster validates exactly what the
+CLI and the operator accept.
+
+pydantic writes JSON Schema; a CRD needs a *structural* OpenAPI v3 schema. :func:`structural` converts:
+references are inlined, ``Optional`` becomes ``nullable``, ``Literal`` becomes an ``enum``, ``gt`` becomes
+``exclusiveMinimum``, and free-form parts (the embedded PodSpec, algorithm settings, parameter values of
+mixed types) keep their unknown fields with ``x-kubernetes-preserve-unknown-fields``, which is used nowhere
+else. Titles, defaults (pydantic applies them) and ``additionalProperties: false`` (the API server prunes
+unknown fields instead) are dropped. ``kubetune crds`` writes the result to ``crds/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from kubetune.core.resources import ExperimentStatus, TrialSpec, TrialStatus
+from kubetune.core.spec import ExperimentSpec
+
+GROUP = "kubetune.io"
+VERSION = "v1alpha1"
+PRESERVE = "x-kubernetes-preserve-unknown-fields"
+_JSON_TYPES = {"string", "integer", "number", "boolean", "object", "array"}
+
+
+def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A structural OpenAPI v3 schema for one pydantic JSON Schema node."""
+    defs = schema.get("$defs", {}) if defs is None else defs
+    if "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return structural(merged, defs)
+    variants = schema.get("anyOf") or schema.get("oneOf")
+    if variants:
+        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
+        concrete = [v for v in variants if v.get("type") != "null"]
+        nullable = len(concrete) < len(variants)
+        if len(concrete) == 1:
+            out = structural({**concrete[0], **rest}, defs)
+        elif {v.get("type") for v in concrete} == {"string", "integer"}:
+            out = {"x-kubernetes-int-or-string": True, **_describe(rest)}
+        else:  # a union of scalar types (a quantity, a categorical value): any JSON value
+            out = {PRESERVE: True, **_describe(rest)}
+        if nullable:
+            out["nullable"] = True
+        return out
+    out: dict[str, Any] = _describe(schema)
+    kind = schema.get("type")
+    if "const" in schema:
+        out.update(type=kind or "string", enum=[schema["const"]])
+        return out
+    if "enum" in schema:
+        out.update(type=kind or "string", enum=list(schema["enum"]))
+        return out
+    if kind is None or kind not in _JSON_TYPES:
+        return {PRESERVE: True, **out}
+    out["type"] = kind
+    if kind == "object":
+        properties = schema.get("properties")
+        if properties:
+            out["properties"] = {name: structural(sub, defs) for name, sub in properties.items()}
+            if schema.get("required"):
+                out["required"] = list(schema["required"])
+        else:
+            extra = schema.get("additionalProperties")
+            values = structural(extra, defs) if isinstance(extra, dict) and extra else {}
+            if "type" in values:
+                out["additionalProperties"] = values
+            else:  # a map of values of any type
+                out[PRESERVE] = True
+    elif kind == "array":
+        out["items"] = structural(schema.get("items", {}), defs)
+        for key in ("minItems", "maxItems"):
+            if key in schema:
+                out[key] = schema[key]
+    else:
+        for key in ("minimum", "maximum", "pattern", "minLength", "maxLength", "format"):
+            if key in schema:
+                out[key] = schema[key]
+        for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if key in schema:
+                out[bound] = schema[key]
+                out[key] = True
+    return out
+
+
+def _describe(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": schema["description"]} if schema.get("description") else {}
+
+
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return structural(model.model_json_schema(by_alias=True, mode="validation"))
+
+
+def _crd(kind: str, plural: str, short: list[str], spec: type[BaseModel], status: type[BaseModel],
+         columns: list[dict[str, Any]], description: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "description": description,
+        "properties": {"spec": _model_schema(spec), "status": _model_schema(status)},
+        "required": ["spec"],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(),
+                      "shortNames": short, "categories": ["kubetune"]},
+            "versions": [{
+                "name": VERSION, "served": True, "storage": True,
+                "schema": {"openAPIV3Schema": schema},
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": columns,
+            }],
+        },
+    }
+
+
+def experiment_crd() -> dict[str, Any]:
+    columns = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Running", "type": "integer", "jsonPath": ".status.trials.running"},
+        {"name": "Succeeded", "type": "integer", "jsonPath": ".status.trials.succeeded"},
+        {"name": "Failed", "type": "integer", "jsonPath": ".status.trials.failed"},
+        {"name": "Best", "type": "number", "jsonPath": ".status.best.value"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return _crd("Experiment", "experiments", ["kexp"], ExperimentSpec, ExperimentStatus, columns,
+                "A hyperparameter search: a space, an objective and a trial pod template.")
+
+
+def trial_crd() -> dict[str, Any]:
+    columns = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Value", "type": "number", "jsonPath": ".status.value"},
+        {"name": "Experiment", "type": "string", "jsonPath": ".spec.experiment"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return _crd("Trial", "trials", ["ktrial"], TrialSpec, TrialStatus, columns,
+                "One evaluation of an Experiment's objective at one parameter assignment.")
+
+
+def all_crds() -> dict[str, dict[str, Any]]:
+    """File name -> CRD."""
+    return {"experiments.kubetune.io.yaml": experiment_crd(), "trials.kubetune.io.yaml": trial_crd()}

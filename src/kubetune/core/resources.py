@@ -1,0 +1,76 @@
+"""The cluster-side records: the ``Trial`` resource and the ``status`` of an ``Experiment``.
+
+Like the manifest (:mod:`kubetune.core.spec`), these pydantic models are the one source of truth: the CRD
+schemas are generated from them and the operator writes exactly these shapes. The Experiment status holds
+counts, the best trial and conditions, never a list that grows with the number of trials, so an experiment
+of 10,000 trials stays far below the object size limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "MetricsUnavailable", "Killed"]
+ExperimentPhase = Literal["Created", "Running", "Succeeded", "Failed"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+
+class TrialSpec(_Record):
+    experiment: str = Field(description="The Experiment this trial belongs to.")
+    number: int = Field(ge=0, description="The trial's number within its experiment.")
+    params: dict[str, Any] = Field(description="The parameter assignment.")
+
+
+class TrialStatus(_Record):
+    phase: TrialPhase = Field(default="Pending", description="Where the trial is in its life.")
+    value: float | None = Field(default=None, description="The objective value, once Succeeded.")
+    metrics: dict[str, float | None] = Field(default_factory=dict, description="Final value of each metric.")
+    attempts: int = Field(default=0, ge=0, description="Pods started for this trial (retries included).")
+    pod: str | None = Field(default=None, description="The pod of the current or last attempt.")
+    reason: str | None = Field(default=None, description="Why the trial ended as it did, in one word.")
+    message: str | None = Field(default=None, description="Why the trial ended as it did, for people.")
+    exit_code: int | None = Field(default=None, description="Exit status of the trial container.")
+    start_time: str | None = Field(default=None, description="When the current attempt's pod was created.")
+    completion_time: str | None = Field(default=None, description="When the trial ended.")
+
+
+class TrialCounts(_Record):
+    created: int = 0
+    pending: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    metrics_unavailable: int = 0
+    killed: int = 0
+
+
+class BestTrial(_Record):
+    trial: str
+    params: dict[str, Any]
+    value: float
+
+
+class Condition(_Record):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str | None = None
+
+
+class ExperimentStatus(_Record):
+    phase: ExperimentPhase = Field(default="Created", description="Created, Running, Succeeded or Failed.")
+    reason: str | None = Field(default=None, description="Why the experiment is in its phase, in one word.")
+    message: str | None = Field(default=None, description="Why the experiment is in its phase, for people.")
+    trials: TrialCounts = Field(default_factory=TrialCounts, description="Trials by state.")
+    best: BestTrial | None = Field(default=None, description="The best trial so far.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, InvalidSpec and similar.")
+    observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
+    start_time: str | None = None
+    completion_time: str | None = None
