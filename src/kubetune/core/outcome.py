@@ -1,0 +1,110 @@
+"""What a trial pod's status says about the trial: still going, or ended, and with which result.
+
+A pod is read the way the kubelet reports it: ``status.phase``, the trial container's
+``state.terminated`` (exit code, reason, termination message), and the pod-level reason (``Evicted``,
+``DeadlineExceeded`` when ``activeDeadlineSeconds`` ran out). Metrics come from the termination message when
+it holds the summary :func:`kubetune.report` writes there, otherwise from the container log, which the
+caller fetches only when :func:`needs_log` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubetune.core.metrics import MetricLog, final_metrics, objective_value, parse_text
+from kubetune.core.spec import Objective
+
+
+@dataclass
+class Outcome:
+    state: str  # Pending | Running | Succeeded | Failed | MetricsUnavailable
+    value: float | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    reason: str | None = None
+    message: str | None = None
+    exit_code: int | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.state not in ("Pending", "Running")
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    name = pod.get("spec", {}).get("containers", [{}])[0].get("name")
+    for status in statuses:
+        if status.get("name") == name:
+            return (status.get("state") or {}).get("terminated")
+    return None
+
+
+def summary_from_message(message: str | None) -> dict[str, dict[str, float]] | None:
+    """The per-metric summary (count, latest, min, max) the SDK leaves in the termination message."""
+    if not message:
+        return None
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return None
+    metrics = document.get("kubetune", {}).get("metrics") if isinstance(document, dict) else None
+    return metrics if isinstance(metrics, dict) else None
+
+
+def needs_log(pod: dict[str, Any]) -> bool:
+    """True when the pod ended with exit code 0 and left no metrics summary: read its log instead."""
+    terminated = _terminated(pod)
+    if not terminated or terminated.get("exitCode") != 0:
+        return False
+    return summary_from_message(terminated.get("message")) is None
+
+
+def outcome(pod: dict[str, Any], objective: Objective, log: str | None = None) -> Outcome:
+    status = pod.get("status", {})
+    phase = status.get("phase", "Pending")
+    terminated = _terminated(pod)
+    if phase in ("Pending", "Running") and terminated is None:
+        return Outcome(phase)
+    if phase == "Failed" and terminated is None:
+        reason = status.get("reason") or "PodFailed"
+        if reason == "DeadlineExceeded":
+            return Outcome("Failed", reason="Timeout", message="ran longer than timeoutSeconds")
+        return Outcome("Failed", reason=reason, message=status.get("message") or f"the pod failed ({reason})")
+    terminated = terminated or {}
+    exit_code = terminated.get("exitCode")
+    if exit_code != 0:
+        reason = terminated.get("reason") or "Error"
+        detail = (terminated.get("message") or "").strip().splitlines()[-3:]
+        message = f"exited with status {exit_code} ({reason})" + (": " + " | ".join(detail) if detail else "")
+        return Outcome("Failed", reason="ExitCode", message=message[:500], exit_code=exit_code)
+    return _metrics_outcome(terminated.get("message"), log, objective)
+
+
+def _metrics_outcome(message: str | None, log: str | None, objective: Objective) -> Outcome:
+    names = [objective.metric, *objective.additional_metrics]
+    summary = summary_from_message(message)
+    if summary is not None:
+        value = _summary_value(summary.get(objective.metric), objective.strategy)
+        metrics = {n: _finite(summary[n].get("latest")) for n in names if n in summary}
+        if objective.metric in summary:
+            metrics[objective.metric] = value
+    else:
+        parsed: MetricLog = parse_text(log or "", names)
+        value = objective_value(parsed, objective.metric, objective.strategy)
+        metrics = final_metrics(parsed, objective.metric, objective.strategy)
+    if value is None:
+        return Outcome("MetricsUnavailable", metrics=metrics, reason="MetricsUnavailable", exit_code=0,
+                       message=f"the trial exited 0 without a finite {objective.metric}")
+    return Outcome("Succeeded", value=value, metrics=metrics, exit_code=0)
+
+
+def _summary_value(entry: dict[str, float] | None, strategy: str) -> float | None:
+    if not entry:
+        return None
+    return _finite(entry.get(strategy))
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

@@ -1,0 +1,91 @@
+"""The operator's view of the Kubernetes API: the few calls it makes, behind one small protocol.
+
+:class:`KubernetesApi` implements it with the official ``kubernetes`` client, each call in a worker thread
+so the event loop never blocks; tests implement it in memory. Listing is by the ``kubetune.io/experiment``
+label, and results are filtered again on this side, so a server that ignores selectors does no harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Protocol
+
+from kubetune.core.crd import GROUP, VERSION
+from kubetune.core.pods import EXPERIMENT_LABEL
+
+
+class Conflict(Exception):
+    """The object already exists."""
+
+
+class NotFound(Exception):
+    """The object does not exist."""
+
+
+class ClusterApi(Protocol):
+    async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]: ...
+    async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    async def delete(self, kind: str, namespace: str, name: str) -> None: ...
+    async def pod_log(self, namespace: str, name: str, container: str) -> str: ...
+
+
+def belongs(obj: dict[str, Any], experiment: str) -> bool:
+    return obj.get("metadata", {}).get("labels", {}).get(EXPERIMENT_LABEL) == experiment
+
+
+class KubernetesApi:
+    """:class:`ClusterApi` over the official client (in-cluster config or the user's kubeconfig)."""
+
+    def __init__(self, api_client: Any = None):
+        from kubernetes import client, config
+
+        if api_client is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api_client = client.ApiClient()
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+        self._exceptions = client.exceptions
+
+    async def _call(self, function, *args, **kwargs):
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except self._exceptions.ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(str(exc.reason)) from None
+            if exc.status == 404:
+                raise NotFound(str(exc.reason)) from None
+            raise
+
+    async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        selector = f"{EXPERIMENT_LABEL}={experiment}"
+        if kind == "pods":
+            result = await self._call(self._core.list_namespaced_pod, namespace, label_selector=selector,
+                                      _preload_content=False)
+        else:
+            result = await self._call(self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, kind,
+                                      label_selector=selector, _preload_content=False)
+        items = json.loads(result.data).get("items", [])
+        return [item for item in items if belongs(item, experiment)]
+
+    async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        if kind == "pods":
+            return await self._call(self._core.create_namespaced_pod, namespace, body)
+        return await self._call(self._custom.create_namespaced_custom_object, GROUP, VERSION, namespace, kind, body)
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._call(self._custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, kind, name,
+                         {"status": status})
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        if kind == "pods":
+            await self._call(self._core.delete_namespaced_pod, name, namespace)
+        else:
+            await self._call(self._custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, kind, name)
+
+    async def pod_log(self, namespace: str, name: str, container: str) -> str:
+        return await self._call(self._core.read_namespaced_pod_log, name, namespace, container=container)

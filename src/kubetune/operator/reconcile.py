@@ -1,0 +1,280 @@
+"""One reconciliation pass over one Experiment: read what exists, decide, act.
+
+Level-triggered, as Katib and every sound controller do it: each pass lists the experiment's Trials and
+Pods, brings each trial up to date with its pod (collecting metrics when the pod has ended, starting a
+retry pod when the budget allows), asks :func:`kubetune.core.plan.decide` what should happen, and does it.
+Nothing lives only in memory: the optimizer kept per experiment is a cache rebuilt from the Trials after a
+restart, trial names (``<experiment>-<n>``) and pod names are deterministic, and creating an object that
+exists already is not an error, so a pass interrupted at any point is completed by the next one.
+
+Writes per trial: create the Trial, create its Pod, mark it Running, record its result (4), plus a pod
+and a status patch per retry; the Experiment status is patched only when it changed, at a bounded rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubetune.core.crd import GROUP, VERSION
+from kubetune.core.engine import Optimizer
+from kubetune.core.errors import ManifestError
+from kubetune.core.gpu_sharing import GpuSharing, GpuSharingError, place
+from kubetune.core.manifest import load_experiment
+from kubetune.core.outcome import needs_log, outcome
+from kubetune.core.plan import Limits, TrialView, best_value, decide, should_retry
+from kubetune.core.pods import ATTEMPT_LABEL, EXPERIMENT_LABEL, TRIAL_LABEL, pod_name, render_pod
+from kubetune.core.records import iso, trial_name
+from kubetune.core.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
+from kubetune.core.spec import Experiment
+from kubetune.operator.api import ClusterApi, Conflict, NotFound
+
+logger = logging.getLogger("kubetune.operator")
+ACTIVE = ("Pending", "Running")
+STATUS_INTERVAL_SECONDS = 2.0
+
+
+@dataclass
+class _Cache:
+    optimizer: Optimizer
+    generation_key: tuple
+    pending: set[str] = field(default_factory=set)  # trial numbers the optimizer holds as pending
+    last_status: dict[str, Any] | None = None
+    last_patch: float = 0.0
+
+
+@dataclass
+class PassResult:
+    status: dict[str, Any]
+    done: bool
+
+
+class Reconciler:
+    def __init__(self, api: ClusterApi, sharing: GpuSharing, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 monotonic: Callable[[], float] | None = None):
+        self.api = api
+        self.sharing = sharing
+        self.clock = clock
+        self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
+        self._caches: dict[str, _Cache] = {}
+
+    async def reconcile(self, body: dict[str, Any]) -> PassResult:
+        meta = body["metadata"]
+        namespace, name = meta.get("namespace", "default"), meta["name"]
+        current = body.get("status") or {}
+        if current.get("phase") in ("Succeeded", "Failed"):
+            return PassResult(current, done=True)
+        try:
+            experiment = load_experiment({k: v for k, v in body.items() if k != "status"})
+            sharing = self.sharing.for_experiment(meta.get("annotations") or {})
+            place(experiment.spec.trial_template.resources.gpu, sharing)
+        except (ManifestError, GpuSharingError) as exc:
+            message = exc.describe() if isinstance(exc, ManifestError) else str(exc)
+            status = ExperimentStatus(phase="Failed", reason="InvalidSpec", message=message, conditions=[
+                Condition(type="Ready", status="False", reason="InvalidSpec", message=message,
+                          last_transition_time=iso(self.clock()))])
+            dumped = status.model_dump(by_alias=True, exclude_none=True)
+            await self.api.patch_status("experiments", namespace, name, dumped)
+            return PassResult(dumped, done=True)
+        experiment.metadata.namespace = namespace
+        trials = {t["metadata"]["name"]: t for t in await self.api.list("trials", namespace, name)}
+        pods = {p["metadata"]["name"]: p for p in await self.api.list("pods", namespace, name)}
+        cache = self._cache(body, experiment, trials)
+        for trial in sorted(trials.values(), key=_number):
+            if (trial.get("status") or {}).get("phase", "Pending") in ACTIVE:
+                await self._follow(experiment, trial, pods, cache)
+        views = [TrialView(t["metadata"]["name"], _phase(t), (t.get("status") or {}).get("value"))
+                 for t in trials.values()]
+        decision = decide(Limits.from_spec(experiment.spec), views, cache.optimizer.exhausted)
+        if decision.stop_running:
+            await self._stop(experiment, trials, pods, decision.reason, cache)
+        elif decision.create:
+            await self._create(experiment, body, trials, decision.create, cache)
+        status = self._status(experiment, trials.values(), decision, current)
+        done = decision.phase != "Running" and not any(_phase(t) in ACTIVE for t in trials.values())
+        if not done and status["phase"] != "Running":
+            status["phase"] = "Running"
+        await self._patch_experiment_status(namespace, name, status, cache, force=done)
+        return PassResult(status, done=done)
+
+    # -- optimizer cache -----------------------------------------------------------------------------------
+    def _cache(self, body: dict[str, Any], experiment: Experiment, trials: dict[str, dict]) -> _Cache:
+        spec = experiment.spec
+        key = (spec.model_dump_json(include={"parameters", "objective", "algorithm", "seed"}),)
+        uid = body["metadata"].get("uid") or f"{experiment.metadata.namespace}/{experiment.name}"
+        cache = self._caches.get(uid)
+        if cache is not None and cache.generation_key == key:
+            return cache
+        past = [{"id": str(t["spec"]["number"]), "params": t["spec"]["params"], "state": _phase(t),
+                 "value": (t.get("status") or {}).get("value")} for t in trials.values()]
+        optimizer = Optimizer(spec.parameters, direction=spec.objective.direction, algorithm=spec.algorithm.name,
+                              settings=spec.algorithm.settings, seed=spec.seed, trials=past)
+        cache = _Cache(optimizer, key, pending=set(optimizer.pending))
+        self._caches[uid] = cache
+        return cache
+
+    def forget(self, uid: str) -> None:
+        self._caches.pop(uid, None)
+
+    # -- following running trials --------------------------------------------------------------------------
+    async def _follow(self, experiment: Experiment, trial: dict, pods: dict[str, dict], cache: _Cache) -> None:
+        namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
+        status = dict(trial.get("status") or {})
+        attempts = max(status.get("attempts", 0), _pod_attempts(pods, name))
+        if attempts == 0:
+            await self._start_pod(experiment, trial, 1, status)
+            return
+        pod = pods.get(pod_name(name, attempts))
+        if pod is None:
+            result_state, reason, message = "Failed", "PodDeleted", "the trial's pod disappeared"
+            result = None
+        else:
+            log = None
+            if needs_log(pod):
+                try:
+                    container = pod["spec"]["containers"][0]["name"]
+                    log = await self.api.pod_log(namespace, pod["metadata"]["name"], container)
+                except NotFound:
+                    log = ""
+            result = outcome(pod, experiment.spec.objective, log)
+            if not result.ended:
+                if result.state == "Running" and status.get("phase") != "Running":
+                    status.update(phase="Running", attempts=attempts, pod=pod["metadata"]["name"])
+                    await self._patch_trial(namespace, name, status, trial)
+                return
+            result_state, reason, message = result.state, result.reason, result.message
+        if should_retry(result_state, attempts, experiment.spec.trial_template.retries):
+            status.update(message=f"attempt {attempts} failed ({message}); retrying")
+            await self._start_pod(experiment, trial, attempts + 1, status)
+            return
+        status.update(phase=result_state, attempts=attempts, reason=reason, message=message,
+                      completionTime=iso(self.clock()))
+        if result is not None:
+            status.update(value=result.value, metrics=result.metrics, exitCode=result.exit_code)
+        await self._patch_trial(namespace, name, {k: v for k, v in status.items() if v is not None}, trial)
+        self._record(cache, trial, result_state, status.get("value"))
+
+    def _record(self, cache: _Cache, trial: dict, state: str, value: float | None) -> None:
+        number = str(trial["spec"]["number"])
+        if number not in cache.pending:
+            return
+        cache.pending.discard(number)
+        if state == "Succeeded" and value is not None:
+            cache.optimizer.tell(number, value)
+        else:
+            cache.optimizer.fail(number)
+
+    async def _start_pod(self, experiment: Experiment, trial: dict, attempt: int, status: dict) -> None:
+        namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
+        owner = _owner(trial, "Trial")
+        pod = render_pod(experiment, name, trial["spec"]["params"], self.sharing, attempt=attempt, owner=owner)
+        with contextlib.suppress(Conflict):  # created by an earlier pass that was cut short
+            await self.api.create("pods", namespace, pod)
+        status.update(phase="Pending", attempts=attempt, pod=pod["metadata"]["name"], startTime=iso(self.clock()))
+        await self._patch_trial(namespace, name, status, trial)
+
+    async def _patch_trial(self, namespace: str, name: str, status: dict, trial: dict) -> None:
+        await self.api.patch_status("trials", namespace, name, status)
+        trial["status"] = status
+
+    # -- creating and stopping -------------------------------------------------------------------------------
+    async def _create(self, experiment: Experiment, body: dict, trials: dict[str, dict], count: int,
+                      cache: _Cache) -> None:
+        # The GP may take a while with thousands of trials: keep the event loop free for other experiments.
+        suggestions = await asyncio.to_thread(cache.optimizer.ask, count)
+        namespace = experiment.metadata.namespace
+        for suggestion in suggestions:
+            cache.pending.add(suggestion.id)
+            number = int(suggestion.id)
+            name = trial_name(experiment.name, number)
+            trial = {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "Trial",
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: name},
+                             "ownerReferences": [_owner(body, "Experiment")]},
+                "spec": {"experiment": experiment.name, "number": number, "params": suggestion.params},
+            }
+            try:
+                created = await self.api.create("trials", namespace, trial)
+            except Conflict:
+                created = trial
+            trial = {**trial, "metadata": {**trial["metadata"], **(created.get("metadata") or {})}}
+            trials[name] = trial
+            pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=1, owner=_owner(trial, "Trial"))
+            with contextlib.suppress(Conflict):
+                await self.api.create("pods", namespace, pod)
+            trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
+
+    async def _stop(self, experiment: Experiment, trials: dict[str, dict], pods: dict[str, dict], reason: str,
+                    cache: _Cache) -> None:
+        namespace = experiment.metadata.namespace
+        for name, trial in trials.items():
+            status = dict(trial.get("status") or {})
+            if status.get("phase", "Pending") not in ACTIVE:
+                continue
+            for pod in [p for p in pods.values() if p["metadata"].get("labels", {}).get(TRIAL_LABEL) == name]:
+                with contextlib.suppress(NotFound):
+                    await self.api.delete("pods", namespace, pod["metadata"]["name"])
+            status.update(phase="Killed", reason=reason, message=f"experiment ended: {reason}",
+                          completionTime=iso(self.clock()))
+            await self._patch_trial(namespace, name, status, trial)
+            self._record(cache, trial, "Killed", None)
+
+    # -- experiment status ---------------------------------------------------------------------------------
+    def _status(self, experiment: Experiment, trials, decision, current: dict) -> dict[str, Any]:
+        trials = list(trials)
+        counts = TrialCounts(created=len(trials))
+        for trial in trials:
+            field_name = {"MetricsUnavailable": "metrics_unavailable"}.get(_phase(trial), _phase(trial).lower())
+            setattr(counts, field_name, getattr(counts, field_name) + 1)
+        views = [TrialView(t["metadata"]["name"], _phase(t), (t.get("status") or {}).get("value")) for t in trials]
+        best_val = best_value(views, experiment.spec.objective.direction)
+        best = None
+        if best_val is not None:
+            top = next(t for t in trials if _phase(t) == "Succeeded" and t["status"].get("value") == best_val)
+            best = BestTrial(trial=top["metadata"]["name"], params=top["spec"]["params"], value=best_val)
+        done = decision.phase != "Running"
+        status = ExperimentStatus(
+            phase=decision.phase, reason=decision.reason, message=decision.message, trials=counts, best=best,
+            start_time=current.get("startTime") or iso(self.clock()),
+            completion_time=iso(self.clock()) if done else None,
+            conditions=[Condition(type="Ready", status="True" if not done else "False", reason=decision.reason,
+                                  message=decision.message)],
+        )
+        return status.model_dump(by_alias=True, exclude_none=True)
+
+    async def _patch_experiment_status(self, namespace: str, name: str, status: dict, cache: _Cache,
+                                       force: bool) -> None:
+        comparable = {k: v for k, v in status.items() if k not in ("completionTime",)}
+        if comparable == cache.last_status:
+            return
+        now = self.monotonic()
+        if not force and now - cache.last_patch < STATUS_INTERVAL_SECONDS and cache.last_status is not None:
+            return
+        await self.api.patch_status("experiments", namespace, name, status)
+        cache.last_status, cache.last_patch = comparable, now
+
+
+def _phase(trial: dict) -> str:
+    return (trial.get("status") or {}).get("phase", "Pending")
+
+
+def _number(trial: dict) -> int:
+    return int(trial["spec"]["number"])
+
+
+def _pod_attempts(pods: dict[str, dict], trial: str) -> int:
+    attempts = [int(p["metadata"].get("labels", {}).get(ATTEMPT_LABEL, 1)) for p in pods.values()
+                if p["metadata"].get("labels", {}).get(TRIAL_LABEL) == trial]
+    return max(attempts, default=0)
+
+
+def _owner(obj: dict, kind: str) -> dict[str, Any]:
+    meta = obj.get("metadata", {})
+    return {"apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"), "kind": kind, "name": meta["name"],
+            "uid": meta.get("uid", ""), "controller": True, "blockOwnerDeletion": True}

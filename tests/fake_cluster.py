@@ -1,0 +1,125 @@
+"""An in-memory cluster for the reconciler's tests: the ClusterApi protocol over dicts, plus a test
+kubelet that moves pods through their phases the way a real one reports them.
+
+The kubelet runs each trial "container" by evaluating ``(x - 2)^2`` from the pod's KUBETUNE_PARAMS and
+writes the SDK's termination-message summary, or plain log output, or a failure, as a test asks.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import uuid
+from collections import Counter
+from typing import Any
+
+from kubetune.operator.api import Conflict, NotFound, belongs
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.logs: dict[tuple[str, str], str] = {}
+        self.writes: Counter[str] = Counter()
+        self.max_active_pods = 0
+        self._rv = itertools.count(1)
+
+    # -- ClusterApi ---------------------------------------------------------------------------------------
+    async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (k, ns, _), o in self.objects.items()
+                if k == kind and ns == namespace and belongs(o, experiment)]
+
+    async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        key = (kind, namespace, body["metadata"]["name"])
+        if key in self.objects:
+            raise Conflict(key)
+        self.writes[f"create {kind}"] += 1
+        obj = copy.deepcopy(body)
+        obj["metadata"].update(uid=str(uuid.uuid4()), namespace=namespace, resourceVersion=str(next(self._rv)))
+        self.objects[key] = obj
+        self._count_active()
+        return copy.deepcopy(obj)
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        key = (kind, namespace, name)
+        if key not in self.objects:
+            raise NotFound(key)
+        self.writes[f"status {kind}"] += 1
+        self.objects[key]["status"] = copy.deepcopy(status)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        if self.objects.pop((kind, namespace, name), None) is None:
+            raise NotFound(name)
+        self.writes[f"delete {kind}"] += 1
+
+    async def pod_log(self, namespace: str, name: str, container: str) -> str:
+        if ("pods", namespace, name) not in self.objects:
+            raise NotFound(name)
+        return self.logs.get((namespace, name), "")
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def add_experiment(self, document: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+        obj = copy.deepcopy(document)
+        obj["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()))
+        self.objects[("experiments", namespace, obj["metadata"]["name"])] = obj
+        return obj
+
+    def experiment(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        return copy.deepcopy(self.objects[("experiments", namespace, name)])
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [o for (k, _, _), o in self.objects.items() if k == kind]
+
+    def active_pods(self) -> list[dict[str, Any]]:
+        active = ("Pending", "Running")
+        return [p for p in self.of_kind("pods") if p.get("status", {}).get("phase", "Pending") in active]
+
+    def _count_active(self) -> None:
+        self.max_active_pods = max(self.max_active_pods, len(self.active_pods()))
+
+
+class FakeKubelet:
+    """Moves pods Pending -> Running -> Succeeded/Failed. ``behaviour(params, pod) -> str`` picks the ending:
+    "sdk" (termination-message summary), "log" (metrics only in the log), "fail", "evict", "nometrics"."""
+
+    def __init__(self, cluster: FakeCluster, behaviour=lambda params, pod: "sdk"):
+        self.cluster = cluster
+        self.behaviour = behaviour
+
+    def step(self, finish: int | None = None) -> int:
+        """Starts every pending pod, then finishes up to ``finish`` running pods (all by default)."""
+        finished = 0
+        for pod in sorted(self.cluster.of_kind("pods"), key=lambda p: p["metadata"]["name"]):
+            status = pod.setdefault("status", {"phase": "Pending"})
+            if status["phase"] == "Pending":
+                status.update(phase="Running", containerStatuses=[
+                    {"name": pod["spec"]["containers"][0]["name"], "state": {"running": {}}}])
+            elif status["phase"] == "Running" and (finish is None or finished < finish):
+                self._finish(pod)
+                finished += 1
+        return finished
+
+    def _finish(self, pod: dict[str, Any]) -> None:
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
+        params = json.loads(env["KUBETUNE_PARAMS"])
+        value = (float(params.get("x", 0.0)) - 2.0) ** 2
+        ending = self.behaviour(params, pod)
+        name = pod["spec"]["containers"][0]["name"]
+        meta = pod["metadata"]
+        if ending == "evict":
+            pod["status"] = {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."}
+            return
+        if ending == "fail":
+            terminated = {"exitCode": 2, "reason": "Error", "message": "Traceback: boom"}
+            phase = "Failed"
+        elif ending == "log":
+            self.cluster.logs[(meta["namespace"], meta["name"])] = f"epoch 1: loss={value}\n"
+            terminated, phase = {"exitCode": 0, "reason": "Completed"}, "Succeeded"
+        elif ending == "nometrics":
+            terminated, phase = {"exitCode": 0, "reason": "Completed"}, "Succeeded"
+        else:
+            summary = {"kubetune": {"metrics": {"loss": {"count": 1, "latest": value, "min": value, "max": value}}}}
+            terminated = {"exitCode": 0, "reason": "Completed", "message": json.dumps(summary)}
+            phase = "Succeeded"
+        pod["status"] = {"phase": phase, "containerStatuses": [{"name": name, "state": {"terminated": terminated}}]}

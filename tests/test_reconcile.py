@@ -1,0 +1,217 @@
+"""The operator's reconciliation pass against an in-memory cluster and a test kubelet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from fake_cluster import FakeCluster, FakeKubelet
+
+from conftest import manifest
+from kubetune.core.gpu_sharing import GpuSharing
+from kubetune.operator.reconcile import Reconciler
+
+
+def experiment_document(**spec):
+    document = manifest(**{"maxTrials": 8, "parallelism": 3, "algorithm": {"name": "random"}, **spec})
+    document["spec"]["trialTemplate"]["spec"]["containers"][0]["image"] = "python:3.12-slim"
+    return document
+
+
+async def drive(reconciler, cluster, kubelet, name="demo", passes=200, finish=1):
+    result = None
+    for _ in range(passes):
+        result = await reconciler.reconcile(cluster.experiment(name))
+        assert len(cluster.active_pods()) <= cluster.experiment(name)["spec"]["parallelism"]
+        if result.done:
+            return result
+        kubelet.step(finish=finish)
+    raise AssertionError(f"not done after {passes} passes: {result}")
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_runs_to_succeeded_with_exactly_max_trials():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document())
+    reconciler = Reconciler(cluster, GpuSharing())
+    result = run(drive(reconciler, cluster, FakeKubelet(cluster)))
+    trials = cluster.of_kind("trials")
+    assert result.status["phase"] == "Succeeded" and result.status["reason"] == "MaxTrialsReached"
+    assert sorted(t["metadata"]["name"] for t in trials) == sorted(f"demo-{i}" for i in range(8))
+    assert all(t["status"]["phase"] == "Succeeded" for t in trials)
+    assert cluster.max_active_pods == 3
+    best = min(trials, key=lambda t: t["status"]["value"])
+    assert result.status["best"]["trial"] == best["metadata"]["name"]
+    assert result.status["best"]["value"] == pytest.approx((best["spec"]["params"]["x"] - 2) ** 2)
+    assert result.status["trials"]["succeeded"] == 8 and result.status["trials"]["created"] == 8
+    assert cluster.experiment("demo")["status"]["phase"] == "Succeeded"
+
+
+def test_each_freed_slot_is_refilled_at_once():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=10))
+    reconciler = Reconciler(cluster, GpuSharing())
+    kubelet = FakeKubelet(cluster)
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    assert len(cluster.of_kind("pods")) == 3
+    kubelet.step(finish=0)  # all running
+    kubelet.step(finish=1)  # one ends
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    assert len(cluster.of_kind("trials")) == 4 and len(cluster.active_pods()) == 3
+
+
+def test_writes_per_trial_stay_small():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=12, parallelism=4))
+    run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster)))
+    per_trial = sum(v for k, v in cluster.writes.items() if "experiments" not in k) / 12
+    assert per_trial <= 4
+    assert cluster.writes["status experiments"] < 12 * 2
+
+
+def test_invalid_spec_fails_with_a_clear_message():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(parallelism=0))
+    result = run(Reconciler(cluster, GpuSharing()).reconcile(cluster.experiment("demo")))
+    status = cluster.experiment("demo")["status"]
+    assert result.done and status["phase"] == "Failed" and status["reason"] == "InvalidSpec"
+    assert "spec.parallelism" in status["message"]
+    assert status["conditions"][0]["reason"] == "InvalidSpec"
+    assert cluster.of_kind("trials") == []
+
+
+def test_gpu_request_a_mode_cannot_express_is_invalid():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(template={"resources": {"gpu": 2}}))
+    run(Reconciler(cluster, GpuSharing("timeslicing")).reconcile(cluster.experiment("demo")))
+    status = cluster.experiment("demo")["status"]
+    assert status["reason"] == "InvalidSpec" and status["message"].startswith("timeslicing:")
+
+
+def test_restart_mid_experiment_creates_no_duplicates_and_loses_nothing():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=9, parallelism=3, algorithm={"name": "gp"}))
+    kubelet = FakeKubelet(cluster)
+    first = Reconciler(cluster, GpuSharing())
+    for _ in range(4):
+        run(first.reconcile(cluster.experiment("demo")))
+        kubelet.step(finish=1)
+    finished = {t["metadata"]["name"]: t["status"]["value"] for t in cluster.of_kind("trials")
+                if t.get("status", {}).get("phase") == "Succeeded"}
+    assert finished
+    second = Reconciler(cluster, GpuSharing())  # a new operator process: nothing in memory
+    result = run(drive(second, cluster, kubelet))
+    trials = cluster.of_kind("trials")
+    assert result.status["phase"] == "Succeeded" and len(trials) == 9
+    assert len({t["metadata"]["name"] for t in trials}) == 9
+    values = {t["metadata"]["name"]: t["status"]["value"] for t in trials}
+    assert all(values[name] == value for name, value in finished.items())
+    params = [tuple(sorted(t["spec"]["params"].items())) for t in trials]
+    assert len(set(params)) == 9
+
+
+def test_a_pass_cut_short_between_trial_and_pod_is_completed():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=3, parallelism=3))
+    original = cluster.create
+    calls = {"pods": 0}
+
+    async def flaky(kind, namespace, body):
+        if kind == "pods":
+            calls["pods"] += 1
+            if calls["pods"] == 2:
+                raise RuntimeError("operator killed")
+        return await original(kind, namespace, body)
+
+    cluster.create = flaky
+    with pytest.raises(RuntimeError):
+        run(Reconciler(cluster, GpuSharing()).reconcile(cluster.experiment("demo")))
+    cluster.create = original
+    assert len(cluster.of_kind("trials")) == 2 and len(cluster.of_kind("pods")) == 1
+    result = run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster)))
+    assert result.status["phase"] == "Succeeded"
+    assert sorted(p["metadata"]["name"] for p in cluster.of_kind("pods")) == ["demo-0", "demo-1", "demo-2"]
+
+
+def test_retries_start_new_pods_then_fail():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=2, parallelism=2, maxFailedTrials=5,
+                                               template={"retries": 1}))
+    result = run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster, lambda p, pod: "fail")))
+    pods = sorted(p["metadata"]["name"] for p in cluster.of_kind("pods"))
+    assert pods == ["demo-0", "demo-0-r2", "demo-1", "demo-1-r2"]
+    trials = cluster.of_kind("trials")
+    assert all(t["status"]["phase"] == "Failed" and t["status"]["attempts"] == 2 for t in trials)
+    assert "exited with status 2" in trials[0]["status"]["message"]
+    assert result.status["phase"] == "Failed" and result.status["reason"] == "NoSuccessfulTrial"
+
+
+def test_eviction_is_retried():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=2, parallelism=2, template={"retries": 1}))
+    seen = set()
+
+    def evict_first(params, pod):
+        if pod["metadata"]["name"] in seen or pod["metadata"]["name"].endswith("-r2"):
+            return "sdk"
+        seen.add(pod["metadata"]["name"])
+        return "evict"
+
+    result = run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster, evict_first)))
+    assert result.status["phase"] == "Succeeded"
+    assert all(t["status"]["attempts"] == 2 for t in cluster.of_kind("trials"))
+
+
+def test_metrics_from_the_log_and_missing_metrics():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=4, parallelism=2, maxFailedTrials=5))
+    endings = iter(["log", "nometrics", "log", "nometrics"])
+    run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster, lambda p, pod: next(endings))))
+    phases = sorted(t["status"]["phase"] for t in cluster.of_kind("trials"))
+    assert phases == ["MetricsUnavailable", "MetricsUnavailable", "Succeeded", "Succeeded"]
+    for trial in cluster.of_kind("trials"):
+        if trial["status"]["phase"] == "Succeeded":
+            assert trial["status"]["value"] == pytest.approx((trial["spec"]["params"]["x"] - 2) ** 2)
+
+
+def test_target_stops_running_trials():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=50, parallelism=3,
+                                               objective={"metric": "loss", "direction": "minimize", "target": 40}))
+    result = run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster)))
+    assert result.status["reason"] == "TargetReached"
+    assert cluster.active_pods() == []
+    killed = [t for t in cluster.of_kind("trials") if t["status"]["phase"] == "Killed"]
+    assert all(t["status"]["reason"] == "TargetReached" for t in killed)
+
+
+def test_edits_and_suspend_take_effect():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=20, parallelism=2))
+    reconciler = Reconciler(cluster, GpuSharing())
+    kubelet = FakeKubelet(cluster)
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    assert len(cluster.active_pods()) == 2
+    cluster.objects[("experiments", "default", "demo")]["spec"]["parallelism"] = 4
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    assert len(cluster.active_pods()) == 4
+    cluster.objects[("experiments", "default", "demo")]["spec"]["suspend"] = True
+    kubelet.step(finish=0)
+    kubelet.step(finish=2)
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    assert len(cluster.active_pods()) == 2 and len(cluster.of_kind("trials")) == 4
+    cluster.objects[("experiments", "default", "demo")]["spec"].update(suspend=False, maxTrials=6)
+    result = run(drive(reconciler, cluster, kubelet))
+    assert result.status["phase"] == "Succeeded" and len(cluster.of_kind("trials")) == 6
+
+
+def test_status_stays_small_with_many_trials():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=60, parallelism=20))
+    result = run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster), finish=None))
+    assert len(json.dumps(result.status)) < 2000
+    assert result.status["trials"]["succeeded"] == 60
