@@ -19,6 +19,7 @@ from rich.table import Table
 from kubetune.core.crd import all_crds
 from kubetune.core.engine import Optimizer
 from kubetune.core.errors import ManifestError
+from kubetune.core.gpu_sharing import MODES, GpuSharing
 from kubetune.core.manifest import load_experiment_file
 from kubetune.core.records import TrialRecord, ranked
 from kubetune.core.spec import Experiment
@@ -61,6 +62,19 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a manifest and show what it would run")
     validate.add_argument("file", type=Path)
     validate.set_defaults(handler=_validate)
+
+    operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    where = operator.add_mutually_exclusive_group(required=True)
+    where.add_argument("--namespace", "-n", action="append", help="a namespace to watch (repeat for more)")
+    where.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    operator.add_argument("--gpu-sharing", choices=MODES, default="whole", help="how fractional GPUs are requested")
+    operator.add_argument("--kai-queue", default="default", help="kai: the kai.scheduler/queue label")
+    operator.add_argument("--hami-cores", action="store_true", help="hami: also limit nvidia.com/gpucores")
+    operator.add_argument("--timeslicing-resource", default="nvidia.com/gpu",
+                          help="timeslicing: the shared GPU resource (for example nvidia.com/gpu.shared)")
+    operator.add_argument("--peering", help="kopf peering object: with several replicas only one acts")
+    operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint")
+    operator.set_defaults(handler=_operator)
 
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions (generated from the model)")
     crds.add_argument("--out", type=Path, help="folder to write them to (default: print them)")
@@ -191,6 +205,19 @@ def _validate(args: argparse.Namespace) -> int:
                                    experiment.name)
         command = " ".join(str(c) for c in container.get("command", []) + container.get("args", []))
         console.print(f"First trial would run: {command}", soft_wrap=True)
+    return EXIT_OK
+
+
+# -- operator -----------------------------------------------------------------------------------------------
+def _operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from kubetune.operator import handlers
+
+    handlers.configure(GpuSharing(args.gpu_sharing, kai_queue=args.kai_queue, hami_cores=args.hami_cores,
+                                  timeslicing_resource=args.timeslicing_resource))
+    kopf.run(clusterwide=args.all_namespaces, namespaces=args.namespace or [], standalone=args.peering is None,
+             peering_name=args.peering, liveness_endpoint=args.liveness)
     return EXIT_OK
 
 
