@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.kubetune-run
 TEST_STAMP := $(VENV)/.kubetune-test
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: run test lint clean bench-setup
+.PHONY: run test lint tools clean bench-setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,14 @@ run: $(RUN_STAMP)
 	cd examples && ../$(BIN)/kubetune run quickstart.yaml --out ../kubetune-runs/quickstart-$(RUN_ID)
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
 
-test: $(TEST_STAMP) lint
+tools: .tools/kubectl
+
+.tools/kubectl:
+	$(BIN)/python scripts/fetch_tools.py
+
+test: $(TEST_STAMP) lint tools
 	$(BIN)/python -m pytest -q
 
 # The benchmarks' peers; torch is pinned to the CPU build (Optuna's GPSampler needs it).
@@ -35,4 +40,4 @@ bench-setup: $(TEST_STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]' torch==2.13.0
 
 clean:
-	rm -rf $(VENV) kubetune-runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools kubetune-runs .pytest_cache .ruff_cache

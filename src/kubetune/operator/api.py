@@ -52,8 +52,17 @@ class KubernetesApi:
         self._exceptions = client.exceptions
 
     async def _call(self, function, *args, **kwargs):
+        """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs."""
+        kwargs["_preload_content"] = False
         try:
-            return await asyncio.to_thread(function, *args, **kwargs)
+            response = await asyncio.to_thread(function, *args, **kwargs)
+            data = response.data.decode() if isinstance(response.data, bytes) else response.data
+            if not data:
+                return None
+            try:
+                return json.loads(data)
+            except ValueError:
+                return data
         except self._exceptions.ApiException as exc:
             if exc.status == 409:
                 raise Conflict(str(exc.reason)) from None
@@ -64,13 +73,11 @@ class KubernetesApi:
     async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
         selector = f"{EXPERIMENT_LABEL}={experiment}"
         if kind == "pods":
-            result = await self._call(self._core.list_namespaced_pod, namespace, label_selector=selector,
-                                      _preload_content=False)
+            result = await self._call(self._core.list_namespaced_pod, namespace, label_selector=selector)
         else:
             result = await self._call(self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, kind,
-                                      label_selector=selector, _preload_content=False)
-        items = json.loads(result.data).get("items", [])
-        return [item for item in items if belongs(item, experiment)]
+                                      label_selector=selector)
+        return [item for item in (result or {}).get("items", []) if belongs(item, experiment)]
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         if kind == "pods":
@@ -88,4 +95,5 @@ class KubernetesApi:
             await self._call(self._custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, kind, name)
 
     async def pod_log(self, namespace: str, name: str, container: str) -> str:
-        return await self._call(self._core.read_namespaced_pod_log, name, namespace, container=container)
+        log = await self._call(self._core.read_namespaced_pod_log, name, namespace, container=container)
+        return log if isinstance(log, str) else json.dumps(log) if log is not None else ""

@@ -203,7 +203,7 @@ class Reconciler:
                 created = await self.api.create("trials", namespace, trial)
             except Conflict:
                 created = trial
-            trial = {**trial, "metadata": {**trial["metadata"], **(created.get("metadata") or {})}}
+            trial = {**trial, "metadata": {**trial["metadata"], **((created or {}).get("metadata") or {})}}
             trials[name] = trial
             pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=1, owner=_owner(trial, "Trial"))
             with contextlib.suppress(Conflict):

@@ -1,0 +1,235 @@
+"""KMock's KubernetesEmulator, extended where the operator and kubectl need a real API server's behaviour
+(see ../shared/KMOCK-NOTES.md), run on a loopback port in a background thread, with a test kubelet.
+
+Extensions, each something a real API server does:
+- created objects get ``uid``, ``creationTimestamp``, ``generation``, a real ``resourceVersion`` and the
+  namespace from the URL; ``generateName`` is honoured (kopf's Events use it);
+- every write bumps ``resourceVersion``;
+- lists carry ``kind``/``apiVersion`` and honour equality label selectors;
+- ``pods/NAME/log`` serves the log the test kubelet wrote (400 while the pod has not started);
+- a finished pod's trial container has ``state.terminated`` with exit code and termination message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp.web
+import kmock
+from kmock import KubernetesEmulator
+from kmock._internal import parsing as kmock_parsing
+
+from kubetune.core.crd import GROUP, VERSION
+
+_parse_path = kmock_parsing.parse_path
+
+
+def _parse_path_with_namespaces(path: str) -> kmock_parsing.ParsedPath:
+    """KMock reads ``/api/v1/namespaces[/NAME]`` as "namespace NAME" and fails on the bare list; a real
+    server serves them as the cluster-scoped resource ``namespaces``."""
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
+        return kmock_parsing.ParsedPath("", "v1", "namespaces", None, parts[3] if len(parts) == 4 else None, None)
+    return _parse_path(path)
+
+
+kmock_parsing.parse_path = _parse_path_with_namespaces
+
+KINDS = {"experiments": "Experiment", "trials": "Trial", "pods": "Pod", "events": "Event",
+         "customresourcedefinitions": "CustomResourceDefinition"}
+
+
+class ClusterEmulator(KubernetesEmulator):
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._versions = itertools.count(1)
+        self.logs: dict[tuple[str, str], str] = {}
+        self.resources[f"{GROUP}/{VERSION}/experiments"] = kmock.ResourceInfo(
+            kind="Experiment", singular="experiment", namespaced=True, subresources={"status"},
+            shortnames={"kexp"}, verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+        self.resources[f"{GROUP}/{VERSION}/trials"] = kmock.ResourceInfo(
+            kind="Trial", singular="trial", namespaced=True, subresources={"status"}, shortnames={"ktrial"},
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+        self.resources["v1/pods"] = kmock.ResourceInfo(
+            kind="Pod", singular="pod", namespaced=True, subresources={"status", "log"},
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+        self.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
+            kind="CustomResourceDefinition", singular="customresourcedefinition", namespaced=False,
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+        self.resources["v1/namespaces"] = kmock.ResourceInfo(
+            kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"})
+        self.resources["v1/events"] = kmock.ResourceInfo(
+            kind="Event", singular="event", namespaced=True, verbs={"get", "list", "watch", "create", "patch"})
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None and request.subresource == "log" and request.name:
+            return await self._serve_log(request)
+        if request.resource is not None and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            if request.action == kmock.action.CREATE:
+                if not meta.get("name") and meta.get("generateName"):
+                    meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+                if request.namespace:
+                    meta.setdefault("namespace", request.namespace)
+                meta.update(uid=str(uuid.uuid4()), generation=1, resourceVersion=str(next(self._versions)),
+                            creationTimestamp=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            elif request.action == kmock.action.UPDATE:
+                meta["resourceVersion"] = str(next(self._versions))
+        response = await super()._handle(request)
+        return response
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        result = await super()._serve_version(request)
+        result["groupVersion"] = result["groupVersion"].lstrip("/")  # the core group is "v1", not "/v1"
+        return result
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        result = await super()._serve_list(request)
+        selector = request.params.get("labelSelector")
+        if selector:
+            wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
+            result["items"] = [o for o in result["items"]
+                               if all(o.get("metadata", {}).get("labels", {}).get(k) == v for k, v in wanted.items())]
+        plural = request.resource.plural
+        group = request.resource.group
+        result["kind"] = f"{KINDS.get(plural, plural.capitalize())}List"
+        result["apiVersion"] = f"{group}/{request.resource.version}" if group else request.resource.version
+        return result
+
+    async def _serve_log(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        key = (request.namespace, request.name)
+        if key not in self.logs:
+            return aiohttp.web.json_response({"kind": "Status", "code": 400, "status": "Failure",
+                                              "message": "container is waiting to start"}, status=400)
+        return aiohttp.web.Response(text=self.logs[key])
+
+    def pods(self) -> list[dict[str, Any]]:
+        return [o.raw for (resource, _, _), o in self.objects.items()
+                if resource.plural == "pods" and not o.deleted]
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        for (resource, ns, object_name), obj in self.objects.items():
+            if resource.plural == plural and ns == namespace and object_name == name and not obj.deleted:
+                return obj.raw
+        return None
+
+
+class RunningEmulator:
+    """The emulator served on 127.0.0.1 from a background event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.emulator: ClusterEmulator | None = None
+        self.url = ""
+        self._stop: asyncio.Event | None = None
+
+    def __enter__(self) -> RunningEmulator:
+        self.thread.start()
+        if not self.ready.wait(20):
+            raise RuntimeError("the emulator did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with ClusterEmulator() as emulator, kmock.Server(emulator) as server:
+            namespace = kmock.resource(group="", version="v1", plural="namespaces")
+            emulator.objects[namespace, None, "default"] = {
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
+            self.emulator = emulator
+            self.url = str(server.url).rstrip("/")
+            self.ready.set()
+            await self._stop.wait()
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        """Runs ``function`` (a coroutine function) on the emulator's loop and waits for it."""
+        return asyncio.run_coroutine_threadsafe(function(), self.loop).result(30)
+
+    def kubeconfig(self, path) -> None:
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester",
+                                                          "namespace": "default"}}],
+            "users": [{"name": "tester", "user": {"token": "test"}}],
+        }))
+
+
+class EmulatedKubelet:
+    """A test kubelet for the emulator: every ``interval`` it starts pending pods and finishes running
+    ones, through the pod status API as a real kubelet does (so watchers see every change). A finished
+    trial container reports ``(x - 2)^2`` from its KUBETUNE_PARAMS in the SDK's termination-message form;
+    ``fail`` decides which pods exit with status 1 instead."""
+
+    def __init__(self, url: str, interval: float = 0.05, fail: Callable[[dict], bool] = lambda pod: False):
+        from kubernetes import client
+
+        self.api = client.CoreV1Api(client.ApiClient(client.Configuration(host=url)))
+        self.interval = interval
+        self.fail = fail
+        self.max_running = 0
+        self.finished: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> EmulatedKubelet:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            response = self.api.list_namespaced_pod("default", _preload_content=False)
+            pods = json.loads(response.data)["items"]
+            running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+            self.max_running = max(self.max_running, len(running) + sum(
+                1 for p in pods if (p.get("status") or {}).get("phase", "Pending") == "Pending"))
+            for pod in pods:
+                phase = (pod.get("status") or {}).get("phase", "Pending")
+                if phase == "Pending":
+                    self._patch(pod, {"phase": "Running", "containerStatuses": [
+                        {"name": pod["spec"]["containers"][0]["name"], "state": {"running": {}}}]})
+                elif phase == "Running":
+                    self._patch(pod, self._finished(pod))
+                    self.finished.append(pod["metadata"]["name"])
+
+    def _finished(self, pod: dict) -> dict:
+        container = pod["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        x = float(json.loads(env["KUBETUNE_PARAMS"]).get("x", 0.0))
+        if self.fail(pod):
+            terminated = {"exitCode": 1, "reason": "Error", "message": "Traceback: boom"}
+            return {"phase": "Failed", "containerStatuses": [{"name": container["name"],
+                                                              "state": {"terminated": terminated}}]}
+        value = (x - 2.0) ** 2
+        summary = {"kubetune": {"metrics": {"loss": {"count": 1, "latest": value, "min": value, "max": value}}}}
+        terminated = {"exitCode": 0, "reason": "Completed", "message": json.dumps(summary)}
+        return {"phase": "Succeeded", "containerStatuses": [{"name": container["name"],
+                                                             "state": {"terminated": terminated}}]}
+
+    def _patch(self, pod: dict, status: dict) -> None:
+        image = pod["spec"]["containers"][0].get("image", "")
+        for container in status.get("containerStatuses", []):
+            ready = "running" in container["state"]
+            container.update(image=image, imageID=f"{image}@sha256:0", ready=ready, restartCount=0)
+        self.api.patch_namespaced_pod_status(pod["metadata"]["name"], "default", {"status": status},
+                                             _preload_content=False)
