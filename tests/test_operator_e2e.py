@@ -108,6 +108,9 @@ def test_bad_manifest_ends_failed_with_the_reason(cluster):
     assert final["reason"] == "InvalidSpec"
     assert "spec.parameters[0]: max (1) must be greater than min (10)" in final["message"]
     assert trials(cluster) == []
+    events = json.loads(cluster.kubectl("get", "events", "-o", "json"))["items"]
+    assert any(e.get("reason") == "InvalidSpec" and "must be greater than min" in e.get("message", "")
+               for e in events)
 
 
 def test_operator_killed_mid_experiment_resumes_without_duplicates(cluster):
