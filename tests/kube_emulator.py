@@ -13,10 +13,12 @@ Extensions, each something a real API server does:
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import itertools
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +53,9 @@ class ClusterEmulator(KubernetesEmulator):
         super().__attrs_post_init__()
         self._versions = itertools.count(1)
         self.logs: dict[tuple[str, str], str] = {}
+        # (client, verb, resource) -> count, and when each pod was created: for the scale benchmark.
+        self.requests_by_client: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self.pod_created_at: dict[str, float] = {}
         self.resources[f"{GROUP}/{VERSION}/experiments"] = kmock.ResourceInfo(
             kind="Experiment", singular="experiment", namespaced=True, subresources={"status"},
             shortnames={"kexp"}, verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
@@ -69,6 +74,12 @@ class ClusterEmulator(KubernetesEmulator):
             kind="Event", singular="event", namespaced=True, verbs={"get", "list", "watch", "create", "patch"})
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None:
+            agent = request.headers.get("User-Agent", "")
+            client = "kubelet" if "kubelet" in agent else "kubectl" if "kubectl" in agent else "operator"
+            self.requests_by_client[client, str(request.method.value).upper(), request.resource.plural] += 1
+            if request.resource.plural == "pods" and request.action == kmock.action.CREATE:
+                self.pod_created_at[request.data.get("metadata", {}).get("name", "")] = time.monotonic()
         if request.resource is not None and request.subresource == "log" and request.name:
             return await self._serve_log(request)
         if request.resource is not None and isinstance(request.data, dict):
@@ -180,8 +191,11 @@ class EmulatedKubelet:
     def __init__(self, url: str, interval: float = 0.05, fail: Callable[[dict], bool] = lambda pod: False):
         from kubernetes import client
 
-        self.api = client.CoreV1Api(client.ApiClient(client.Configuration(host=url)))
+        api_client = client.ApiClient(client.Configuration(host=url))
+        api_client.user_agent = "kubetune-test-kubelet"
+        self.api = client.CoreV1Api(api_client)
         self.interval = interval
+        self.finished_at: dict[str, float] = {}
         self.fail = fail
         self.max_running = 0
         self.finished: list[str] = []
@@ -211,6 +225,7 @@ class EmulatedKubelet:
                 elif phase == "Running":
                     self._patch(pod, self._finished(pod))
                     self.finished.append(pod["metadata"]["name"])
+                    self.finished_at[pod["metadata"]["name"]] = time.monotonic()
 
     def _finished(self, pod: dict) -> dict:
         container = pod["spec"]["containers"][0]

@@ -1,0 +1,184 @@
+"""Operator scale: the real operator (``kopf run``, in its own process) against the emulated API server of
+the end-to-end tests, with an instant test kubelet (pods start and finish as fast as it can patch them).
+
+Scenarios: one experiment of 2,000 parallel trials (5,000 in total), and 100 experiments of 20 parallel
+trials each. Reported: trials orchestrated per second, the operator's API requests per trial (writes
+separately), its peak RSS, and slot refill latency (from a trial's end to its replacement pod's creation,
+the i-th end matched to the i-th creation after the initial fill) p50/p95.
+
+    python -m benchmarks.operator_scale [--quick] [--out benchmarks/results/operator_scale.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from kube_emulator import EmulatedKubelet, RunningEmulator  # noqa: E402
+
+OPERATOR = ROOT / "tests" / "operator_under_test.py"
+
+
+def experiment(name: str, parallelism: int, max_trials: int) -> dict:
+    return {
+        "apiVersion": "kubetune.io/v1alpha1", "kind": "Experiment", "metadata": {"name": name},
+        "spec": {
+            "objective": {"metric": "loss", "direction": "minimize"},
+            "parameters": [{"name": "x", "type": "double", "min": -5, "max": 10}],
+            "algorithm": {"name": "random"}, "seed": 0,
+            "parallelism": parallelism, "maxTrials": max_trials, "maxFailedTrials": 10,
+            "trialTemplate": {"spec": {"containers": [
+                {"name": "trial", "image": "python:3.12-slim", "command": ["python", "train.py"],
+                 "args": ["--x=${params.x}"]}]}},
+        },
+    }
+
+
+def run_scenario(label: str, experiments: list[dict], timeout: float) -> dict:
+    with RunningEmulator() as cluster:
+        env = {**os.environ, "KUBETUNE_TEST_API": cluster.url, "PYTHONPATH": str(ROOT / "src")}
+        log = open(f"/tmp/kubetune-operator-scale-{label}.log", "w")  # noqa: SIM115 - closed below
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "kopf", "run", "--standalone", "--quiet", "--namespace", "default", str(OPERATOR)],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            time.sleep(3)  # let kopf discover the resources
+            total = sum(e["spec"]["maxTrials"] for e in experiments)
+            with EmulatedKubelet(cluster.url, interval=0.02) as kubelet:
+                started = time.monotonic()
+                for document in experiments:
+                    _create(cluster.url, document)
+                peak = 0.0
+                while time.monotonic() - started < timeout:
+                    peak = max(peak, _rss_mib(operator.pid))
+                    done = cluster.call(lambda: _finished_experiments(cluster))
+                    if done >= len(experiments):
+                        break
+                    time.sleep(0.5)
+                elapsed = time.monotonic() - started
+                peak = max(peak, _rss_mib(operator.pid))
+                finished_at = dict(kubelet.finished_at)
+            succeeded = cluster.call(lambda: _count_trials(cluster))
+            requests = dict(cluster.emulator.requests_by_client)
+            created = dict(cluster.emulator.pod_created_at)
+        finally:
+            operator.terminate()
+            operator.wait(20)
+            log.close()
+    operator_requests = {k: v for k, v in requests.items() if k[0] == "operator"}
+    writes = sum(v for (_, verb, _), v in operator_requests.items() if verb in ("POST", "PATCH", "PUT", "DELETE"))
+    parallel = sum(e["spec"]["parallelism"] for e in experiments)
+    latencies = _refill_latencies(finished_at, created, parallel)
+    return {
+        "label": label, "experiments": len(experiments), "trials": succeeded, "planned": total,
+        "seconds": elapsed, "trials_per_second": succeeded / elapsed if elapsed else 0.0,
+        "requests_per_trial": sum(operator_requests.values()) / max(succeeded, 1),
+        "writes_per_trial": writes / max(succeeded, 1),
+        "peak_rss_mib": peak,
+        "refill_p50": float(np.percentile(latencies, 50)) if latencies else float("nan"),
+        "refill_p95": float(np.percentile(latencies, 95)) if latencies else float("nan"),
+        "requests": {f"{v} {r}": n for (c, v, r), n in operator_requests.items()},
+    }
+
+
+def _create(url: str, document: dict) -> None:
+    from kubernetes import client
+
+    api_client = client.ApiClient(client.Configuration(host=url))
+    api_client.user_agent = "kubectl-benchmark"  # not counted as the operator's
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        "kubetune.io", "v1alpha1", "default", "experiments", document, _preload_content=False)
+
+
+def _finished_experiments(cluster):
+    async def count():
+        return sum(1 for (res, _, _), obj in cluster.emulator.objects.items()
+                   if res.plural == "experiments" and not obj.deleted
+                   and (obj.raw.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
+
+    return count()
+
+
+def _count_trials(cluster):
+    async def count():
+        return sum(1 for (res, _, _), obj in cluster.emulator.objects.items()
+                   if res.plural == "trials" and not obj.deleted
+                   and (obj.raw.get("status") or {}).get("phase") == "Succeeded")
+
+    return count()
+
+
+def _refill_latencies(finished_at: dict[str, float], created_at: dict[str, float], parallel: int) -> list[float]:
+    ends = sorted(finished_at.values())
+    creations = sorted(created_at.values())[parallel:]  # after the initial fill
+    return [c - e for e, c in zip(ends, creations, strict=False) if c >= e]
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"VmHWM:\s+(\d+)", status)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the size")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "operator_scale.md")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    scenarios = [
+        ("one experiment", [experiment("big", 2000 // scale, 5000 // scale)]),
+        ("100 experiments", [experiment(f"small-{i}", 20, 100 // scale) for i in range(100 // scale)]),
+    ]
+    results = []
+    for label, experiments in scenarios:
+        print(f"scenario: {label}", flush=True)
+        result = run_scenario(label.replace(" ", "-"), experiments, timeout=900)
+        print(json.dumps(result, indent=1), flush=True)
+        results.append(result)
+    write_report(args.out, results)
+
+
+def write_report(path: Path, results: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Operator scale",
+        "",
+        f"`python -m benchmarks.operator_scale`, run {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
+        f"{os.cpu_count()} cores: the operator (`kopf run`, its own process) against the emulated API server "
+        "(KMock extended in `tests/kube_emulator.py`) with an instant test kubelet, all on this machine.",
+        "",
+        "| scenario | trials | seconds | trials/s | API requests per trial | writes per trial | operator peak RSS "
+        "| refill p50 | refill p95 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r['label']} ({r['experiments']} experiment{'s' if r['experiments'] > 1 else ''}) | "
+                     f"{r['trials']} of {r['planned']} | {r['seconds']:.1f} | {r['trials_per_second']:.1f} | "
+                     f"{r['requests_per_trial']:.2f} | {r['writes_per_trial']:.2f} | {r['peak_rss_mib']:.0f} MiB | "
+                     f"{r['refill_p50'] * 1000:.0f} ms | {r['refill_p95'] * 1000:.0f} ms |")
+    lines += ["", "Operator requests by verb and resource:", ""]
+    for r in results:
+        lines.append(f"- {r['label']}: " + ", ".join(f"{k}: {v}" for k, v in sorted(r["requests"].items())))
+    lines.append("")
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
