@@ -131,7 +131,7 @@ def test_a_pass_cut_short_between_trial_and_pod_is_completed():
     with pytest.raises(RuntimeError):
         run(Reconciler(cluster, GpuSharing()).reconcile(cluster.experiment("demo")))
     cluster.create = original
-    assert len(cluster.of_kind("trials")) == 2 and len(cluster.of_kind("pods")) == 1
+    assert len(cluster.of_kind("pods")) < len(cluster.of_kind("trials")), "a trial was left without its pod"
     result = run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster)))
     assert result.status["phase"] == "Succeeded"
     assert sorted(p["metadata"]["name"] for p in cluster.of_kind("pods")) == ["demo-0", "demo-1", "demo-2"]

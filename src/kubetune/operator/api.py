@@ -47,6 +47,8 @@ class KubernetesApi:
             except config.ConfigException:
                 config.load_kube_config()
             api_client = client.ApiClient()
+        api_client.configuration.connection_pool_maxsize = 32  # the reconciler talks in parallel
+        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._exceptions = client.exceptions

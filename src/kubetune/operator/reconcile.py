@@ -37,6 +37,7 @@ from kubetune.operator.api import ClusterApi, Conflict, NotFound
 logger = logging.getLogger("kubetune.operator")
 ACTIVE = ("Pending", "Running")
 STATUS_INTERVAL_SECONDS = 2.0
+CONCURRENCY = 16
 
 
 @dataclass
@@ -85,9 +86,8 @@ class Reconciler:
         trials = {t["metadata"]["name"]: t for t in await self.api.list("trials", namespace, name)}
         pods = {p["metadata"]["name"]: p for p in await self.api.list("pods", namespace, name)}
         cache = self._cache(body, experiment, trials)
-        for trial in sorted(trials.values(), key=_number):
-            if (trial.get("status") or {}).get("phase", "Pending") in ACTIVE:
-                await self._follow(experiment, trial, pods, cache)
+        active = [t for t in sorted(trials.values(), key=_number) if _phase(t) in ACTIVE]
+        await self._each(active, lambda trial: self._follow(experiment, trial, pods, cache))
         views = [TrialView(t["metadata"]["name"], _phase(t), (t.get("status") or {}).get("value"))
                  for t in trials.values()]
         decision = decide(Limits.from_spec(experiment.spec), views, cache.optimizer.exhausted)
@@ -187,43 +187,60 @@ class Reconciler:
                       cache: _Cache) -> None:
         # The GP may take a while with thousands of trials: keep the event loop free for other experiments.
         suggestions = await asyncio.to_thread(cache.optimizer.ask, count)
-        namespace = experiment.metadata.namespace
         for suggestion in suggestions:
             cache.pending.add(suggestion.id)
-            number = int(suggestion.id)
-            name = trial_name(experiment.name, number)
-            trial = {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "Trial",
-                "metadata": {"name": name, "namespace": namespace,
-                             "labels": {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: name},
-                             "ownerReferences": [_owner(body, "Experiment")]},
-                "spec": {"experiment": experiment.name, "number": number, "params": suggestion.params},
-            }
-            try:
-                created = await self.api.create("trials", namespace, trial)
-            except Conflict:
-                created = trial
-            trial = {**trial, "metadata": {**trial["metadata"], **((created or {}).get("metadata") or {})}}
-            trials[name] = trial
-            pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=1, owner=_owner(trial, "Trial"))
-            with contextlib.suppress(Conflict):
-                await self.api.create("pods", namespace, pod)
-            trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
+        await self._each(suggestions, lambda suggestion: self._launch(experiment, body, trials, suggestion))
+
+    async def _launch(self, experiment: Experiment, body: dict, trials: dict[str, dict], suggestion) -> None:
+        """Creates one new trial and its first pod."""
+        namespace = experiment.metadata.namespace
+        number = int(suggestion.id)
+        name = trial_name(experiment.name, number)
+        trial = {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Trial",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: name},
+                         "ownerReferences": [_owner(body, "Experiment")]},
+            "spec": {"experiment": experiment.name, "number": number, "params": suggestion.params},
+        }
+        try:
+            created = await self.api.create("trials", namespace, trial)
+        except Conflict:
+            created = trial
+        trial = {**trial, "metadata": {**trial["metadata"], **((created or {}).get("metadata") or {})}}
+        trials[name] = trial
+        pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=1, owner=_owner(trial, "Trial"))
+        with contextlib.suppress(Conflict):
+            await self.api.create("pods", namespace, pod)
+        trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
 
     async def _stop(self, experiment: Experiment, trials: dict[str, dict], pods: dict[str, dict], reason: str,
                     cache: _Cache) -> None:
+        active = [(name, trial) for name, trial in trials.items() if _phase(trial) in ACTIVE]
+        await self._each(active, lambda item: self._kill(experiment, item[0], item[1], pods, reason, cache))
+
+    async def _kill(self, experiment: Experiment, name: str, trial: dict, pods: dict[str, dict], reason: str,
+                    cache: _Cache) -> None:
         namespace = experiment.metadata.namespace
-        for name, trial in trials.items():
-            status = dict(trial.get("status") or {})
-            if status.get("phase", "Pending") not in ACTIVE:
-                continue
-            for pod in [p for p in pods.values() if p["metadata"].get("labels", {}).get(TRIAL_LABEL) == name]:
-                with contextlib.suppress(NotFound):
-                    await self.api.delete("pods", namespace, pod["metadata"]["name"])
-            status.update(phase="Killed", reason=reason, message=f"experiment ended: {reason}",
-                          completionTime=iso(self.clock()))
-            await self._patch_trial(namespace, name, status, trial)
-            self._record(cache, trial, "Killed", None)
+        status = dict(trial.get("status") or {})
+        for pod in [p for p in pods.values() if p["metadata"].get("labels", {}).get(TRIAL_LABEL) == name]:
+            with contextlib.suppress(NotFound):
+                await self.api.delete("pods", namespace, pod["metadata"]["name"])
+        status.update(phase="Killed", reason=reason, message=f"experiment ended: {reason}",
+                      completionTime=iso(self.clock()))
+        await self._patch_trial(namespace, name, status, trial)
+        self._record(cache, trial, "Killed", None)
+
+    async def _each(self, items, action) -> None:
+        """Runs ``action`` on every item, at most ``CONCURRENCY`` API conversations at a time: a pass that
+        finishes hundreds of trials must not take hundreds of round trips in a row."""
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+
+        async def bounded(item):
+            async with semaphore:
+                await action(item)
+
+        await asyncio.gather(*(bounded(item) for item in items))
 
     # -- experiment status ---------------------------------------------------------------------------------
     def _status(self, experiment: Experiment, trials, decision, current: dict) -> dict[str, Any]:
