@@ -143,7 +143,7 @@ def main() -> None:
     scale = 10 if args.quick else 1
     scenarios = [
         ("one experiment", [experiment("big", 2000 // scale, 5000 // scale)]),
-        ("100 experiments", [experiment(f"small-{i}", 20, 100 // scale) for i in range(100 // scale)]),
+        ("100 experiments", [experiment(f"small-{i}", 20, 40 // scale) for i in range(100 // scale)]),
     ]
     results = []
     for label, experiments in scenarios:
