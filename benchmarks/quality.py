@@ -249,7 +249,10 @@ def main() -> None:
     parser.add_argument("--problems", nargs="*", default=list(PROBLEMS))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--raw", type=Path, default=RAW, help="the results file to add to and report from")
     args = parser.parse_args()
+    global RAW
+    RAW = args.raw
     if not args.report_only:
         tasks = [(problem, method, q, seed, args.budget)
                  for method in args.methods for q in (args.q or DEFAULT_MATRIX[method])

@@ -43,6 +43,10 @@ logger = logging.getLogger("kubetune.gp")
 LOCAL_CENTRES = 5
 LOCAL_PER_CENTRE = 64
 LOCAL_SCALES = (0.02, 0.08, 0.2)
+# L-BFGS-B runs per polished suggestion (from the best distinct candidates) and their iterations; each
+# iteration costs two triangular solves with the posterior, so large posteriors get a smaller budget.
+POLISH_BUDGET = {"small": (3, 25), "large": (1, 10)}
+LARGE_POSTERIOR = 300
 
 
 class GPSettings(StrategySettings):
@@ -54,7 +58,7 @@ class GPSettings(StrategySettings):
     liar: Literal["min", "mean", "max"] = Field(default="mean", description="The value pending trials pretend.")
     initial_trials: int | None = Field(default=None, ge=2, description="Sobol trials first; default 2d+2.")
     candidates: int = Field(default=1024, ge=32, description="Size of the Sobol candidate pool.")
-    polish: int = Field(default=4, ge=0, description="Suggestions per ask polished by L-BFGS-B.")
+    polish: int = Field(default=2, ge=0, description="Suggestions per ask polished by L-BFGS-B.")
     max_model_trials: int = Field(default=1000, ge=50, description="Observations the posterior holds at most.")
     max_fit_trials: int = Field(default=200, ge=20, description="Observations a hyperparameter fit uses.")
     refit_every: int = Field(default=200, ge=1, description="Refit on every tell up to this many observations.")
@@ -191,12 +195,17 @@ class GPSearch:
         chosen_keys: set[tuple] = set()
         try:
             for i in range(n):
-                pick = self._best_candidate(pools, posterior, best)
-                if pick is None:
+                polishing = i < self.settings.polish and len(self._continuous) > 0
+                budget, iterations = POLISH_BUDGET["large" if posterior.n > LARGE_POSTERIOR else "small"]
+                starts = self._best_candidates(pools, best, budget if polishing else 1)
+                if not starts:
                     break
-                x, key, score = pick
-                if i < self.settings.polish and len(self._continuous):
-                    x, key = self._polish(x, key, score, posterior, best, taken, chosen_keys)
+                pick = starts[0]
+                if polishing:
+                    polished = [self._polish(*start, posterior, best, taken, chosen_keys, iterations)
+                                for start in starts]
+                    pick = max([pick, *polished], key=lambda candidate: candidate[2])
+                x, key, _ = pick
                 chosen.append(self.space.decode(x))
                 chosen_keys.add(key)
                 for choices in pools:
@@ -207,15 +216,16 @@ class GPSearch:
             posterior.pools.remove(local)
         return chosen
 
-    def _best_candidate(self, pools: list[_Choices], posterior: Posterior, best: float):
-        top = None
+    def _best_candidates(self, pools: list[_Choices], best: float, count: int) -> list[tuple]:
+        """The ``count`` available candidates with the highest acquisition, as (point, key, score)."""
+        found = []
         for choices in pools:
             scores = self.acquisition.value(choices.pool.mean, choices.pool.var, best)
             scores[~choices.available] = -np.inf
-            index = int(np.argmax(scores))
-            if np.isfinite(scores[index]) and (top is None or scores[index] > top[2]):
-                top = (choices.pool.points[index], choices.keys[index], float(scores[index]))
-        return top
+            for index in np.argsort(-scores)[:count]:
+                if np.isfinite(scores[index]):
+                    found.append((choices.pool.points[index], choices.keys[index], float(scores[index])))
+        return sorted(found, key=lambda candidate: -candidate[2])[:count]
 
     def _unique(self, points: np.ndarray) -> tuple[np.ndarray, list[tuple]]:
         """The points with one representative per assignment, and their keys."""
@@ -233,7 +243,7 @@ class GPSearch:
         points = np.clip(centres[:, None, :] + noise, 0.0, 1.0).reshape(-1, X_obs.shape[1])
         return self.space.snap(points)
 
-    def _polish(self, x0, key0, score0, posterior: Posterior, best, taken, chosen_keys):
+    def _polish(self, x0, key0, score0, posterior: Posterior, best, taken, chosen_keys, iterations: int):
         columns = self._continuous
 
         def negative(free: np.ndarray) -> tuple[float, np.ndarray]:
@@ -244,15 +254,13 @@ class GPSearch:
             return -value, -grad[columns]
 
         result = minimize(negative, x0[columns], jac=True, method="L-BFGS-B",
-                          bounds=[(0.0, 1.0)] * len(columns), options={"maxiter": 15})
+                          bounds=[(0.0, 1.0)] * len(columns), options={"maxiter": iterations})
         x = x0.copy()
         x[columns] = np.clip(result.x, 0.0, 1.0)
         x = self.space.snap(x[None, :])[0]
-        params = self.space.decode(x)
-        key = self.space.key(params)
+        key = self.space.keys_of_points(x[None, :])[0]
         if key in chosen_keys or key in taken:
-            return x0, key0
+            return x0, key0, score0
         mean, var = posterior.predict(x[None, :])
-        if self.acquisition.value(mean, var, best)[0] <= score0:
-            return x0, key0
-        return x, key
+        score = float(self.acquisition.value(mean, var, best)[0])
+        return (x, key, score) if score > score0 else (x0, key0, score0)
