@@ -241,6 +241,7 @@ def plot(table: dict, problems: list[str], methods: list[str], qs: list[int]) ->
 
 
 def main() -> None:
+    global RAW
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=100)
@@ -251,7 +252,6 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--raw", type=Path, default=RAW, help="the results file to add to and report from")
     args = parser.parse_args()
-    global RAW
     RAW = args.raw
     if not args.report_only:
         tasks = [(problem, method, q, seed, args.budget)
