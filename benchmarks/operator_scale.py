@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from kube_emulator import EmulatedKubelet, RunningEmulator  # noqa: E402
 
-OPERATOR = ROOT / "tests" / "operator_under_test.py"
+OPERATOR = ROOT / "tests" / "operator_app.py"
 
 
 def experiment(name: str, parallelism: int, max_trials: int) -> dict:

@@ -20,7 +20,7 @@ from conftest import manifest
 
 ROOT = Path(__file__).parent.parent
 KUBECTL = shutil.which("kubectl", path=str(ROOT / ".tools")) or shutil.which("kubectl")
-OPERATOR = str(Path(__file__).parent / "operator_under_test.py")
+OPERATOR = str(Path(__file__).parent / "operator_app.py")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is fetched by `make test` (scripts/fetch_tools.py)")
 
 
