@@ -119,6 +119,8 @@ METHODS = {
     "kubetune gp liar=min": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp", {"liar": "min"}),
     "kubetune gp liar=mean": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp", {"liar": "mean"}),
     "kubetune gp liar=max": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp", {"liar": "max"}),
+    "kubetune gp liar=believer": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp",
+                                                                         {"liar": "believer"}),
 }
 
 

