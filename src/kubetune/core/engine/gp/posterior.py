@@ -79,11 +79,15 @@ class Posterior:
     ``B`` and ``C`` hold the appended rows in preallocated buffers.
     """
 
-    def __init__(self, X: np.ndarray, hp: Hyperparameters, extra_capacity: int = 64):
+    def __init__(self, X: np.ndarray, hp: Hyperparameters, extra_capacity: int = 64,
+                 noise: np.ndarray | None = None):
+        """``noise`` (n,) overrides the noise variance per row: pending trials are modelled as noise-free
+        fantasies, so that a point being evaluated is not suggested again next to itself."""
         self.hp = hp
         self.n0, dims = X.shape
         self._X0 = np.array(X, dtype=float)
-        self._L0 = _cholesky(matern52(X, X, hp), hp.noise) if self.n0 else np.zeros((0, 0))
+        row_noise = np.full(self.n0, hp.noise) if noise is None else np.asarray(noise, dtype=float)
+        self._L0 = _cholesky(matern52(X, X, hp), row_noise) if self.n0 else np.zeros((0, 0))
         self.m = 0  # appended rows
         self._Xe = np.empty((extra_capacity, dims))
         self._B = np.empty((extra_capacity, self.n0))
@@ -146,6 +150,10 @@ class Posterior:
         for pool in self.pools:
             pool.refresh_mean(self.z)
 
+    def targets(self) -> np.ndarray:
+        """Every row's target, ``L z``: for believed rows, the value they are believed to take."""
+        return self._dense_factor() @ self.z
+
     def _dense_factor(self) -> np.ndarray:
         L = np.zeros((self.n, self.n))
         L[: self.n0, : self.n0] = self._L0
@@ -153,14 +161,15 @@ class Posterior:
         L[self.n0 :, self.n0 :] = self._C[: self.m, : self.m]
         return L
 
-    def append(self, x: np.ndarray, target: float | None) -> None:
+    def append(self, x: np.ndarray, target: float | None, noise: float | None = None) -> None:
         """Adds one row: an observation or a constant lie (``target``), or with ``target=None`` a believed
         row whose target is the current posterior mean there. A rank-one extension of ``L``."""
         if self.m == len(self._Xe):
             self._grow()
         k = self.kernel_to(x[None, :])[:, 0]
         l_row = self.solve(k)
-        d = math.sqrt(max(self.hp.signal + self.hp.noise - l_row @ l_row, 1e-12 * self.hp.signal))
+        row_noise = self.hp.noise if noise is None else noise
+        d = math.sqrt(max(self.hp.signal + row_noise - l_row @ l_row, 1e-12 * self.hp.signal))
         z_new = 0.0 if target is None else (target - l_row @ self.z) / d
         for pool in self.pools:
             pool.extend(x, l_row, d, z_new)
@@ -244,7 +253,7 @@ class CandidatePool:
         self._V = V
 
 
-def _cholesky(K: np.ndarray, noise: float) -> np.ndarray:
+def _cholesky(K: np.ndarray, noise: float | np.ndarray) -> np.ndarray:
     """Cholesky factor of ``K + noise I``, adding jitter when rounding makes it indefinite. ``K`` is
     overwritten."""
     diagonal = np.diag_indices_from(K)

@@ -138,14 +138,17 @@ class GPSearch:
         warped = dict(zip(observed_keys, warp(np.array([value_of[k] for k in observed_keys]), self.settings.warp),
                           strict=True))
         observed = np.fromiter(warped.values(), dtype=float)
+        best = float(np.min(observed))
         if self.settings.liar == "believer":
             lie = None
             believed = np.array([k not in warped for k in model.rows])
             model.posterior.set_targets(np.array([warped.get(k, 0.0) for k in model.rows]), believed)
+            if believed.any():  # a trial believed to beat the best raises the bar, as if it had reported
+                best = min(best, float(np.min(model.posterior.targets()[believed])))
         else:
             lie = float({"min": np.min, "mean": np.mean, "max": np.max}[self.settings.liar](observed))
             model.posterior.set_targets(np.array([warped.get(k, lie) for k in model.rows]))
-        return self._choose(n, model, history, X_obs, losses, float(np.min(observed)), lie, rng)
+        return self._choose(n, model, history, X_obs, losses, best, lie, rng)
 
     # -- model upkeep --------------------------------------------------------------------------------------
     def _maybe_refit(self, X: np.ndarray, losses: np.ndarray, rng: np.random.Generator) -> bool:
@@ -169,7 +172,8 @@ class GPSearch:
         chosen = select_rows(X_obs, losses, np.arange(len(losses)), self.settings.max_model_trials, rng)
         keys = [obs_keys[i] for i in chosen] + pending_keys
         X = np.vstack([X_obs[chosen], X_pending]) if len(X_pending) else X_obs[chosen]
-        posterior = Posterior(X, self._hp, extra_capacity=n + 64)
+        noise = np.r_[np.full(len(chosen), self._hp.noise), np.full(len(pending_keys), self._fantasy_noise())]
+        posterior = Posterior(X, self._hp, extra_capacity=n + 64, noise=noise)
         pool_points, pool_keys = self._unique(self.space.snap(self._sobol.points(self.settings.candidates, rng)))
         posterior.pool(pool_points)
         return _Model(self._hp, posterior, {k: i for i, k in enumerate(keys)}, len(chosen), pool_points, pool_keys)
@@ -178,12 +182,17 @@ class GPSearch:
         for x, key in zip(X_pending, pending_keys, strict=True):
             if key not in model.rows:
                 model.rows[key] = model.posterior.n
-                model.posterior.append(x, 0.0)
+                model.posterior.append(x, 0.0, noise=self._fantasy_noise())
         for x, key in zip(X_obs, obs_keys, strict=True):
             if key not in model.rows and model.observed_rows < self.settings.max_model_trials:
                 model.rows[key] = model.posterior.n
                 model.posterior.append(x, 0.0)
                 model.observed_rows += 1
+
+    def _fantasy_noise(self) -> float:
+        """Noise of a pending trial's row: almost none, so that its point and its close neighbourhood lose
+        their appeal until it reports (a pending row keeps it until the next rebuild, even once observed)."""
+        return 1e-6 * self._hp.signal
 
     def _keys(self, points: np.ndarray) -> list[tuple]:
         return self.space.keys_of_points(points)
@@ -218,7 +227,9 @@ class GPSearch:
                 for choices in pools:
                     choices.remove(key)
                 model.rows[key] = posterior.n
-                posterior.append(x, lie)
+                if lie is None:
+                    best = min(best, float(posterior.predict(x[None, :])[0][0]))
+                posterior.append(x, lie, noise=self._fantasy_noise())
         finally:
             posterior.pools.remove(local)
         return chosen
