@@ -218,25 +218,28 @@ def plot(table: dict, problems: list[str], methods: list[str], qs: list[int]) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    shown = [m for m in methods if "liar=" not in m]  # the liar ablation is in the tables only
+    colours = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(shown)}
     fig, axes = plt.subplots(len(qs), len(problems), figsize=(4.2 * len(problems), 3.2 * len(qs)), squeeze=False)
     for row, q in enumerate(qs):
         for col, problem in enumerate(problems):
             ax = axes[row][col]
-            for method in methods:
+            for method in shown:
                 data = table.get((problem, method, q))
                 if data is None:
                     continue
                 x = np.arange(1, data.shape[1] + 1)
                 median = np.median(data, axis=0)
-                ax.plot(x, np.maximum(median, 1e-8), label=method, linewidth=2 if method == "kubetune gp" else 1)
+                ax.plot(x, np.maximum(median, 1e-8), label=method, color=colours[method],
+                        linewidth=2.2 if method == "kubetune gp" else 1)
                 ax.fill_between(x, np.maximum(np.quantile(data, 0.25, axis=0), 1e-8),
-                                np.maximum(np.quantile(data, 0.75, axis=0), 1e-8), alpha=0.15)
+                                np.maximum(np.quantile(data, 0.75, axis=0), 1e-8), color=colours[method], alpha=0.12)
             ax.set_yscale("log")
             ax.set_title(f"{problem}, {q} worker{'s' if q > 1 else ''}", fontsize=10)
             ax.set_xlabel("evaluations")
             if col == 0:
-                ax.set_ylabel("simple regret")
-    axes[0][0].legend(fontsize=7)
+                ax.set_ylabel("simple regret (median, IQR)")
+        axes[row][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "quality.png", dpi=90)
 
