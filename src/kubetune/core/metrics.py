@@ -35,10 +35,6 @@ class MetricLog:
     def add(self, name: str, value: float) -> None:
         self.values.setdefault(name, []).append(value)
 
-    def merge(self, other: MetricLog) -> None:
-        for name, values in other.values.items():
-            self.values.setdefault(name, []).extend(values)
-
 
 def parse_line(line: str) -> list[tuple[str, float]]:
     """The ``(name, value)`` pairs one line reports, in order."""

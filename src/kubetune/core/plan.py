@@ -23,7 +23,6 @@ Phase = Literal["Running", "Succeeded", "Failed"]
 STARTED = ("Pending", "Running")
 ACTIVE = ("Queued", *STARTED)
 FAILED = ("Failed", "MetricsUnavailable")
-FINISHED = ("Succeeded", *FAILED, "Killed")
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,5 @@ class ExperimentStatus(_Record):
     trials: TrialCounts = Field(default_factory=TrialCounts, description="Trials by state.")
     best: BestTrial | None = Field(default=None, description="The best trial so far.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, InvalidSpec and similar.")
-    observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
     start_time: str | None = None
     completion_time: str | None = None

@@ -15,9 +15,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-API_VERSION = "kubetune.io/v1alpha1"
-KIND = "Experiment"
-
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Trial names are "<experiment>-<n>" and end up in label values (at most 63 characters).
 EXPERIMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

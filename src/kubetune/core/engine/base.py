@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -47,5 +47,3 @@ class Strategy(Protocol):
 
     def propose(self, n: int, history: History, rng: np.random.Generator) -> list[Params]: ...
 
-
-StrategyFactory = Callable[[Space, Any], Strategy]

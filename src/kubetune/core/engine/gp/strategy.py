@@ -69,7 +69,6 @@ class GPSettings(StrategySettings):
 
 @dataclass
 class _Model:
-    hp: Hyperparameters
     posterior: Posterior
     rows: dict[tuple, int]  # assignment key -> row
     observed_rows: int
@@ -176,7 +175,7 @@ class GPSearch:
         posterior = Posterior(X, self._hp, extra_capacity=n + 64, noise=noise)
         pool_points, pool_keys = self._unique(self.space.snap(self._sobol.points(self.settings.candidates, rng)))
         posterior.pool(pool_points)
-        return _Model(self._hp, posterior, {k: i for i, k in enumerate(keys)}, len(chosen), pool_points, pool_keys)
+        return _Model(posterior, {k: i for i, k in enumerate(keys)}, len(chosen), pool_points, pool_keys)
 
     def _extend(self, model: _Model, X_obs, obs_keys, X_pending, pending_keys) -> None:
         for x, key in zip(X_pending, pending_keys, strict=True):
