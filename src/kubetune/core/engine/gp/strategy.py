@@ -34,7 +34,7 @@ from kubetune.core.engine.base import History, StrategySettings
 from kubetune.core.engine.gp.acquisition import Acquisition
 from kubetune.core.engine.gp.fit import default_hyperparameters, fit_hyperparameters, select_rows
 from kubetune.core.engine.gp.posterior import Hyperparameters, Posterior
-from kubetune.core.engine.gp.warp import warp
+from kubetune.core.engine.gp.warp import OutputWarp
 from kubetune.core.engine.sobol import SobolSearch, SobolSettings
 from kubetune.core.space import Params, Space
 
@@ -100,6 +100,7 @@ class GPSearch:
         self._sobol = SobolSearch(space, SobolSettings())
         self._hp: Hyperparameters | None = None
         self._fit_n = 0
+        self._warp = OutputWarp()
         self._model: _Model | None = None
         self._continuous = np.array(
             [c for d in space.dimensions if d.kind in ("double", "int") for c in range(d.start, d.start + d.width)],
@@ -134,7 +135,7 @@ class GPSearch:
             self._extend(model, X_obs, obs_keys, X_pending, pending_keys)
         value_of = dict(zip(obs_keys, losses, strict=True))
         observed_keys = [k for k in model.rows if k in value_of]
-        warped = dict(zip(observed_keys, warp(np.array([value_of[k] for k in observed_keys]), self.settings.warp),
+        warped = dict(zip(observed_keys, self._warp(np.array([value_of[k] for k in observed_keys])),
                           strict=True))
         observed = np.fromiter(warped.values(), dtype=float)
         best = float(np.min(observed))
@@ -156,7 +157,8 @@ class GPSearch:
         if self._hp is not None and not grown:
             return False
         rows = select_rows(X, losses, np.arange(n), self.settings.max_fit_trials, rng)
-        y = warp(losses[rows], self.settings.warp)
+        self._warp = OutputWarp.fit(losses[rows], self.settings.warp)
+        y = self._warp(losses[rows])
         restarts = 1 if self._hp is None else 0
         try:
             self._hp = fit_hyperparameters(X[rows], y, self._hp, restarts, int(rng.integers(2**31)))

@@ -10,6 +10,7 @@ the best. It is applied to standardized values and followed by a second standard
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -20,17 +21,34 @@ def standardize(values: np.ndarray) -> np.ndarray:
     return (values - np.mean(values)) / (sd if sd > 0 else 1.0)
 
 
-def warp(values: np.ndarray, enabled: bool = True) -> np.ndarray:
-    """``values`` (n,) -> standardized, optionally Yeo-Johnson warped values, same order."""
-    z = standardize(np.asarray(values, dtype=float))
-    if not enabled or len(z) < 3:
-        return z
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        try:
-            transformed = stats.yeojohnson(z)[0]
-        except (ValueError, FloatingPointError):
+@dataclass(frozen=True)
+class OutputWarp:
+    """A fitted warp. The exponent is fitted when the hyperparameters are (fitting it costs milliseconds,
+    applying it microseconds), and applied to every set of observed values until the next fit."""
+
+    exponent: float | None = None  # Yeo-Johnson lambda for standardized values; None: standardize only
+
+    @classmethod
+    def fit(cls, values: np.ndarray, enabled: bool = True) -> OutputWarp:
+        z = standardize(np.asarray(values, dtype=float))
+        if not enabled or len(z) < 3:
+            return cls()
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                exponent = float(stats.yeojohnson_normmax(z))
+            except (ValueError, FloatingPointError):
+                return cls()
+        return cls(exponent if np.isfinite(exponent) else None)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (n,) -> standardized, optionally warped values, same order."""
+        z = standardize(np.asarray(values, dtype=float))
+        if self.exponent is None or len(z) < 3:
             return z
-    if not np.all(np.isfinite(transformed)) or np.ptp(transformed) <= 0:
-        return z
-    return standardize(transformed)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            transformed = stats.yeojohnson(z, lmbda=self.exponent)
+        if not np.all(np.isfinite(transformed)) or np.ptp(transformed) <= 0:
+            return z
+        return standardize(transformed)
