@@ -70,6 +70,8 @@ class ClusterEmulator(KubernetesEmulator):
             verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
         self.resources["v1/namespaces"] = kmock.ResourceInfo(
             kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"})
+        self.resources["coordination.k8s.io/v1/leases"] = kmock.ResourceInfo(
+            kind="Lease", singular="lease", namespaced=True, verbs={"get", "list", "watch", "create", "patch"})
         self.resources["v1/events"] = kmock.ResourceInfo(
             kind="Event", singular="event", namespaced=True, verbs={"get", "list", "watch", "create", "patch"})
 
@@ -96,6 +98,14 @@ class ClusterEmulator(KubernetesEmulator):
                 meta.update(uid=str(uuid.uuid4()), generation=1, resourceVersion=str(next(self._versions)),
                             creationTimestamp=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
             elif request.action == kmock.action.UPDATE:
+                # A resourceVersion in a patch is a precondition (KMock ignores it): leader election needs the
+                # 409 a real server answers when the object changed since it was read.
+                expected = meta.get("resourceVersion")
+                current = self.get(request.resource.plural, request.namespace, request.name or "")
+                if expected and current and current.get("metadata", {}).get("resourceVersion") != expected:
+                    return aiohttp.web.json_response(
+                        {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                         "code": 409, "message": "the object has been modified"}, status=409)
                 meta["resourceVersion"] = str(next(self._versions))
         response = await super()._handle(request)
         return response

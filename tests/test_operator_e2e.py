@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from kopf.testing import KopfRunner
 from kube_emulator import EmulatedKubelet, RunningEmulator
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import manifest
 
@@ -135,3 +138,64 @@ def test_operator_command_line_refuses_to_run_without_a_scope():
     result = subprocess.run([sys.executable, "-m", "kubetune.cli", "operator"], capture_output=True, text=True,
                             env={**os.environ})
     assert result.returncode == 2 and "--namespace" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def replica(cluster, identity: str, metrics_port: int) -> subprocess.Popen:
+    """``kubetune operator --leader-election`` in its own process, as one replica of a Deployment."""
+    log = (cluster.tmp / f"{identity}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubetune.cli", "operator", "--namespace", "default", "--leader-election",
+         "--identity", identity, "--lease-namespace", "default", "--lease-duration", "3",
+         "--liveness", "http://127.0.0.1:0/healthz", "--metrics-port", str(metrics_port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": str(cluster.tmp / "kubeconfig")})
+
+
+def log_of(cluster, identity: str) -> str:
+    return (cluster.tmp / f"{identity}.log").read_text()
+
+
+def lease_holder(cluster) -> str | None:
+    lease = cluster.emulator.get("leases", "default", "kubetune-operator")
+    return ((lease or {}).get("spec") or {}).get("holderIdentity")
+
+
+def test_two_replicas_only_the_lease_holder_acts_and_the_standby_takes_over(cluster):
+    first_port, second_port = free_port(), free_port()
+    first = replica(cluster, "first", first_port)
+    second = None
+    try:
+        wait_for(lambda: lease_holder(cluster) == "first")
+        second = replica(cluster, "second", second_port)
+        wait_for(lambda: "standing by: Lease default/kubetune-operator is held by first" in log_of(cluster, "second"))
+        with EmulatedKubelet(cluster.url, interval=0.3):
+            apply(cluster, experiment(maxTrials=8, parallelism=2, algorithm={"name": "gp"}))
+            wait_for(lambda: sum(t.get("status", {}).get("phase") == "Succeeded" for t in trials(cluster)) >= 3)
+            assert "leading" not in log_of(cluster, "second")
+            assert "experiment default/demo" not in log_of(cluster, "second")
+            assert "experiment default/demo: following it" in log_of(cluster, "first")
+            first.kill()  # no chance to release the Lease: the standby waits for it to expire
+            first.wait(10)
+            final = wait_for(lambda: (s := status(cluster, "demo")).get("phase") == "Succeeded" and s, timeout=90)
+        assert lease_holder(cluster) == "second" and "leading" in log_of(cluster, "second")
+        assert "experiment default/demo: following it" in log_of(cluster, "second")
+        # the new leader's metrics: it created the trials the first one had not
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{second_port}/metrics", timeout=10).read().decode()
+        samples = {(s.name, s.labels.get("phase", "")): s.value
+                   for family in text_string_to_metric_families(scraped) for s in family.samples}
+        assert 0 < samples["kubetune_trials_created_total", ""] < 8
+        assert samples["kubetune_experiments", "Succeeded"] == 1
+        items = trials(cluster)
+        assert sorted(t["metadata"]["name"] for t in items) == sorted(f"demo-{i}" for i in range(8))
+        assert final["trials"]["created"] == 8
+        assert len({json.dumps(t["spec"]["params"], sort_keys=True) for t in items}) == 8
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
+from restricted import restricted_violations
 
 from conftest import manifest
 from kubetune.core.gpu_sharing import MODES, GpuSharing, GpuSharingError, place
@@ -110,3 +111,29 @@ def test_no_gpu_no_limits():
     pod = render_pod(experiment(gpu=0), "demo-1", {"x": 1.0}, GpuSharing("kai"))
     assert "limits" not in pod["spec"]["containers"][0]["resources"]
     assert "schedulerName" not in pod["spec"]
+
+
+def test_trial_pods_meet_the_restricted_pod_security_standard_by_default():
+    pod = render_pod(experiment(), "demo-3", {"x": 1.5}, GpuSharing(), owner=OWNER)
+    validate(pod)
+    assert restricted_violations(pod["spec"]) == []
+    assert pod["spec"]["securityContext"]["runAsUser"] != 0
+
+
+def test_the_experiments_own_security_settings_win():
+    document = manifest(template={"resources": {"cpu": "500m"}})
+    spec = document["spec"]["trialTemplate"]["spec"]
+    spec["securityContext"] = {"runAsUser": 1000, "fsGroup": 100}
+    spec["initContainers"] = [{"name": "fetch", "image": "busybox",
+                               "securityContext": {"readOnlyRootFilesystem": True}}]
+    spec["containers"][0]["securityContext"] = {"allowPrivilegeEscalation": True}
+    pod = render_pod(load_experiment(document), "demo-1", {"x": 1.0}, GpuSharing())
+    validate(pod)
+    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 65532,
+                                              "seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 100}
+    assert pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is True
+    init = pod["spec"]["initContainers"][0]["securityContext"]
+    assert init == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                    "readOnlyRootFilesystem": True}
+    assert restricted_violations(pod["spec"]) == [f"{pod['spec']['containers'][0]['name']}: allowPrivilegeEscalation "
+                                                  "is not false"]

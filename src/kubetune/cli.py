@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -72,14 +76,47 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--hami-cores", action="store_true", help="hami: also limit nvidia.com/gpucores")
     operator.add_argument("--timeslicing-resource", default="nvidia.com/gpu",
                           help="timeslicing: the shared GPU resource (for example nvidia.com/gpu.shared)")
-    operator.add_argument("--peering", help="kopf peering object: with several replicas only one acts")
+    operator.add_argument("--mig-profile", action="append", type=_mig_profile, metavar="FRACTION=RESOURCE",
+                          help="mig: a profile and the GPU fraction it gives, e.g. 0.25=nvidia.com/mig-2g.20gb "
+                               "(repeat for each; replaces the 80 GB defaults)")
+    operator.add_argument("--leader-election", action="store_true",
+                          help="with several replicas: act only while holding a Lease, stand by otherwise")
+    operator.add_argument("--lease-name", default="kubetune-operator", help="the Lease of leader election")
+    operator.add_argument("--lease-namespace", default=_own_namespace(),
+                          help="where the Lease lives (default: the pod's namespace)")
+    operator.add_argument("--lease-duration", type=_positive, default=15, metavar="SECONDS",
+                          help="a leader silent this long is replaced (it stops acting after 2/3 of it)")
+    operator.add_argument("--identity", default=_own_identity(), help="this replica's name in the Lease")
     operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint")
+    operator.add_argument("--metrics-port", type=int, default=9090, help="serve Prometheus metrics on this port "
+                          "(0: do not serve them)")
+    operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     operator.set_defaults(handler=_operator)
 
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions (generated from the model)")
     crds.add_argument("--out", type=Path, help="folder to write them to (default: print them)")
     crds.set_defaults(handler=_crds)
     return parser
+
+
+def _mig_profile(text: str) -> tuple[float, str]:
+    fraction, _, resource = text.partition("=")
+    try:
+        value = float(fraction)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1 or not resource:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FRACTION=RESOURCE with 0 < FRACTION <= 1")
+    return value, resource
+
+
+def _own_namespace() -> str:
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return os.environ.get("POD_NAMESPACE") or (path.read_text().strip() if path.exists() else "default")
+
+
+def _own_identity() -> str:
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _positive(text: str) -> int:
@@ -214,11 +251,34 @@ def _operator(args: argparse.Namespace) -> int:
 
     from kubetune.operator import handlers
 
-    handlers.configure(GpuSharing(args.gpu_sharing, kai_queue=args.kai_queue, hami_cores=args.hami_cores,
-                                  timeslicing_resource=args.timeslicing_resource))
-    kopf.run(clusterwide=args.all_namespaces, namespaces=args.namespace or [], standalone=args.peering is None,
-             peering_name=args.peering, liveness_endpoint=args.liveness)
-    return EXIT_OK
+    kopf.configure(debug=args.log_level == "debug", quiet=args.log_level == "warning")
+    if args.log_level != "debug":  # one line per pod event is noise at thousands of trials
+        logging.getLogger("kopf.objects").addFilter(
+            lambda record: not record.getMessage().startswith("Handler 'pod_changed' succeeded"))
+    sharing = GpuSharing(args.gpu_sharing, kai_queue=args.kai_queue, hami_cores=args.hami_cores,
+                         timeslicing_resource=args.timeslicing_resource)
+    if args.mig_profile:
+        sharing = dataclasses.replace(sharing, mig_profiles=tuple(sorted(args.mig_profile)))
+    handlers.configure(sharing, metrics_port=args.metrics_port or None)
+
+    async def operate(stop: asyncio.Event | None = None) -> None:
+        await kopf.operator(clusterwide=args.all_namespaces, namespaces=args.namespace or [], standalone=True,
+                            liveness_endpoint=args.liveness, stop_flag=stop)
+
+    if not args.leader_election:
+        asyncio.run(operate())
+        return EXIT_OK
+    from kubetune.core.leadership import ElectionTiming
+    from kubetune.operator.api import KubernetesApi
+    from kubetune.operator.leader import LeaderElection, lead
+
+    async def elect_then_operate() -> int:
+        duration = args.lease_duration
+        timing = ElectionTiming(duration, renew_deadline_seconds=duration * 2 / 3, retry_seconds=duration / 7.5)
+        election = LeaderElection(KubernetesApi(), args.lease_namespace, args.lease_name, args.identity, timing)
+        return await lead(election, operate, args.liveness)
+
+    return asyncio.run(elect_then_operate())
 
 
 # -- crds ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 The same placeholders and environment variables as a local run (:mod:`kubetune.core.template`), plus what
 a cluster needs: ``restartPolicy: Never`` (a retry is a new pod, counted by the operator),
 ``activeDeadlineSeconds`` from ``timeoutSeconds``, the ``kubetune.io/experiment`` and ``kubetune.io/trial``
-labels, the CPU and memory requests, and the GPU request translated by :mod:`kubetune.core.gpu_sharing`.
+labels, the CPU and memory requests, the GPU request translated by :mod:`kubetune.core.gpu_sharing`, and the
+Pod Security Standard "restricted" settings wherever the template leaves them unset.
 """
 
 from __future__ import annotations
@@ -23,6 +24,22 @@ ATTEMPT_LABEL = "kubetune.io/attempt"
 def pod_name(trial: str, attempt: int) -> str:
     """The first attempt's pod carries the trial's name; retries add ``-r<attempt>``."""
     return trial if attempt <= 1 else f"{trial}-r{attempt}"
+
+
+# Pod Security Standard "restricted", as the operator itself runs. Each key applies unless the experiment's pod
+# spec sets it (so ``runAsUser: 1000`` or ``runAsNonRoot: false`` there wins); a non-root UID is given
+# because many training images (the official python ones among them) would otherwise start as root and be
+# refused by runAsNonRoot.
+RESTRICTED_POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+}
+
+
+def with_defaults(given: dict[str, Any] | None, defaults: dict[str, Any]) -> dict[str, Any]:
+    return {**copy.deepcopy(defaults), **(given or {})}
 
 
 def render_pod(
@@ -60,6 +77,10 @@ def render_pod(
         del first["resources"]
     if placement.scheduler_name:
         pod_spec["schedulerName"] = placement.scheduler_name
+    pod_spec["securityContext"] = with_defaults(pod_spec.get("securityContext"), RESTRICTED_POD_SECURITY)
+    for container in pod_spec["containers"] + pod_spec.get("initContainers", []):
+        container["securityContext"] = with_defaults(container.get("securityContext"),
+                                                     RESTRICTED_CONTAINER_SECURITY)
     metadata: dict[str, Any] = {
         "name": pod_name(trial, attempt),
         "labels": {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: trial, ATTEMPT_LABEL: str(attempt),

@@ -35,8 +35,19 @@ def belongs(obj: dict[str, Any], experiment: str) -> bool:
     return obj.get("metadata", {}).get("labels", {}).get(EXPERIMENT_LABEL) == experiment
 
 
+class LeaseApi(Protocol):
+    """The Lease calls of leader election; ``patch_lease`` fails with :class:`Conflict` when the Lease's
+    ``resourceVersion`` is no longer ``resource_version``."""
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any]: ...
+    async def create_lease(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]: ...
+    async def patch_lease(self, namespace: str, name: str, resource_version: str,
+                          spec: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class KubernetesApi:
-    """:class:`ClusterApi` over the official client (in-cluster config or the user's kubeconfig)."""
+    """:class:`ClusterApi` and :class:`LeaseApi` over the official client (in-cluster config or the user's
+    kubeconfig)."""
 
     def __init__(self, api_client: Any = None):
         from kubernetes import client, config
@@ -51,6 +62,7 @@ class KubernetesApi:
         api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._coordination = client.CoordinationV1Api(api_client)
         self._exceptions = client.exceptions
 
     async def _call(self, function, *args, **kwargs):
@@ -99,3 +111,18 @@ class KubernetesApi:
     async def pod_log(self, namespace: str, name: str, container: str) -> str:
         log = await self._call(self._core.read_namespaced_pod_log, name, namespace, container=container)
         return log if isinstance(log, str) else json.dumps(log) if log is not None else ""
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self._call(self._coordination.read_namespaced_lease, name, namespace)
+
+    async def create_lease(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        return await self._call(self._coordination.create_namespaced_lease, namespace, body)
+
+    async def patch_lease(self, namespace: str, name: str, resource_version: str,
+                          spec: dict[str, Any]) -> dict[str, Any]:
+        # A resourceVersion in a patch makes it conditional: the server answers 409 if the Lease changed.
+        body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
+        return await self._call(self._coordination.patch_namespaced_lease, name, namespace, body,
+                                _content_type="application/merge-patch+json")

@@ -4,7 +4,8 @@ Each Experiment gets a kopf daemon that runs reconciliation passes until the exp
 when a pod of the experiment changes (the pod handler wakes the daemon) and at least every
 ``RESYNC_SECONDS`` regardless, so a missed event costs latency, never correctness. Experiments are
 independent tasks, and the GP suggestion runs in a worker thread, so one slow experiment never stalls the
-others. Two replicas never both act: kopf's peering lets one run and pauses the other.
+others. Two replicas never both act: with `--leader-election` only the holder of a Lease runs kopf at all
+(:mod:`kubetune.operator.leader`).
 """
 
 from __future__ import annotations
@@ -20,36 +21,56 @@ from kubetune.core.crd import GROUP, VERSION
 from kubetune.core.gpu_sharing import GpuSharing
 from kubetune.core.pods import EXPERIMENT_LABEL
 from kubetune.operator.api import ClusterApi, KubernetesApi
+from kubetune.operator.metrics import CountingApi, OperatorMetrics
 from kubetune.operator.reconcile import Reconciler
 
 RESYNC_SECONDS = 10.0
 
 
 class OperatorState:
-    """What the handlers share: the reconciler and one wake-up event per experiment (no other state)."""
+    """What the handlers share: the reconciler, the metrics and one wake-up event per experiment (no other
+    state)."""
 
-    def __init__(self, api: ClusterApi, sharing: GpuSharing):
-        self.reconciler = Reconciler(api, sharing)
+    def __init__(self, api: ClusterApi, sharing: GpuSharing, metrics: OperatorMetrics):
+        self.metrics = metrics
+        self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics)
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
 
     def waker(self, namespace: str, name: str) -> asyncio.Event:
         return self.wakers.setdefault((namespace, name), asyncio.Event())
 
 
-_configuration: dict[str, Any] = {"sharing": GpuSharing(), "api": None}
+_configuration: dict[str, Any] = {"sharing": GpuSharing(), "api": None, "metrics_port": None, "metrics": None}
 
 
-def configure(sharing: GpuSharing, api: ClusterApi | None = None) -> None:
-    """Called by ``kubetune operator`` (or a test) before kopf starts."""
-    _configuration.update(sharing=sharing, api=api)
+def configure(sharing: GpuSharing, api: ClusterApi | None = None, metrics_port: int | None = None,
+              metrics: OperatorMetrics | None = None) -> None:
+    """Called by ``kubetune operator`` (or a test) before kopf starts; ``metrics_port`` serves /metrics."""
+    _configuration.update(sharing=sharing, api=api, metrics_port=metrics_port, metrics=metrics)
+
+
+_metrics_of_process: list[OperatorMetrics] = []
+
+
+def _process_metrics() -> OperatorMetrics:
+    """The metrics in prometheus_client's default registry (with its process metrics), created once."""
+    if not _metrics_of_process:
+        _metrics_of_process.append(OperatorMetrics())
+    return _metrics_of_process[0]
 
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.posting.level = 20  # INFO and above become Kubernetes Events
+    # Watch only what the operator was told to (exact namespaces, or all): no RBAC to watch CRDs and
+    # namespaces is needed, and the CRDs are installed before the operator starts.
+    settings.scanning.disabled = True
     api = _configuration["api"] or KubernetesApi()
-    memo.state = OperatorState(api, _configuration["sharing"])
+    metrics = _configuration["metrics"] or _process_metrics()
+    memo.state = OperatorState(api, _configuration["sharing"], metrics)
+    if _configuration["metrics_port"] is not None:
+        metrics.serve(_configuration["metrics_port"])
 
 
 @kopf.daemon(GROUP, VERSION, "experiments", cancellation_timeout=10.0)
@@ -58,9 +79,16 @@ async def run_experiment(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, stop
     state: OperatorState = memo.state
     waker = state.waker(meta.namespace, meta.name)
     reported_invalid = False
+    logger.info("experiment %s/%s: following it", meta.namespace, meta.name)
     while not stopped:
         waker.clear()
-        result = await state.reconciler.reconcile(copy.deepcopy(dict(body)))
+        try:
+            result = await state.reconciler.reconcile(copy.deepcopy(dict(body)))
+        except Exception as exc:  # an API hiccup or a bug: counted, logged, retried at the next resync
+            state.metrics.reconcile_errors.inc()
+            logger.exception("experiment %s: reconciliation failed: %s", meta.name, exc)
+            await stopped.wait(RESYNC_SECONDS)
+            continue
         if result.status.get("reason") == "InvalidSpec" and not reported_invalid:
             kopf.warn(body, reason="InvalidSpec", message=result.status.get("message", ""))
             reported_invalid = True

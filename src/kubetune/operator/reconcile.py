@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from kubetune.core.crd import GROUP, VERSION
 from kubetune.core.engine import Optimizer
 from kubetune.core.errors import ManifestError
@@ -33,6 +35,7 @@ from kubetune.core.records import iso, trial_name
 from kubetune.core.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
+from kubetune.operator.metrics import OperatorMetrics
 
 logger = logging.getLogger("kubetune.operator")
 ACTIVE = ("Pending", "Running")
@@ -57,8 +60,9 @@ class PassResult:
 
 class Reconciler:
     def __init__(self, api: ClusterApi, sharing: GpuSharing, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] | None = None):
+                 monotonic: Callable[[], float] | None = None, metrics: OperatorMetrics | None = None):
         self.api = api
+        self.metrics = metrics or OperatorMetrics(CollectorRegistry())
         self.sharing = sharing
         self.clock = clock
         self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
@@ -68,7 +72,9 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name = meta.get("namespace", "default"), meta["name"]
         current = body.get("status") or {}
+        key = meta.get("uid") or f"{namespace}/{name}"
         if current.get("phase") in ("Succeeded", "Failed"):
+            self.metrics.experiment_seen(key, current["phase"], 0)
             return PassResult(current, done=True)
         try:
             experiment = load_experiment({k: v for k, v in body.items() if k != "status"})
@@ -81,6 +87,7 @@ class Reconciler:
                           last_transition_time=iso(self.clock()))])
             dumped = status.model_dump(by_alias=True, exclude_none=True)
             await self.api.patch_status("experiments", namespace, name, dumped)
+            self.metrics.experiment_seen(key, "Failed", 0)
             return PassResult(dumped, done=True)
         experiment.metadata.namespace = namespace
         trials = {t["metadata"]["name"]: t for t in await self.api.list("trials", namespace, name)}
@@ -100,6 +107,7 @@ class Reconciler:
         if not done and status["phase"] != "Running":
             status["phase"] = "Running"
         await self._patch_experiment_status(namespace, name, status, cache, force=done)
+        self.metrics.experiment_seen(key, status["phase"], sum(_phase(t) in ACTIVE for t in trials.values()))
         return PassResult(status, done=done)
 
     # -- optimizer cache -----------------------------------------------------------------------------------
@@ -120,6 +128,7 @@ class Reconciler:
 
     def forget(self, uid: str) -> None:
         self._caches.pop(uid, None)
+        self.metrics.experiment_gone(uid)
 
     # -- following running trials --------------------------------------------------------------------------
     async def _follow(self, experiment: Experiment, trial: dict, pods: dict[str, dict], cache: _Cache) -> None:
@@ -157,6 +166,7 @@ class Reconciler:
         if result is not None:
             status.update(value=result.value, metrics=result.metrics, exitCode=result.exit_code)
         await self._patch_trial(namespace, name, {k: v for k, v in status.items() if v is not None}, trial)
+        self.metrics.trials_finished.labels(result_state).inc()
         self._record(cache, trial, result_state, status.get("value"))
 
     def _record(self, cache: _Cache, trial: dict, state: str, value: float | None) -> None:
@@ -186,7 +196,9 @@ class Reconciler:
     async def _create(self, experiment: Experiment, body: dict, trials: dict[str, dict], count: int,
                       cache: _Cache) -> None:
         # The GP may take a while with thousands of trials: keep the event loop free for other experiments.
-        suggestions = await asyncio.to_thread(cache.optimizer.ask, count)
+        with self.metrics.suggestion_seconds.time():
+            suggestions = await asyncio.to_thread(cache.optimizer.ask, count)
+        self.metrics.suggestions.inc(len(suggestions))
         for suggestion in suggestions:
             cache.pending.add(suggestion.id)
         await self._each(suggestions, lambda suggestion: self._launch(experiment, body, trials, suggestion))
@@ -205,6 +217,7 @@ class Reconciler:
         }
         try:
             created = await self.api.create("trials", namespace, trial)
+            self.metrics.trials_created.inc()
         except Conflict:
             created = trial
         trial = {**trial, "metadata": {**trial["metadata"], **((created or {}).get("metadata") or {})}}
@@ -229,6 +242,7 @@ class Reconciler:
         status.update(phase="Killed", reason=reason, message=f"experiment ended: {reason}",
                       completionTime=iso(self.clock()))
         await self._patch_trial(namespace, name, status, trial)
+        self.metrics.trials_finished.labels("Killed").inc()
         self._record(cache, trial, "Killed", None)
 
     async def _each(self, items, action) -> None:

@@ -1,0 +1,111 @@
+"""The operator's Prometheus metrics (prometheus_client), served on ``kubetune operator --metrics-port``.
+
+| name | type | labels | meaning |
+|---|---|---|---|
+| ``kubetune_experiments`` | gauge | ``phase`` | experiments this operator has seen, by phase |
+| ``kubetune_trials_running`` | gauge | | trials Pending or Running, over all experiments |
+| ``kubetune_trials_created_total`` | counter | | trials created |
+| ``kubetune_trials_finished_total`` | counter | ``state`` | trials ended, by final state |
+| ``kubetune_suggestion_seconds`` | histogram | | time of one suggestion call (``Optimizer.ask``) |
+| ``kubetune_suggestions_total`` | counter | | parameter assignments suggested |
+| ``kubetune_reconcile_errors_total`` | counter | | reconciliation passes that failed with an error |
+| ``kubetune_api_requests_total`` | counter | ``verb``, ``resource``, ``outcome`` | Kubernetes API calls |
+
+Counters start from zero when the operator starts (Prometheus' ``rate`` and ``increase`` expect that); the
+gauges are rebuilt from the cluster by the first reconciliation pass of each experiment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from kubetune.operator.api import ClusterApi, Conflict, NotFound
+
+PHASES = ("Pending", "Running", "Succeeded", "Failed")
+TRIAL_STATES = ("Succeeded", "Failed", "MetricsUnavailable", "Killed")
+SUGGESTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.registry = registry
+        self.experiments = Gauge("kubetune_experiments", "Experiments this operator has seen, by phase",
+                                 ["phase"], registry=registry)
+        self.trials_running = Gauge("kubetune_trials_running", "Trials Pending or Running, over all experiments",
+                                    registry=registry)
+        self.trials_created = Counter("kubetune_trials_created", "Trials created", registry=registry)
+        self.trials_finished = Counter("kubetune_trials_finished", "Trials ended, by final state", ["state"],
+                                       registry=registry)
+        self.suggestion_seconds = Histogram("kubetune_suggestion_seconds", "Time of one suggestion call",
+                                            buckets=SUGGESTION_BUCKETS, registry=registry)
+        self.suggestions = Counter("kubetune_suggestions", "Parameter assignments suggested", registry=registry)
+        self.reconcile_errors = Counter("kubetune_reconcile_errors", "Reconciliation passes that failed",
+                                        registry=registry)
+        self.api_requests = Counter("kubetune_api_requests", "Kubernetes API calls",
+                                    ["verb", "resource", "outcome"], registry=registry)
+        for phase in PHASES:
+            self.experiments.labels(phase)
+        for state in TRIAL_STATES:
+            self.trials_finished.labels(state)
+        self._phase_of: dict[str, str] = {}
+        self._active_of: dict[str, int] = {}
+
+    def experiment_seen(self, key: str, phase: str, active_trials: int) -> None:
+        self._phase_of[key] = phase
+        self._active_of[key] = active_trials
+        self._refresh()
+
+    def experiment_gone(self, key: str) -> None:
+        self._phase_of.pop(key, None)
+        self._active_of.pop(key, None)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        for phase in {*PHASES, *self._phase_of.values()}:
+            self.experiments.labels(phase).set(sum(1 for p in self._phase_of.values() if p == phase))
+        self.trials_running.set(sum(self._active_of.values()))
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> Any:
+        """Serves ``/metrics`` from a background thread; returns the HTTP server."""
+        server, _ = start_http_server(port, address, registry=self.registry)
+        return server
+
+
+class CountingApi:
+    """A :class:`~kubetune.operator.api.ClusterApi` that counts every call it passes on."""
+
+    def __init__(self, api: ClusterApi, metrics: OperatorMetrics):
+        self._api, self._metrics = api, metrics
+
+    async def _count(self, verb: str, resource: str, call):
+        outcome = "error"
+        try:
+            result = await call
+            outcome = "ok"
+            return result
+        except Conflict:
+            outcome = "conflict"
+            raise
+        except NotFound:
+            outcome = "not_found"
+            raise
+        finally:
+            self._metrics.api_requests.labels(verb, resource, outcome).inc()
+
+    async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        return await self._count("list", kind, self._api.list(kind, namespace, experiment))
+
+    async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._count("create", kind, self._api.create(kind, namespace, body))
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._count("patch", f"{kind}/status", self._api.patch_status(kind, namespace, name, status))
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        await self._count("delete", kind, self._api.delete(kind, namespace, name))
+
+    async def pod_log(self, namespace: str, name: str, container: str) -> str:
+        return await self._count("get", "pods/log", self._api.pod_log(namespace, name, container))
+

@@ -1,0 +1,131 @@
+"""Leader election: the Lease rules, the election against the emulated API server (conditional patches answer
+409 there as on a real server), and :func:`lead` stopping the operator when leadership is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+
+import pytest
+from kube_emulator import RunningEmulator
+from kubernetes import client
+
+from kubetune.core.leadership import ElectionTiming, LeaseState, claim, format_micro_time, may_take, parse_micro_time
+from kubetune.operator.api import Conflict, KubernetesApi
+from kubetune.operator.leader import LeaderElection, lead
+
+NOW = datetime.datetime(2026, 11, 22, 12, 0, 0, 250000, tzinfo=datetime.UTC)
+FAST = ElectionTiming(duration_seconds=2, renew_deadline_seconds=1.0, retry_seconds=0.1)
+
+
+def lease(holder: str | None, renewed: datetime.datetime | None, duration: int = 15, transitions: int = 0) -> dict:
+    spec = {"holderIdentity": holder, "leaseDurationSeconds": duration, "leaseTransitions": transitions}
+    if renewed is not None:
+        spec.update(acquireTime=format_micro_time(renewed), renewTime=format_micro_time(renewed))
+    return {"metadata": {"resourceVersion": "7"}, "spec": spec}
+
+
+def test_micro_time_round_trips():
+    assert format_micro_time(NOW) == "2026-11-22T12:00:00.250000Z"
+    assert parse_micro_time(format_micro_time(NOW)) == NOW
+
+
+@pytest.mark.parametrize(("holder", "age", "expected"), [
+    (None, None, True),  # nobody holds it
+    ("b", 5, False),  # held and renewed 5 s ago
+    ("b", 15, True),  # the holder has been silent for the whole duration
+    ("a", 5, True),  # already ours
+])
+def test_who_may_take_the_lease(holder, age, expected):
+    renewed = None if age is None else NOW - datetime.timedelta(seconds=age)
+    assert may_take(LeaseState.of(lease(holder, renewed)), "a", NOW) is expected
+
+
+def test_claim_counts_transitions_and_keeps_the_acquire_time_on_renewal():
+    taken = claim(LeaseState.of(lease("b", NOW - datetime.timedelta(seconds=30), transitions=3)), "a", NOW, FAST)
+    assert taken["holderIdentity"] == "a" and taken["leaseTransitions"] == 4
+    assert taken["acquireTime"] == taken["renewTime"] == format_micro_time(NOW)
+    later = NOW + datetime.timedelta(seconds=1)
+    renewed = claim(LeaseState.of({"metadata": {"resourceVersion": "8"}, "spec": taken}), "a", later, FAST)
+    assert renewed["leaseTransitions"] == 4
+    assert renewed["acquireTime"] == format_micro_time(NOW) and renewed["renewTime"] == format_micro_time(later)
+    assert claim(None, "a", NOW, FAST)["leaseTransitions"] == 0
+
+
+def test_timing_must_let_the_holder_stop_before_others_may_take_over():
+    with pytest.raises(ValueError):
+        ElectionTiming(duration_seconds=5, renew_deadline_seconds=6)
+
+
+@pytest.fixture
+def api():
+    with RunningEmulator() as emulator:
+        yield KubernetesApi(client.ApiClient(client.Configuration(host=emulator.url)))
+
+
+def election(api, identity: str) -> LeaderElection:
+    return LeaderElection(api, "default", "kubetune-operator", identity, FAST)
+
+
+@pytest.mark.asyncio
+async def test_a_stale_lease_write_is_refused(api):
+    created = await api.create_lease("default", "l", {"holderIdentity": "a"})
+    version = created["metadata"]["resourceVersion"]
+    await api.patch_lease("default", "l", version, {"holderIdentity": "b"})
+    with pytest.raises(Conflict):
+        await api.patch_lease("default", "l", version, {"holderIdentity": "c"})
+    assert (await api.get_lease("default", "l"))["spec"]["holderIdentity"] == "b"
+
+
+@pytest.mark.asyncio
+async def test_only_one_replica_leads_and_a_release_hands_over_at_once(api):
+    first, second = election(api, "first"), election(api, "second")
+    await first.acquire()
+    holding = asyncio.create_task(first.hold())
+    with pytest.raises(TimeoutError):  # renewed all along: the Lease never expires
+        await asyncio.wait_for(second.acquire(), 3 * FAST.duration_seconds)
+    holding.cancel()
+    await first.release()
+    await asyncio.wait_for(second.acquire(), 1.0)
+    state = LeaseState.of(await api.get_lease("default", "kubetune-operator"))
+    assert state.holder == "second" and state.transitions == 1
+
+
+@pytest.mark.asyncio
+async def test_a_silent_holder_is_replaced_after_the_duration(api):
+    first, second = election(api, "first"), election(api, "second")
+    await first.acquire()  # and then never renews, as if it hung
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(second.acquire(), 3 * FAST.duration_seconds)
+    assert loop.time() - started >= FAST.duration_seconds - 0.5
+
+
+@pytest.mark.asyncio
+async def test_lead_stops_the_operator_when_the_lease_is_lost(api):
+    operating, stopped = asyncio.Event(), asyncio.Event()
+
+    async def operate(stop: asyncio.Event) -> None:
+        operating.set()
+        await stop.wait()
+        stopped.set()
+
+    leading = asyncio.create_task(lead(election(api, "first"), operate))
+    await asyncio.wait_for(operating.wait(), 2.0)
+    # another replica took the Lease (the first one's renewals did not reach the server in time)
+    current = await api.get_lease("default", "kubetune-operator")
+    await api.patch_lease("default", "kubetune-operator", current["metadata"]["resourceVersion"],
+                          {"holderIdentity": "second"})
+    assert await asyncio.wait_for(leading, 2.0) == 1
+    assert stopped.is_set()
+
+
+@pytest.mark.asyncio
+async def test_lead_releases_the_lease_when_the_operator_stops_on_its_own(api):
+    first, second = election(api, "first"), election(api, "second")
+
+    async def operate(stop: asyncio.Event) -> None:
+        await asyncio.sleep(0.3)
+
+    assert await lead(first, operate) == 0
+    await asyncio.wait_for(second.acquire(), 1.0)
