@@ -79,7 +79,8 @@ def _spec_validator():
     return jsonschema.Draft4Validator(_draft4(schema["properties"]["spec"]))
 
 
-@pytest.mark.parametrize("example", ["quickstart.yaml", "sklearn-digits/experiment.yaml"])
+@pytest.mark.parametrize("example", ["quickstart.yaml", "sklearn-digits/experiment.yaml", "k8s/branin.yaml",
+                                     "k8s/fractional-gpu.yaml"])
 def test_examples_validate_against_the_crd(example):
     document = yaml.safe_load((EXAMPLES / example).read_text())
     _spec_validator().validate(document["spec"])

@@ -14,11 +14,26 @@ from kubetune.cli import main
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-@pytest.mark.parametrize("example", ["quickstart.yaml", "sklearn-digits/experiment.yaml"])
+@pytest.mark.parametrize("example", ["quickstart.yaml", "sklearn-digits/experiment.yaml", "k8s/branin.yaml",
+                                     "k8s/fractional-gpu.yaml"])
 def test_example_validates(example, capsys):
     assert main(["validate", str(EXAMPLES / example)]) == 0
     out = capsys.readouterr().out
     assert "valid" in out and "First trial would run: python" in out
+
+
+def test_user_text_is_shown_as_written_not_as_console_markup(capsys):
+    assert main(["validate", str(EXAMPLES / "k8s/fractional-gpu.yaml")]) == 0
+    assert "model(X[i:i + 256])" in capsys.readouterr().out
+
+
+def test_the_cluster_example_runs_locally_too(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(EXAMPLES / "k8s/branin.yaml"), "--max-trials", "3", "--parallelism", "3",
+                 "--out", str(out), "--quiet"]) == 0
+    records = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert [r["state"] for r in records] == ["Succeeded"] * 3
+    assert all(r["value"] >= 0.397887 for r in records)
 
 
 def test_quickstart_runs_and_prints_the_best_trial(tmp_path):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import kubernetes_validate
 import pytest
 from restricted import restricted_violations
 
 from conftest import manifest
 from kubetune.core.gpu_sharing import MODES, GpuSharing, GpuSharingError, place
-from kubetune.core.manifest import load_experiment
+from kubetune.core.manifest import load_experiment, load_experiment_file
 from kubetune.core.pods import render_pod
 
 K8S_VERSION = kubernetes_validate.latest_version()
@@ -137,3 +139,12 @@ def test_the_experiments_own_security_settings_win():
                     "readOnlyRootFilesystem": True}
     assert restricted_violations(pod["spec"]) == [f"{pod['spec']['containers'][0]['name']}: allowPrivilegeEscalation "
                                                   "is not false"]
+
+
+@pytest.mark.parametrize("example", ["branin.yaml", "fractional-gpu.yaml"])
+def test_the_cluster_examples_render_valid_restricted_pods(example):
+    experiment_ = load_experiment_file(Path(__file__).parent.parent / "examples" / "k8s" / example)
+    pod = render_pod(experiment_, f"{experiment_.name}-0", {p.name: p.min if p.min is not None else p.values[0]
+                                                             for p in experiment_.spec.parameters}, GpuSharing())
+    validate(pod)
+    assert restricted_violations(pod["spec"]) == []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -41,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ManifestError as exc:
-        errors.print(f"[red]error:[/] {exc.describe()}", markup=True, soft_wrap=True)
+        errors.print(f"[red]error:[/] {escape(exc.describe())}", markup=True, soft_wrap=True)
         return EXIT_BAD_INPUT
     except RunnerError as exc:
-        errors.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True)
+        errors.print(f"[red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
         return EXIT_BAD_INPUT
 
 
@@ -169,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     runner = LocalRunner(experiment, out, args.file.resolve().parent, resume=args.resume, no_gpu=args.no_gpu,
                          on_trial_end=on_trial_end)
     for warning in runner.warnings:
-        errors.print(f"[yellow]warning:[/] {warning}", markup=True)
+        errors.print(f"[yellow]warning:[/] {escape(str(warning))}", markup=True)
     console.print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
                   f"trials, {spec.parallelism} at a time; results in {out}")
     with progress:
@@ -185,7 +186,7 @@ def _trial_line(record: TrialRecord) -> str:
     params = ", ".join(f"{k}={_short(v)}" for k, v in record.params.items())
     value = f" value={record.value:.6g}" if record.value is not None else ""
     detail = f" ({record.message})" if record.message and record.state != "Succeeded" else ""
-    return f"[{colour}]{record.state:<18}[/] {record.id}{value}  {params}{detail}"
+    return f"[{colour}]{record.state:<18}[/] {escape(f'{record.id}{value}  {params}{detail}')}"
 
 
 def _short(value: object) -> str:
@@ -206,10 +207,12 @@ def _print_outcome(outcome: Outcome, experiment: Experiment, out: Path, file: Pa
         console.print(table)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.summary["counts"].items()))
     colour = {"Succeeded": "green", "Interrupted": "yellow"}.get(outcome.phase, "red")
-    console.print(f"[{colour}]{outcome.phase}[/] ({outcome.reason}): {outcome.message}. Trials: {counts or 'none'}.")
+    console.print(f"[{colour}]{outcome.phase}[/] ({outcome.reason}): {escape(outcome.message)}. "
+                  f"Trials: {counts or 'none'}.")
     if best:
         params = ", ".join(f"{k}={_short(v)}" for k, v in best[0].params.items())
-        console.print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})")
+        console.print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})",
+                      markup=False)
     console.print(f"Results: {out / 'trials.jsonl'}, {out / 'summary.json'}")
     if outcome.phase == "Interrupted":
         console.print(f"Continue with: kubetune run {file} --out {out} --resume")
@@ -230,7 +233,7 @@ def _validate(args: argparse.Namespace) -> int:
     objective = spec.objective
     target = f", stop at {objective.target}" if objective.target is not None else ""
     console.print(f"Objective: {objective.direction} {objective.metric} ({objective.strategy} value{target})")
-    console.print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}")
+    console.print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}", markup=False)
     console.print(f"Trials: {spec.max_trials} in all, {spec.parallelism} at a time, up to "
                   f"{spec.max_failed_trials} failures, {spec.trial_template.retries} retries each, "
                   f"timeout {spec.trial_template.timeout_seconds or 'none'}")
@@ -241,7 +244,7 @@ def _validate(args: argparse.Namespace) -> int:
         container = substitute_all(spec.trial_template.spec["containers"][0], example[0].params, trial,
                                    experiment.name)
         command = " ".join(str(c) for c in container.get("command", []) + container.get("args", []))
-        console.print(f"First trial would run: {command}", soft_wrap=True)
+        console.print(f"First trial would run: {command}", soft_wrap=True, markup=False)
     return EXIT_OK
 
 
