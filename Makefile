@@ -27,9 +27,9 @@ run: $(RUN_STAMP)
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts
 
-tools: .tools/kubectl
+tools: .tools/kubectl .tools/helm
 
-.tools/kubectl:
+.tools/kubectl .tools/helm:
 	$(BIN)/python scripts/fetch_tools.py
 
 test: $(TEST_STAMP) lint tools
