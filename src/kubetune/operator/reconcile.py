@@ -41,6 +41,7 @@ logger = logging.getLogger("kubetune.operator")
 ACTIVE = ("Pending", "Running")
 STATUS_INTERVAL_SECONDS = 2.0
 CONCURRENCY = 16
+PodsByTrial = dict[str, dict[str, dict]]  # trial name -> pod name -> pod
 
 
 @dataclass
@@ -91,17 +92,24 @@ class Reconciler:
             return PassResult(dumped, done=True)
         experiment.metadata.namespace = namespace
         trials = {t["metadata"]["name"]: t for t in await self.api.list("trials", namespace, name)}
-        pods = {p["metadata"]["name"]: p for p in await self.api.list("pods", namespace, name)}
+        pods = _by_trial(await self.api.list("pods", namespace, name))
         cache = self._cache(body, experiment, trials)
         active = [t for t in sorted(trials.values(), key=_number) if _phase(t) in ACTIVE]
-        await self._each(active, lambda trial: self._follow(experiment, trial, pods, cache))
+        # Trials whose pod ended (or has to be created) first, then refill the freed slots, and only then mark
+        # the others Running: with thousands of trials in flight that bookkeeping must not delay a refill.
+        settling = [t for t in active if _may_settle(t, pods)]
+        await self._each(settling, lambda trial: self._follow(experiment, trial, pods, cache))
         views = [TrialView(t["metadata"]["name"], _phase(t), (t.get("status") or {}).get("value"))
                  for t in trials.values()]
         decision = decide(Limits.from_spec(experiment.spec), views, cache.optimizer.exhausted)
         if decision.stop_running:
             await self._stop(experiment, trials, pods, decision.reason, cache)
-        elif decision.create:
-            await self._create(experiment, body, trials, decision.create, cache)
+        else:
+            if decision.create:
+                await self._create(experiment, body, trials, decision.create, cache)
+            settled = {id(t) for t in settling}
+            rest = [t for t in active if id(t) not in settled]
+            await self._each(rest, lambda trial: self._follow(experiment, trial, pods, cache))
         status = self._status(experiment, trials.values(), decision, current)
         done = decision.phase != "Running" and not any(_phase(t) in ACTIVE for t in trials.values())
         if not done and status["phase"] != "Running":
@@ -131,14 +139,16 @@ class Reconciler:
         self.metrics.experiment_gone(uid)
 
     # -- following running trials --------------------------------------------------------------------------
-    async def _follow(self, experiment: Experiment, trial: dict, pods: dict[str, dict], cache: _Cache) -> None:
+    async def _follow(self, experiment: Experiment, trial: dict, pods: PodsByTrial,
+                      cache: _Cache) -> None:
         namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
         status = dict(trial.get("status") or {})
-        attempts = max(status.get("attempts", 0), _pod_attempts(pods, name))
+        own_pods = pods.get(name, {})
+        attempts = max(status.get("attempts", 0), _pod_attempts(own_pods))
         if attempts == 0:
             await self._start_pod(experiment, trial, 1, status)
             return
-        pod = pods.get(pod_name(name, attempts))
+        pod = own_pods.get(pod_name(name, attempts))
         if pod is None:
             result_state, reason, message = "Failed", "PodDeleted", "the trial's pod disappeared"
             result = None
@@ -227,16 +237,16 @@ class Reconciler:
             await self.api.create("pods", namespace, pod)
         trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
 
-    async def _stop(self, experiment: Experiment, trials: dict[str, dict], pods: dict[str, dict], reason: str,
+    async def _stop(self, experiment: Experiment, trials: dict[str, dict], pods: PodsByTrial, reason: str,
                     cache: _Cache) -> None:
         active = [(name, trial) for name, trial in trials.items() if _phase(trial) in ACTIVE]
         await self._each(active, lambda item: self._kill(experiment, item[0], item[1], pods, reason, cache))
 
-    async def _kill(self, experiment: Experiment, name: str, trial: dict, pods: dict[str, dict], reason: str,
+    async def _kill(self, experiment: Experiment, name: str, trial: dict, pods: PodsByTrial, reason: str,
                     cache: _Cache) -> None:
         namespace = experiment.metadata.namespace
         status = dict(trial.get("status") or {})
-        for pod in [p for p in pods.values() if p["metadata"].get("labels", {}).get(TRIAL_LABEL) == name]:
+        for pod in pods.get(name, {}).values():
             with contextlib.suppress(NotFound):
                 await self.api.delete("pods", namespace, pod["metadata"]["name"])
         status.update(phase="Killed", reason=reason, message=f"experiment ended: {reason}",
@@ -299,10 +309,27 @@ def _number(trial: dict) -> int:
     return int(trial["spec"]["number"])
 
 
-def _pod_attempts(pods: dict[str, dict], trial: str) -> int:
-    attempts = [int(p["metadata"].get("labels", {}).get(ATTEMPT_LABEL, 1)) for p in pods.values()
-                if p["metadata"].get("labels", {}).get(TRIAL_LABEL) == trial]
-    return max(attempts, default=0)
+def _by_trial(pods: list[dict]) -> PodsByTrial:
+    """Pods grouped by their trial (name -> pod), once per pass: looking them up per trial would make a pass
+    quadratic in the number of trials."""
+    grouped: PodsByTrial = {}
+    for pod in pods:
+        trial = pod["metadata"].get("labels", {}).get(TRIAL_LABEL)
+        if trial:
+            grouped.setdefault(trial, {})[pod["metadata"]["name"]] = pod
+    return grouped
+
+
+def _may_settle(trial: dict, pods: PodsByTrial) -> bool:
+    """Whether following ``trial`` may end it or start a pod: its latest pod is missing or has ended."""
+    own = pods.get(trial["metadata"]["name"], {})
+    attempts = max((trial.get("status") or {}).get("attempts", 0), _pod_attempts(own))
+    pod = own.get(pod_name(trial["metadata"]["name"], attempts)) if attempts else None
+    return pod is None or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _pod_attempts(pods: dict[str, dict]) -> int:
+    return max((int(p["metadata"].get("labels", {}).get(ATTEMPT_LABEL, 1)) for p in pods.values()), default=0)
 
 
 def _owner(obj: dict, kind: str) -> dict[str, Any]:
