@@ -4,7 +4,7 @@ the end-to-end tests, with an instant test kubelet (pods start and finish as fas
 Scenarios: one experiment of 2,000 parallel trials (5,000 in total), and 100 experiments of 20 parallel
 trials each. Reported: trials orchestrated per second, the operator's API requests per trial (writes
 separately), its peak RSS, and slot refill latency (from a trial's end to its replacement pod's creation,
-the i-th end matched to the i-th creation after the initial fill) p50/p95.
+within each experiment, its i-th trial end matched to its i-th pod creation after its initial fill) p50/p95.
 
     python -m benchmarks.operator_scale [--quick] [--out benchmarks/results/operator_scale.md]
 """
@@ -79,8 +79,8 @@ def run_scenario(label: str, experiments: list[dict], timeout: float) -> dict:
             log.close()
     operator_requests = {k: v for k, v in requests.items() if k[0] == "operator"}
     writes = sum(v for (_, verb, _), v in operator_requests.items() if verb in ("POST", "PATCH", "PUT", "DELETE"))
-    parallel = sum(e["spec"]["parallelism"] for e in experiments)
-    latencies = _refill_latencies(finished_at, created, parallel)
+    latencies = [latency for e in experiments
+                 for latency in _refill_latencies(_of(finished_at, e), _of(created, e), e["spec"]["parallelism"])]
     return {
         "label": label, "experiments": len(experiments), "trials": succeeded, "planned": total,
         "seconds": elapsed, "trials_per_second": succeeded / elapsed if elapsed else 0.0,
@@ -118,6 +118,12 @@ def _count_trials(cluster):
                    and (obj.raw.get("status") or {}).get("phase") == "Succeeded")
 
     return count()
+
+
+def _of(times: dict[str, float], experiment: dict) -> dict[str, float]:
+    """The entries of one experiment's pods (named ``<experiment>-<n>``, retries ``<experiment>-<n>-r<k>``)."""
+    prefix = re.compile(re.escape(experiment["metadata"]["name"]) + r"-\d+(-r\d+)?$")
+    return {name: t for name, t in times.items() if prefix.match(name)}
 
 
 def _refill_latencies(finished_at: dict[str, float], created_at: dict[str, float], parallel: int) -> list[float]:

@@ -29,6 +29,7 @@ from kmock import KubernetesEmulator
 from kmock._internal import parsing as kmock_parsing
 
 from kubetune.core.crd import GROUP, VERSION
+from kubetune.core.pods import EXPERIMENT_LABEL
 
 _parse_path = kmock_parsing.parse_path
 
@@ -48,6 +49,26 @@ KINDS = {"experiments": "Experiment", "trials": "Trial", "pods": "Pod", "events"
          "customresourcedefinitions": "CustomResourceDefinition"}
 
 
+INDEXED = {"pods", "trials", "experiments"}
+UNFINISHED = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+def _fields_match(obj: dict[str, Any], selector: str) -> bool:
+    """A field selector of ``path=value`` and ``path!=value`` terms (a real server supports a few paths per
+    kind, ``status.phase`` for pods among them; a pod without a phase yet is Pending)."""
+    for term in selector.split(","):
+        negated = "!=" in term
+        path, value = term.split("!=" if negated else "=", 1)
+        found: Any = obj
+        for part in path.split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        if path == "status.phase" and found is None:
+            found = "Pending"
+        if (str(found) == value) == negated:
+            return False
+    return True  # created only through the API, so the indexes see them all
+
+
 class ClusterEmulator(KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -56,6 +77,11 @@ class ClusterEmulator(KubernetesEmulator):
         # (client, verb, resource) -> count, and when each pod was created: for the scale benchmark.
         self.requests_by_client: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.pod_created_at: dict[str, float] = {}
+        self._indexed_resources: set[Any] = set()
+        self._by_namespace: dict[tuple, dict[tuple, None]] = {}
+        self._by_experiment: dict[tuple, dict[tuple, None]] = {}
+        self._resources_known: list[Any] = []
+        self._resources_signature: tuple[int, int] | None = None
         self.resources[f"{GROUP}/{VERSION}/experiments"] = kmock.ResourceInfo(
             kind="Experiment", singular="experiment", namespaced=True, subresources={"status"},
             shortnames={"kexp"}, verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
@@ -109,7 +135,31 @@ class ClusterEmulator(KubernetesEmulator):
                          "code": 409, "message": "the object has been modified"}, status=409)
                 meta["resourceVersion"] = str(next(self._versions))
         response = await super()._handle(request)
+        if request.resource is not None and request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            self._index(request)
         return response
+
+    # Lists: KMock walks every stored object (and computes the set of known resources from them) on every
+    # request, so each list cost O(all objects) and the 100-experiment benchmark measured the emulator. Objects
+    # the API creates are indexed by namespace and by their kubetune.io/experiment label (which never changes
+    # after creation), and a list reads only its own objects.
+    def _index(self, request: kmock.Request) -> None:
+        meta = request.data.get("metadata", {})
+        namespace = request.namespace or meta.get("namespace")
+        key = (request.resource, namespace, meta.get("name"))
+        if key not in self.objects._objects:
+            return
+        self._indexed_resources.add(request.resource)
+        self._by_namespace.setdefault((request.resource, namespace), {})[key] = None
+        experiment = (meta.get("labels") or {}).get(EXPERIMENT_LABEL)
+        if experiment is not None:
+            self._by_experiment.setdefault((request.resource, namespace, experiment), {})[key] = None
+
+    def _get_resources(self) -> list[Any]:
+        signature = (len(self.resources), len(self._indexed_resources))
+        if signature != self._resources_signature:  # a resource was declared or first created
+            self._resources_known, self._resources_signature = list(super()._get_resources()), signature
+        return self._resources_known
 
     # KMock finds the object a request names by scanning every stored object: a request costs O(objects), and
     # the scale benchmark's tens of thousands of objects made the emulator, not the operator, the bottleneck.
@@ -139,12 +189,26 @@ class ClusterEmulator(KubernetesEmulator):
         return result
 
     async def _serve_list(self, request: kmock.Request) -> Any:
-        result = await super()._serve_list(request)
         selector = request.params.get("labelSelector")
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part) if selector else {}
+        if request.resource in self._indexed_resources and request.resource.plural in INDEXED:
+            if request.namespace is not None and EXPERIMENT_LABEL in wanted:
+                keys = list(self._by_experiment.get((request.resource, request.namespace, wanted[EXPERIMENT_LABEL]),
+                                                    {}))
+            else:
+                keys = [key for (resource, namespace), found in self._by_namespace.items()
+                        if resource == request.resource and request.namespace in (None, namespace) for key in found]
+            stored = self.objects._objects
+            result = {"metadata": {"resourceVersion": str(next(self._versions))},
+                      "items": [stored[k].raw for k in keys if k in stored and not stored[k].deleted]}
+        else:
+            result = await super()._serve_list(request)
         if selector:
-            wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
             result["items"] = [o for o in result["items"]
                                if all(o.get("metadata", {}).get("labels", {}).get(k) == v for k, v in wanted.items())]
+        fields = request.params.get("fieldSelector")
+        if fields:
+            result["items"] = [o for o in result["items"] if _fields_match(o, fields)]
         plural = request.resource.plural
         group = request.resource.group
         result["kind"] = f"{KINDS.get(plural, plural.capitalize())}List"
@@ -249,7 +313,8 @@ class EmulatedKubelet:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            response = self.api.list_namespaced_pod("default", _preload_content=False)
+            # Only the pods it still has to move, as a real kubelet asks only for its own node's pods.
+            response = self.api.list_namespaced_pod("default", field_selector=UNFINISHED, _preload_content=False)
             pods = json.loads(response.data)["items"]
             running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
             self.max_running = max(self.max_running, len(running) + sum(
