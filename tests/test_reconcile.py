@@ -10,6 +10,7 @@ from fake_cluster import FakeCluster, FakeKubelet
 
 from conftest import manifest
 from kubetune.core.gpu_sharing import GpuSharing
+from kubetune.operator import reconcile as reconcile_module
 from kubetune.operator.reconcile import Reconciler
 
 
@@ -62,6 +63,29 @@ def test_each_freed_slot_is_refilled_at_once():
     kubelet.step(finish=1)  # one ends
     run(reconciler.reconcile(cluster.experiment("demo")))
     assert len(cluster.of_kind("trials")) == 4 and len(cluster.active_pods()) == 3
+
+
+def trial_phases(cluster) -> list[str]:
+    return sorted((t.get("status") or {}).get("phase", "Pending") for t in cluster.of_kind("trials"))
+
+
+def test_marking_trials_running_is_bounded_per_pass_and_never_delays_a_refill(monkeypatch):
+    monkeypatch.setattr(reconcile_module, "RUNNING_UPDATES_PER_PASS", 2)
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=20, parallelism=6))
+    reconciler = Reconciler(cluster, GpuSharing())
+    kubelet = FakeKubelet(cluster)
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    kubelet.step(finish=0)  # all six pods running
+    kubelet.step(finish=1)  # and one of them already ended
+    result = run(reconciler.reconcile(cluster.experiment("demo")))
+    phases = trial_phases(cluster)
+    assert len(cluster.of_kind("trials")) == 7  # the freed slot was refilled
+    assert phases.count("Running") == 2 and phases.count("Succeeded") == 1
+    assert result.status["trials"]["running"] == 5  # counted from the pods, not from the lagging marks
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    assert trial_phases(cluster).count("Running") == 5
 
 
 def test_writes_per_trial_stay_small():
@@ -171,7 +195,7 @@ def test_metrics_from_the_log_and_missing_metrics():
     cluster.add_experiment(experiment_document(maxTrials=4, parallelism=2, maxFailedTrials=5))
     endings = iter(["log", "nometrics", "log", "nometrics"])
     run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster, lambda p, pod: next(endings))))
-    phases = sorted(t["status"]["phase"] for t in cluster.of_kind("trials"))
+    phases = trial_phases(cluster)
     assert phases == ["MetricsUnavailable", "MetricsUnavailable", "Succeeded", "Succeeded"]
     for trial in cluster.of_kind("trials"):
         if trial["status"]["phase"] == "Succeeded":

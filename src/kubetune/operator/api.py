@@ -8,11 +8,15 @@ label, and results are filtered again on this side, so a server that ignores sel
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import json
 from typing import Any, Protocol
 
 from kubetune.core.crd import GROUP, VERSION
 from kubetune.core.pods import EXPERIMENT_LABEL
+
+API_THREADS = 32
 
 
 class Conflict(Exception):
@@ -58,8 +62,11 @@ class KubernetesApi:
             except config.ConfigException:
                 config.load_kube_config()
             api_client = client.ApiClient()
-        api_client.configuration.connection_pool_maxsize = 32  # the reconciler talks in parallel
-        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+        # The reconciler keeps many calls in flight (each a blocking client call in a thread): asyncio's default
+        # executor has only cpu_count + 4 threads, which capped them at 6 on a 2-core node.
+        api_client.configuration.connection_pool_maxsize = API_THREADS
+        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = API_THREADS
+        self._threads = concurrent.futures.ThreadPoolExecutor(API_THREADS, thread_name_prefix="kubetune-api")
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._coordination = client.CoordinationV1Api(api_client)
@@ -69,7 +76,8 @@ class KubernetesApi:
         """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs."""
         kwargs["_preload_content"] = False
         try:
-            response = await asyncio.to_thread(function, *args, **kwargs)
+            call = functools.partial(function, *args, **kwargs)
+            response = await asyncio.get_running_loop().run_in_executor(self._threads, call)
             data = response.data.decode() if isinstance(response.data, bytes) else response.data
             if not data:
                 return None

@@ -7,8 +7,10 @@ Nothing lives only in memory: the optimizer kept per experiment is a cache rebui
 restart, trial names (``<experiment>-<n>``) and pod names are deterministic, and creating an object that
 exists already is not an error, so a pass interrupted at any point is completed by the next one.
 
-Writes per trial: create the Trial, create its Pod, mark it Running, record its result (4), plus a pod
-and a status patch per retry; the Experiment status is patched only when it changed, at a bounded rate.
+Writes per trial: create the Trial, create its Pod, mark it Running (if a pass gets to it before it ends),
+record its result (at most 4), plus a pod and a status patch per retry; the Experiment status is patched only
+when it changed, at a bounded rate. A pass records ended trials and refills their slots before it marks
+others Running, so thousands of trials in flight do not slow a refill down.
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ from kubetune.operator.metrics import OperatorMetrics
 logger = logging.getLogger("kubetune.operator")
 ACTIVE = ("Pending", "Running")
 STATUS_INTERVAL_SECONDS = 2.0
-CONCURRENCY = 16
+CONCURRENCY = 32
+# Marking trials Running is bookkeeping (the Experiment's counts read the pods): a pass does at most this many,
+# so that with thousands of trials starting at once it never delays the next pass's refills. A trial that ends
+# before its turn goes straight to its final state, one write fewer.
+RUNNING_UPDATES_PER_PASS = 64
 PodsByTrial = dict[str, dict[str, dict]]  # trial name -> pod name -> pod
 
 
@@ -91,8 +97,10 @@ class Reconciler:
             self.metrics.experiment_seen(key, "Failed", 0)
             return PassResult(dumped, done=True)
         experiment.metadata.namespace = namespace
-        trials = {t["metadata"]["name"]: t for t in await self.api.list("trials", namespace, name)}
-        pods = _by_trial(await self.api.list("pods", namespace, name))
+        listed_trials, listed_pods = await asyncio.gather(self.api.list("trials", namespace, name),
+                                                          self.api.list("pods", namespace, name))
+        trials = {t["metadata"]["name"]: t for t in listed_trials}
+        pods = _by_trial(listed_pods)
         cache = self._cache(body, experiment, trials)
         active = [t for t in sorted(trials.values(), key=_number) if _phase(t) in ACTIVE]
         # Trials whose pod ended (or has to be created) first, then refill the freed slots, and only then mark
@@ -109,8 +117,10 @@ class Reconciler:
                 await self._create(experiment, body, trials, decision.create, cache)
             settled = {id(t) for t in settling}
             rest = [t for t in active if id(t) not in settled]
+            unmarked = [t for t in rest if _phase(t) != "Running"]  # following these writes; the others rarely do
+            rest = unmarked[:RUNNING_UPDATES_PER_PASS] + [t for t in rest if _phase(t) == "Running"]
             await self._each(rest, lambda trial: self._follow(experiment, trial, pods, cache))
-        status = self._status(experiment, trials.values(), decision, current)
+        status = self._status(experiment, trials.values(), decision, current, pods)
         done = decision.phase != "Running" and not any(_phase(t) in ACTIVE for t in trials.values())
         if not done and status["phase"] != "Running":
             status["phase"] = "Running"
@@ -267,11 +277,14 @@ class Reconciler:
         await asyncio.gather(*(bounded(item) for item in items))
 
     # -- experiment status ---------------------------------------------------------------------------------
-    def _status(self, experiment: Experiment, trials, decision, current: dict) -> dict[str, Any]:
+    def _status(self, experiment: Experiment, trials, decision, current: dict, pods: PodsByTrial) -> dict[str, Any]:
         trials = list(trials)
         counts = TrialCounts(created=len(trials))
         for trial in trials:
-            field_name = {"MetricsUnavailable": "metrics_unavailable"}.get(_phase(trial), _phase(trial).lower())
+            phase = _phase(trial)
+            if phase in ACTIVE:  # the pod knows first (a trial's own Running mark may lag behind at scale)
+                phase = "Running" if _current_pod_phase(trial, pods) == "Running" else phase
+            field_name = {"MetricsUnavailable": "metrics_unavailable"}.get(phase, phase.lower())
             setattr(counts, field_name, getattr(counts, field_name) + 1)
         views = [TrialView(t["metadata"]["name"], _phase(t), (t.get("status") or {}).get("value")) for t in trials]
         best_val = best_value(views, experiment.spec.objective.direction)
@@ -320,12 +333,17 @@ def _by_trial(pods: list[dict]) -> PodsByTrial:
     return grouped
 
 
-def _may_settle(trial: dict, pods: PodsByTrial) -> bool:
-    """Whether following ``trial`` may end it or start a pod: its latest pod is missing or has ended."""
+def _current_pod_phase(trial: dict, pods: PodsByTrial) -> str | None:
+    """The phase of the trial's latest pod, None when it has none."""
     own = pods.get(trial["metadata"]["name"], {})
     attempts = max((trial.get("status") or {}).get("attempts", 0), _pod_attempts(own))
     pod = own.get(pod_name(trial["metadata"]["name"], attempts)) if attempts else None
-    return pod is None or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    return None if pod is None else (pod.get("status") or {}).get("phase", "Pending")
+
+
+def _may_settle(trial: dict, pods: PodsByTrial) -> bool:
+    """Whether following ``trial`` may end it or start a pod: its latest pod is missing or has ended."""
+    return _current_pod_phase(trial, pods) in (None, "Succeeded", "Failed")
 
 
 def _pod_attempts(pods: dict[str, dict]) -> int:
