@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tarfile
 import tomllib
 from pathlib import Path
 
@@ -228,3 +229,13 @@ def test_chart_app_version_is_the_package_version():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert chart["apiVersion"] == "v2" and chart["appVersion"] == project["version"]
+
+
+def test_the_packaged_chart_carries_the_crds(tmp_path):
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("kubetune-*.tgz")
+    with tarfile.open(archive) as packaged:
+        names = {name for name in packaged.getnames() if name.startswith("kubetune/crds/")}
+        assert names == {f"kubetune/crds/{path.name}" for path in (ROOT / "crds").glob("*.yaml")}
+        for name in names:
+            assert packaged.extractfile(name).read() == (ROOT / "crds" / Path(name).name).read_bytes()
