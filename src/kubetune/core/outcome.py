@@ -61,6 +61,12 @@ def needs_log(pod: dict[str, Any]) -> bool:
     return summary_from_message(terminated.get("message")) is None
 
 
+def has_ended(pod: dict[str, Any]) -> bool:
+    """Whether the trial in ``pod`` has ended: the pod has, or its trial container terminated (with sidecars
+    the pod may still be Running)."""
+    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed") or _terminated(pod) is not None
+
+
 def outcome(pod: dict[str, Any], objective: Objective, log: str | None = None) -> Outcome:
     status = pod.get("status", {})
     phase = status.get("phase", "Pending")

@@ -19,6 +19,7 @@ import kopf
 
 from kubetune.core.crd import GROUP, VERSION
 from kubetune.core.gpu_sharing import GpuSharing
+from kubetune.core.outcome import has_ended
 from kubetune.core.pods import EXPERIMENT_LABEL
 from kubetune.operator.api import ClusterApi, KubernetesApi
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
@@ -103,13 +104,17 @@ async def run_experiment(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, stop
 
 
 @kopf.on.event("", "v1", "pods", labels={EXPERIMENT_LABEL: kopf.PRESENT})
-async def pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pod_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:  # noqa: A002
     state: OperatorState | None = getattr(memo, "state", None)
     if state is None:
         return
     experiment = body.get("metadata", {}).get("labels", {}).get(EXPERIMENT_LABEL)
     namespace = body.get("metadata", {}).get("namespace")
-    if experiment and namespace:
+    # Only an end (or a deletion) frees a slot or has a result to record: waking a pass for every pod that
+    # starts would keep the experiment busy with bookkeeping while ended trials wait (starts are marked by
+    # the passes that do run, and at least every RESYNC_SECONDS).
+    ending = type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp") or has_ended(dict(body))
+    if experiment and namespace and ending:
         state.waker(namespace, experiment).set()
 
 

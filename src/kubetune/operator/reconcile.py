@@ -30,7 +30,7 @@ from kubetune.core.engine import Optimizer
 from kubetune.core.errors import ManifestError
 from kubetune.core.gpu_sharing import GpuSharing, GpuSharingError, place
 from kubetune.core.manifest import load_experiment
-from kubetune.core.outcome import needs_log, outcome
+from kubetune.core.outcome import has_ended, needs_log, outcome
 from kubetune.core.plan import Limits, TrialView, best_value, decide, should_retry
 from kubetune.core.pods import ATTEMPT_LABEL, EXPERIMENT_LABEL, TRIAL_LABEL, pod_name, render_pod
 from kubetune.core.records import iso, trial_name
@@ -333,17 +333,22 @@ def _by_trial(pods: list[dict]) -> PodsByTrial:
     return grouped
 
 
-def _current_pod_phase(trial: dict, pods: PodsByTrial) -> str | None:
-    """The phase of the trial's latest pod, None when it has none."""
+def _current_pod(trial: dict, pods: PodsByTrial) -> dict | None:
+    """The trial's latest pod, None when it has none."""
     own = pods.get(trial["metadata"]["name"], {})
     attempts = max((trial.get("status") or {}).get("attempts", 0), _pod_attempts(own))
-    pod = own.get(pod_name(trial["metadata"]["name"], attempts)) if attempts else None
+    return own.get(pod_name(trial["metadata"]["name"], attempts)) if attempts else None
+
+
+def _current_pod_phase(trial: dict, pods: PodsByTrial) -> str | None:
+    pod = _current_pod(trial, pods)
     return None if pod is None else (pod.get("status") or {}).get("phase", "Pending")
 
 
 def _may_settle(trial: dict, pods: PodsByTrial) -> bool:
     """Whether following ``trial`` may end it or start a pod: its latest pod is missing or has ended."""
-    return _current_pod_phase(trial, pods) in (None, "Succeeded", "Failed")
+    pod = _current_pod(trial, pods)
+    return pod is None or has_ended(pod)
 
 
 def _pod_attempts(pods: dict[str, dict]) -> int:
