@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import json
+import socket
+import urllib.request
 
 import pytest
 from kube_emulator import RunningEmulator
@@ -129,3 +133,36 @@ async def test_lead_releases_the_lease_when_the_operator_stops_on_its_own(api):
 
     assert await lead(first, operate) == 0
     await asyncio.wait_for(second.acquire(), 1.0)
+
+
+@pytest.mark.asyncio
+async def test_a_standby_answers_its_liveness_probe_until_it_leads(api):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    holder = election(api, "first")
+    await holder.acquire()
+    operating = asyncio.Event()
+
+    async def operate(stop: asyncio.Event) -> None:
+        operating.set()
+        await stop.wait()
+
+    standby = asyncio.create_task(lead(election(api, "second"), operate, f"http://127.0.0.1:{port}/healthz"))
+    url = f"http://127.0.0.1:{port}/healthz"
+    for _ in range(50):
+        try:
+            answer = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the standby never answered its liveness probe")
+    assert json.loads(answer) == {"standby": True} and not operating.is_set()
+    await holder.release()
+    await asyncio.wait_for(operating.wait(), 2.0)
+    with pytest.raises(OSError):  # the standby server is gone: kopf serves the probe from now on
+        await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
+    standby.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await standby

@@ -130,6 +130,9 @@ async def lead(election: LeaderElection, operate: Callable[[asyncio.Event], Awai
     keeper = asyncio.create_task(election.hold())
     try:
         await asyncio.wait({operator, keeper}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        operator.cancel()
+        raise
     finally:
         if not keeper.done():
             keeper.cancel()
