@@ -194,7 +194,8 @@ def write_report(path: Path, results: list[dict]) -> None:
         "",
         f"`python -m benchmarks.operator_scale`, run {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
         f"{os.cpu_count()} cores: the operator (`kopf run`, its own process) against the emulated API server "
-        "(KMock extended in `tests/kube_emulator.py`) with an instant test kubelet (in its own process), all on this machine.",
+        "(KMock extended in `tests/kube_emulator.py`) with an instant test kubelet (in its own process), all on "
+        "this machine.",
         "",
         "| scenario | trials | seconds | trials/s | API requests per trial | writes per trial | operator peak RSS "
         "| refill p50 | refill p95 |",
