@@ -23,10 +23,12 @@ class FakeCluster:
         self.logs: dict[tuple[str, str], str] = {}
         self.writes: Counter[str] = Counter()
         self.max_active_pods = 0
+        self.lists = 0
         self._rv = itertools.count(1)
 
     # -- ClusterApi ---------------------------------------------------------------------------------------
     async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
+        self.lists += 1
         return [copy.deepcopy(o) for (k, ns, _), o in self.objects.items()
                 if k == kind and ns == namespace and belongs(o, experiment)]
 

@@ -239,3 +239,62 @@ def test_status_stays_small_with_many_trials():
     result = run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster), finish=None))
     assert len(json.dumps(result.status)) < 2000
     assert result.status["trials"]["succeeded"] == 60
+
+
+class PodWatch:
+    """The pod events a watch would deliver since the last call: the pods that ended or went."""
+
+    def __init__(self, cluster):
+        self.cluster, self.seen = cluster, set()
+
+    def ended(self) -> list[tuple[str, dict]]:
+        events = []
+        for pod in self.cluster.of_kind("pods"):
+            name = pod["metadata"]["name"]
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and name not in self.seen:
+                self.seen.add(name)
+                events.append(("MODIFIED", json.loads(json.dumps(pod))))
+        return events
+
+
+def test_passes_woken_by_ended_pods_list_nothing_and_run_the_experiment_exactly():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=15, parallelism=4))
+    reconciler = Reconciler(cluster, GpuSharing(), monotonic=lambda: 0.0)  # the listing never gets old
+    kubelet, watch = FakeKubelet(cluster), PodWatch(cluster)
+    result = run(reconciler.reconcile(cluster.experiment("demo")))
+    assert cluster.lists == 2
+    for _ in range(100):
+        kubelet.step(finish=1)  # one trial at a time ends, as they do
+        result = run(reconciler.reconcile(cluster.experiment("demo"), watch.ended()))
+        assert len(cluster.active_pods()) <= 4
+        if result.done:
+            break
+    assert cluster.lists == 2  # every pass after the first worked from the events
+    trials = cluster.of_kind("trials")
+    assert sorted(t["metadata"]["name"] for t in trials) == sorted(f"demo-{i}" for i in range(15))
+    assert all(t["status"]["phase"] == "Succeeded" for t in trials)
+    assert result.status["phase"] == "Succeeded" and result.status["trials"]["succeeded"] == 15
+    fresh = run(Reconciler(cluster, GpuSharing()).reconcile(cluster.experiment("demo")))
+    assert fresh.status["trials"] == result.status["trials"]
+
+
+def test_a_fast_pass_takes_a_pod_it_created_for_pending_and_a_stale_listing_for_stale():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=10, parallelism=2))
+    reconciler = Reconciler(cluster, GpuSharing(), monotonic=lambda: 0.0)
+    kubelet, watch = FakeKubelet(cluster), PodWatch(cluster)
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    kubelet.step(finish=0)
+    kubelet.step(finish=1)
+    run(reconciler.reconcile(cluster.experiment("demo"), watch.ended()))  # creates demo-2, never listed
+    run(reconciler.reconcile(cluster.experiment("demo"), []))
+    phases = {t["metadata"]["name"]: (t.get("status") or {}).get("phase", "Pending") for t in cluster.of_kind("trials")}
+    assert phases["demo-2"] == "Pending" and "Failed" not in phases.values()
+    # an event older than what the listing showed does not move the pod back
+    ended = next(p for p in cluster.of_kind("pods") if p["status"]["phase"] == "Succeeded")
+    older = json.loads(json.dumps(ended))
+    older["status"] = {"phase": "Running"}
+    view = next(iter(reconciler._views.values()))
+    view.observe("MODIFIED", older)
+    assert view.pods[ended["metadata"]["labels"]["kubetune.io/trial"]][ended["metadata"]["name"]] == ended

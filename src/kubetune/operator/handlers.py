@@ -36,9 +36,14 @@ class OperatorState:
         self.metrics = metrics
         self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics)
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
+        self.ended: dict[tuple[str, str], list[tuple[str | None, dict]]] = {}  # pod events not yet passed on
+        self.following: set[tuple[str, str]] = set()  # experiments whose daemon runs
 
     def waker(self, namespace: str, name: str) -> asyncio.Event:
         return self.wakers.setdefault((namespace, name), asyncio.Event())
+
+    def take_ended(self, namespace: str, name: str) -> list[tuple[str | None, dict]] | None:
+        return self.ended.pop((namespace, name), None)
 
 
 _configuration: dict[str, Any] = {"sharing": GpuSharing(), "api": None, "metrics_port": None, "metrics": None}
@@ -79,13 +84,25 @@ async def run_experiment(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, stop
                          logger: Any, **_: Any) -> None:
     state: OperatorState = memo.state
     waker = state.waker(meta.namespace, meta.name)
-    reported_invalid = False
     logger.info("experiment %s/%s: following it", meta.namespace, meta.name)
+    state.following.add((meta.namespace, meta.name))
+    try:
+        await _follow_experiment(state, waker, body, meta, stopped, logger)
+    finally:
+        state.following.discard((meta.namespace, meta.name))
+        state.ended.pop((meta.namespace, meta.name), None)
+
+
+async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: kopf.Body, meta: kopf.Meta,
+                             stopped: kopf.DaemonStopped, logger: Any) -> None:
+    reported_invalid = False
     while not stopped:
         waker.clear()
+        ended = state.take_ended(meta.namespace, meta.name)
         try:
-            result = await state.reconciler.reconcile(copy.deepcopy(dict(body)))
+            result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), ended)
         except Exception as exc:  # an API hiccup or a bug: counted, logged, retried at the next resync
+            state.reconciler.forget_view(meta.uid)  # the next pass lists again: nothing is lost with the events
             state.metrics.reconcile_errors.inc()
             logger.exception("experiment %s: reconciliation failed: %s", meta.name, exc)
             await stopped.wait(RESYNC_SECONDS)
@@ -115,6 +132,8 @@ async def pod_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: A
     # the passes that do run, and at least every RESYNC_SECONDS).
     ending = type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp") or has_ended(dict(body))
     if experiment and namespace and ending:
+        if (namespace, experiment) in state.following:
+            state.ended.setdefault((namespace, experiment), []).append((type, copy.deepcopy(dict(body))))
         state.waker(namespace, experiment).set()
 
 
@@ -124,3 +143,4 @@ async def experiment_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None
     if state is not None:
         state.reconciler.forget(meta.uid)
         state.wakers.pop((meta.namespace, meta.name), None)
+        state.ended.pop((meta.namespace, meta.name), None)

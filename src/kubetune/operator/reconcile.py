@@ -48,6 +48,11 @@ CONCURRENCY = 32
 # before its turn goes straight to its final state, one write fewer.
 RUNNING_UPDATES_PER_PASS = 64
 PodsByTrial = dict[str, dict[str, dict]]  # trial name -> pod name -> pod
+# A pass woken by pods that ended reads the experiment's Trials and Pods as the last listing left them, plus
+# the operator's own writes since and the pods' watch events, instead of listing them again (listing 5,000
+# trials and their pods took most of a pass). A full listing happens at least this often regardless.
+RELIST_SECONDS = 10.0
+PHASE_ORDER = {"Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
 
 
 @dataclass
@@ -57,6 +62,31 @@ class _Cache:
     pending: set[str] = field(default_factory=set)  # trial numbers the optimizer holds as pending
     last_status: dict[str, Any] | None = None
     last_patch: float = 0.0
+
+
+@dataclass
+class _View:
+    """An experiment's Trials and Pods as last listed, kept current by the operator's own writes (the same
+    dicts the passes change) and by the pods' watch events."""
+
+    trials: dict[str, dict]
+    pods: PodsByTrial
+    listed_at: float
+
+    def observe(self, event_type: str | None, pod: dict) -> None:
+        meta = pod.get("metadata", {})
+        trial, name = meta.get("labels", {}).get(TRIAL_LABEL), meta.get("name")
+        if not trial or not name:
+            return
+        own = self.pods.setdefault(trial, {})
+        if event_type == "DELETED":
+            own.pop(name, None)
+            return
+        known = own.get(name)
+        # Events of one pod arrive in order, but a listing may be older than an event already applied: a pod's
+        # phase only moves forward, so an older state never replaces a newer one.
+        if known is None or _pod_order(pod) >= _pod_order(known):
+            own[name] = pod
 
 
 @dataclass
@@ -74,8 +104,12 @@ class Reconciler:
         self.clock = clock
         self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self._caches: dict[str, _Cache] = {}
+        self._views: dict[str, _View] = {}
 
-    async def reconcile(self, body: dict[str, Any]) -> PassResult:
+    async def reconcile(self, body: dict[str, Any], ended_pods: list[tuple[str | None, dict]] | None = None
+                        ) -> PassResult:
+        """One pass. ``ended_pods`` are (event type, pod) of pods that ended or went since the last pass, from
+        the watch: with them, and a listing younger than ``RELIST_SECONDS``, the pass lists nothing."""
         meta = body["metadata"]
         namespace, name = meta.get("namespace", "default"), meta["name"]
         current = body.get("status") or {}
@@ -97,10 +131,18 @@ class Reconciler:
             self.metrics.experiment_seen(key, "Failed", 0)
             return PassResult(dumped, done=True)
         experiment.metadata.namespace = namespace
-        listed_trials, listed_pods = await asyncio.gather(self.api.list("trials", namespace, name),
-                                                          self.api.list("pods", namespace, name))
-        trials = {t["metadata"]["name"]: t for t in listed_trials}
-        pods = _by_trial(listed_pods)
+        view = self._views.get(key)
+        fast = ended_pods is not None and view is not None and self.monotonic() - view.listed_at < RELIST_SECONDS
+        if fast:
+            for event_type, pod in ended_pods:
+                view.observe(event_type, pod)
+        else:
+            started = self.monotonic()
+            listed_trials, listed_pods = await asyncio.gather(self.api.list("trials", namespace, name),
+                                                              self.api.list("pods", namespace, name))
+            view = self._views[key] = _View({t["metadata"]["name"]: t for t in listed_trials}, _by_trial(listed_pods),
+                                            started)
+        trials, pods = view.trials, view.pods
         cache = self._cache(body, experiment, trials)
         active = [t for t in sorted(trials.values(), key=_number) if _phase(t) in ACTIVE]
         # Trials whose pod ended (or has to be created) first, then refill the freed slots, and only then mark
@@ -114,17 +156,20 @@ class Reconciler:
             await self._stop(experiment, trials, pods, decision.reason, cache)
         else:
             if decision.create:
-                await self._create(experiment, body, trials, decision.create, cache)
+                await self._create(experiment, body, trials, pods, decision.create, cache)
             settled = {id(t) for t in settling}
             rest = [t for t in active if id(t) not in settled]
             unmarked = [t for t in rest if _phase(t) != "Running"]  # following these writes; the others rarely do
             rest = unmarked[:RUNNING_UPDATES_PER_PASS] + [t for t in rest if _phase(t) == "Running"]
-            await self._each(rest, lambda trial: self._follow(experiment, trial, pods, cache))
+            if not fast:  # a fast pass only knows which pods ended, not which started
+                await self._each(rest, lambda trial: self._follow(experiment, trial, pods, cache))
         status = self._status(experiment, trials.values(), decision, current, pods)
         done = decision.phase != "Running" and not any(_phase(t) in ACTIVE for t in trials.values())
         if not done and status["phase"] != "Running":
             status["phase"] = "Running"
         await self._patch_experiment_status(namespace, name, status, cache, force=done)
+        if done:
+            self._views.pop(key, None)
         self.metrics.experiment_seen(key, status["phase"], sum(_phase(t) in ACTIVE for t in trials.values()))
         return PassResult(status, done=done)
 
@@ -144,8 +189,13 @@ class Reconciler:
         self._caches[uid] = cache
         return cache
 
+    def forget_view(self, uid: str) -> None:
+        """The next pass of this experiment lists its Trials and Pods again."""
+        self._views.pop(uid, None)
+
     def forget(self, uid: str) -> None:
         self._caches.pop(uid, None)
+        self._views.pop(uid, None)
         self.metrics.experiment_gone(uid)
 
     # -- following running trials --------------------------------------------------------------------------
@@ -156,7 +206,7 @@ class Reconciler:
         own_pods = pods.get(name, {})
         attempts = max(status.get("attempts", 0), _pod_attempts(own_pods))
         if attempts == 0:
-            await self._start_pod(experiment, trial, 1, status)
+            await self._start_pod(experiment, trial, 1, status, pods)
             return
         pod = own_pods.get(pod_name(name, attempts))
         if pod is None:
@@ -179,7 +229,7 @@ class Reconciler:
             result_state, reason, message = result.state, result.reason, result.message
         if should_retry(result_state, attempts, experiment.spec.trial_template.retries):
             status.update(message=f"attempt {attempts} failed ({message}); retrying")
-            await self._start_pod(experiment, trial, attempts + 1, status)
+            await self._start_pod(experiment, trial, attempts + 1, status, pods)
             return
         status.update(phase=result_state, attempts=attempts, reason=reason, message=message,
                       completionTime=iso(self.clock()))
@@ -199,12 +249,14 @@ class Reconciler:
         else:
             cache.optimizer.fail(number)
 
-    async def _start_pod(self, experiment: Experiment, trial: dict, attempt: int, status: dict) -> None:
+    async def _start_pod(self, experiment: Experiment, trial: dict, attempt: int, status: dict,
+                         pods: PodsByTrial) -> None:
         namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
         owner = _owner(trial, "Trial")
         pod = render_pod(experiment, name, trial["spec"]["params"], self.sharing, attempt=attempt, owner=owner)
         with contextlib.suppress(Conflict):  # created by an earlier pass that was cut short
             await self.api.create("pods", namespace, pod)
+        pods.setdefault(name, {}).setdefault(pod["metadata"]["name"], pod)
         status.update(phase="Pending", attempts=attempt, pod=pod["metadata"]["name"], startTime=iso(self.clock()))
         await self._patch_trial(namespace, name, status, trial)
 
@@ -213,7 +265,7 @@ class Reconciler:
         trial["status"] = status
 
     # -- creating and stopping -------------------------------------------------------------------------------
-    async def _create(self, experiment: Experiment, body: dict, trials: dict[str, dict], count: int,
+    async def _create(self, experiment: Experiment, body: dict, trials: dict[str, dict], pods: PodsByTrial, count: int,
                       cache: _Cache) -> None:
         # The GP may take a while with thousands of trials: keep the event loop free for other experiments.
         with self.metrics.suggestion_seconds.time():
@@ -221,9 +273,10 @@ class Reconciler:
         self.metrics.suggestions.inc(len(suggestions))
         for suggestion in suggestions:
             cache.pending.add(suggestion.id)
-        await self._each(suggestions, lambda suggestion: self._launch(experiment, body, trials, suggestion))
+        await self._each(suggestions, lambda suggestion: self._launch(experiment, body, trials, pods, suggestion))
 
-    async def _launch(self, experiment: Experiment, body: dict, trials: dict[str, dict], suggestion) -> None:
+    async def _launch(self, experiment: Experiment, body: dict, trials: dict[str, dict], pods: PodsByTrial,
+                      suggestion) -> None:
         """Creates one new trial and its first pod."""
         namespace = experiment.metadata.namespace
         number = int(suggestion.id)
@@ -245,6 +298,7 @@ class Reconciler:
         pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=1, owner=_owner(trial, "Trial"))
         with contextlib.suppress(Conflict):
             await self.api.create("pods", namespace, pod)
+        pods.setdefault(name, {})[pod["metadata"]["name"]] = pod
         trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
 
     async def _stop(self, experiment: Experiment, trials: dict[str, dict], pods: PodsByTrial, reason: str,
@@ -256,7 +310,7 @@ class Reconciler:
                     cache: _Cache) -> None:
         namespace = experiment.metadata.namespace
         status = dict(trial.get("status") or {})
-        for pod in pods.get(name, {}).values():
+        for pod in list(pods.get(name, {}).values()):
             with contextlib.suppress(NotFound):
                 await self.api.delete("pods", namespace, pod["metadata"]["name"])
         status.update(phase="Killed", reason=reason, message=f"experiment ended: {reason}",
@@ -331,6 +385,10 @@ def _by_trial(pods: list[dict]) -> PodsByTrial:
         if trial:
             grouped.setdefault(trial, {})[pod["metadata"]["name"]] = pod
     return grouped
+
+
+def _pod_order(pod: dict) -> int:
+    return 2 if has_ended(pod) else PHASE_ORDER.get((pod.get("status") or {}).get("phase", "Pending"), 0)
 
 
 def _current_pod(trial: dict, pods: PodsByTrial) -> dict | None:
