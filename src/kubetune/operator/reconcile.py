@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class Reconciler:
         self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self._caches: dict[str, _Cache] = {}
         self._views: dict[str, _View] = {}
+        self._experiments: dict[str, tuple[str, Experiment]] = {}
 
     async def reconcile(self, body: dict[str, Any], ended_pods: list[tuple[str | None, dict]] | None = None
                         ) -> PassResult:
@@ -118,9 +120,7 @@ class Reconciler:
             self.metrics.experiment_seen(key, current["phase"], 0)
             return PassResult(current, done=True)
         try:
-            experiment = load_experiment({k: v for k, v in body.items() if k != "status"})
-            sharing = self.sharing.for_experiment(meta.get("annotations") or {})
-            place(experiment.spec.trial_template.resources.gpu, sharing)
+            experiment = self._experiment(key, body)
         except (ManifestError, GpuSharingError) as exc:
             message = exc.describe() if isinstance(exc, ManifestError) else str(exc)
             status = ExperimentStatus(phase="Failed", reason="InvalidSpec", message=message, conditions=[
@@ -170,8 +170,24 @@ class Reconciler:
         await self._patch_experiment_status(namespace, name, status, cache, force=done)
         if done:
             self._views.pop(key, None)
+            self._experiments.pop(key, None)
         self.metrics.experiment_seen(key, status["phase"], sum(_phase(t) in ACTIVE for t in trials.values()))
         return PassResult(status, done=done)
+
+    def _experiment(self, key: str, body: dict[str, Any]) -> Experiment:
+        """The validated manifest; validated again only when the spec or the annotations changed (a pass runs
+        for every few ended trials, and validation would dominate one)."""
+        manifest = {k: v for k, v in body.items() if k != "status"}
+        fingerprint = json.dumps([manifest.get("spec"), manifest.get("metadata", {}).get("annotations")],
+                                 sort_keys=True, default=str)
+        known = self._experiments.get(key)
+        if known is not None and known[0] == fingerprint:
+            return known[1]
+        experiment = load_experiment(manifest)
+        place(experiment.spec.trial_template.resources.gpu,
+              self.sharing.for_experiment(body["metadata"].get("annotations") or {}))
+        self._experiments[key] = (fingerprint, experiment)
+        return experiment
 
     # -- optimizer cache -----------------------------------------------------------------------------------
     def _cache(self, body: dict[str, Any], experiment: Experiment, trials: dict[str, dict]) -> _Cache:
@@ -196,6 +212,7 @@ class Reconciler:
     def forget(self, uid: str) -> None:
         self._caches.pop(uid, None)
         self._views.pop(uid, None)
+        self._experiments.pop(uid, None)
         self.metrics.experiment_gone(uid)
 
     # -- following running trials --------------------------------------------------------------------------
