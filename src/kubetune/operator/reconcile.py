@@ -157,11 +157,11 @@ class Reconciler:
         else:
             if decision.create:
                 await self._create(experiment, body, trials, pods, decision.create, cache)
-            settled = {id(t) for t in settling}
-            rest = [t for t in active if id(t) not in settled]
-            unmarked = [t for t in rest if _phase(t) != "Running"]  # following these writes; the others rarely do
-            rest = unmarked[:RUNNING_UPDATES_PER_PASS] + [t for t in rest if _phase(t) == "Running"]
             if not fast:  # a fast pass only knows which pods ended, not which started
+                settled = {id(t) for t in settling}
+                rest = [t for t in active if id(t) not in settled]
+                unmarked = [t for t in rest if _phase(t) != "Running"]  # following these writes; others rarely do
+                rest = unmarked[:RUNNING_UPDATES_PER_PASS] + [t for t in rest if _phase(t) == "Running"]
                 await self._each(rest, lambda trial: self._follow(experiment, trial, pods, cache))
         status = self._status(experiment, trials.values(), decision, current, pods)
         done = decision.phase != "Running" and not any(_phase(t) in ACTIVE for t in trials.values())
@@ -220,12 +220,10 @@ class Reconciler:
                       cache: _Cache) -> None:
         namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
         status = dict(trial.get("status") or {})
-        own_pods = pods.get(name, {})
-        attempts = max(status.get("attempts", 0), _pod_attempts(own_pods))
+        attempts, pod = _latest_pod(trial, pods)
         if attempts == 0:
             await self._start_pod(experiment, trial, 1, status, pods)
             return
-        pod = own_pods.get(pod_name(name, attempts))
         if pod is None:
             result_state, reason, message = "Failed", "PodDeleted", "the trial's pod disappeared"
             result = None
@@ -315,7 +313,7 @@ class Reconciler:
         pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=1, owner=_owner(trial, "Trial"))
         with contextlib.suppress(Conflict):
             await self.api.create("pods", namespace, pod)
-        pods.setdefault(name, {})[pod["metadata"]["name"]] = pod
+        pods.setdefault(name, {}).setdefault(pod["metadata"]["name"], pod)
         trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
 
     async def _stop(self, experiment: Experiment, trials: dict[str, dict], pods: PodsByTrial, reason: str,
@@ -408,11 +406,15 @@ def _pod_order(pod: dict) -> int:
     return 2 if has_ended(pod) else PHASE_ORDER.get((pod.get("status") or {}).get("phase", "Pending"), 0)
 
 
-def _current_pod(trial: dict, pods: PodsByTrial) -> dict | None:
-    """The trial's latest pod, None when it has none."""
+def _latest_pod(trial: dict, pods: PodsByTrial) -> tuple[int, dict | None]:
+    """The trial's number of attempts so far, and the pod of the latest (None when it is missing)."""
     own = pods.get(trial["metadata"]["name"], {})
     attempts = max((trial.get("status") or {}).get("attempts", 0), _pod_attempts(own))
-    return own.get(pod_name(trial["metadata"]["name"], attempts)) if attempts else None
+    return attempts, own.get(pod_name(trial["metadata"]["name"], attempts)) if attempts else None
+
+
+def _current_pod(trial: dict, pods: PodsByTrial) -> dict | None:
+    return _latest_pod(trial, pods)[1]
 
 
 def _current_pod_phase(trial: dict, pods: PodsByTrial) -> str | None:
