@@ -298,3 +298,75 @@ def test_a_fast_pass_takes_a_pod_it_created_for_pending_and_a_stale_listing_for_
     view = next(iter(reconciler._views.values()))
     view.observe("MODIFIED", older)
     assert view.pods[ended["metadata"]["labels"]["kubetune.io/trial"]][ended["metadata"]["name"]] == ended
+
+
+class HeldResults(FakeCluster):
+    """A cluster whose trial result patches wait until released, or fail while ``failing`` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.released: asyncio.Event | None = None
+        self.failing = False
+
+    async def patch_status(self, kind, namespace, name, status):
+        if kind == "trials" and status.get("phase") in ("Succeeded", "Failed"):
+            if self.failing:
+                raise ConnectionError("the API server went away")
+            if self.released is not None:
+                await self.released.wait()
+        await super().patch_status(kind, namespace, name, status)
+
+
+def test_results_are_written_behind_the_refills():
+    cluster = HeldResults()
+    cluster.add_experiment(experiment_document(maxTrials=10, parallelism=3))
+    reconciler = Reconciler(cluster, GpuSharing(), write_behind=True)
+    kubelet = FakeKubelet(cluster)
+
+    async def scenario():
+        cluster.released = asyncio.Event()
+        await reconciler.reconcile(cluster.experiment("demo"))
+        kubelet.step(finish=0)
+        kubelet.step(finish=1)
+        # the pass returns while the result is still held
+        await asyncio.wait_for(reconciler.reconcile(cluster.experiment("demo")), 10)
+        assert len(cluster.of_kind("trials")) == 4 and len(cluster.active_pods()) == 3
+        assert "Succeeded" not in trial_phases(cluster)
+        cluster.released.set()
+        await reconciler.drain()
+        assert trial_phases(cluster).count("Succeeded") == 1
+
+    run(scenario())
+
+
+def test_a_result_that_could_not_be_written_is_written_after_the_next_listing():
+    cluster = HeldResults()
+    cluster.add_experiment(experiment_document(maxTrials=10, parallelism=3))
+    reconciler = Reconciler(cluster, GpuSharing(), write_behind=True, monotonic=lambda: 0.0)
+    kubelet, watch = FakeKubelet(cluster), PodWatch(cluster)
+
+    async def scenario():
+        await reconciler.reconcile(cluster.experiment("demo"))
+        kubelet.step(finish=0)
+        kubelet.step(finish=1)
+        cluster.failing = True
+        await reconciler.reconcile(cluster.experiment("demo"), watch.ended())
+        await reconciler.drain()
+        assert "Succeeded" not in trial_phases(cluster) and reconciler.metrics.reconcile_errors._value.get() == 1
+        cluster.failing = False
+        lists = cluster.lists
+        await reconciler.reconcile(cluster.experiment("demo"), [])  # lists again, although the listing is young
+        await reconciler.drain()
+        assert cluster.lists == lists + 2
+        assert trial_phases(cluster).count("Succeeded") == 1 and len(cluster.of_kind("trials")) == 4
+
+    run(scenario())
+
+
+def test_an_experiment_ends_only_after_every_result_is_written():
+    cluster = HeldResults()
+    cluster.add_experiment(experiment_document(maxTrials=6, parallelism=3))
+    reconciler = Reconciler(cluster, GpuSharing(), write_behind=True)
+    result = run(drive(reconciler, cluster, FakeKubelet(cluster)))
+    assert result.done and cluster.experiment("demo")["status"]["phase"] == "Succeeded"
+    assert trial_phases(cluster) == ["Succeeded"] * 6

@@ -9,8 +9,11 @@ exists already is not an error, so a pass interrupted at any point is completed 
 
 Writes per trial: create the Trial, create its Pod, mark it Running (if a pass gets to it before it ends),
 record its result (at most 4), plus a pod and a status patch per retry; the Experiment status is patched only
-when it changed, at a bounded rate. A pass records ended trials and refills their slots before it marks
-others Running, so thousands of trials in flight do not slow a refill down.
+when it changed, at a bounded rate. A pass settles ended trials in its view and in the optimizer, refills
+their slots, and only then writes their results, so thousands of trials in flight do not slow a refill down.
+In the operator the results are written behind (``write_behind``): the next pass need not wait for them,
+a full listing and the experiment's end do; a result that could not be written is written again after the
+listing that follows, since its trial still shows the ended pod.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +56,7 @@ PodsByTrial = dict[str, dict[str, dict]]  # trial name -> pod name -> pod
 # the operator's own writes since and the pods' watch events, instead of listing them again (listing 5,000
 # trials and their pods took most of a pass). A full listing happens at least this often regardless.
 RELIST_SECONDS = 10.0
+WRITE_BEHIND_CONCURRENCY = 8
 PHASE_ORDER = {"Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
 
 
@@ -98,7 +102,8 @@ class PassResult:
 
 class Reconciler:
     def __init__(self, api: ClusterApi, sharing: GpuSharing, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] | None = None, metrics: OperatorMetrics | None = None):
+                 monotonic: Callable[[], float] | None = None, metrics: OperatorMetrics | None = None,
+                 write_behind: bool = False):
         self.api = api
         self.metrics = metrics or OperatorMetrics(CollectorRegistry())
         self.sharing = sharing
@@ -107,6 +112,8 @@ class Reconciler:
         self._caches: dict[str, _Cache] = {}
         self._views: dict[str, _View] = {}
         self._experiments: dict[str, tuple[str, Experiment]] = {}
+        self.write_behind = write_behind
+        self._writing: dict[str, set[asyncio.Task]] = {}
 
     async def reconcile(self, body: dict[str, Any], ended_pods: list[tuple[str | None, dict]] | None = None
                         ) -> PassResult:
@@ -137,6 +144,7 @@ class Reconciler:
             for event_type, pod in ended_pods:
                 view.observe(event_type, pod)
         else:
+            await self.drain(key)  # a listing must not show a trial older than what the view already knows
             started = self.monotonic()
             listed_trials, listed_pods = await asyncio.gather(self.api.list("trials", namespace, name),
                                                               self.api.list("pods", namespace, name))
@@ -148,7 +156,8 @@ class Reconciler:
         # Trials whose pod ended (or has to be created) first, then refill the freed slots, and only then mark
         # the others Running: with thousands of trials in flight that bookkeeping must not delay a refill.
         settling = [t for t in active if _may_settle(t, pods)]
-        await self._each(settling, lambda trial: self._follow(experiment, trial, pods, cache))
+        results: list[Callable[[], Awaitable[None]]] = []
+        await self._each(settling, lambda trial: self._follow(experiment, trial, pods, cache, results))
         views = [TrialView(t["metadata"]["name"], _phase(t), (t.get("status") or {}).get("value"))
                  for t in trials.values()]
         decision = decide(Limits.from_spec(experiment.spec), views, cache.optimizer.exhausted)
@@ -162,11 +171,18 @@ class Reconciler:
                 rest = [t for t in active if id(t) not in settled]
                 unmarked = [t for t in rest if _phase(t) != "Running"]  # following these writes; others rarely do
                 rest = unmarked[:RUNNING_UPDATES_PER_PASS] + [t for t in rest if _phase(t) == "Running"]
-                await self._each(rest, lambda trial: self._follow(experiment, trial, pods, cache))
+                await self._each(rest, lambda trial: self._follow(experiment, trial, pods, cache, results))
+        if results:
+            if self.write_behind:
+                self._write_behind(key, results)
+            else:
+                await self._each(results, lambda write: write())
         status = self._status(experiment, trials.values(), decision, current, pods)
         done = decision.phase != "Running" and not any(_phase(t) in ACTIVE for t in trials.values())
         if not done and status["phase"] != "Running":
             status["phase"] = "Running"
+        if done:
+            await self.drain(key)
         await self._patch_experiment_status(namespace, name, status, cache, force=done)
         if done:
             self._views.pop(key, None)
@@ -205,19 +221,44 @@ class Reconciler:
         self._caches[uid] = cache
         return cache
 
+    # -- results written behind the refills ----------------------------------------------------------------
+    def _write_behind(self, key: str, writes: list[Callable[[], Awaitable[None]]]) -> None:
+        task = asyncio.create_task(self._write_all(key, writes))
+        running = self._writing.setdefault(key, set())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    async def _write_all(self, key: str, writes: list[Callable[[], Awaitable[None]]]) -> None:
+        try:
+            await self._each(writes, lambda write: write(), limit=WRITE_BEHIND_CONCURRENCY)
+        except Exception as exc:  # the trials stay as the cluster has them; a listing settles them again
+            self.forget_view(key)
+            self.metrics.reconcile_errors.inc()
+            logger.warning("recording trial results failed (they are recorded again after a listing): %s", exc)
+
+    async def drain(self, key: str | None = None) -> None:
+        """Waits for the results still being written (of one experiment, or of all)."""
+        tasks = [t for k, running in self._writing.items() if key in (None, k) for t in running]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     def forget_view(self, uid: str) -> None:
         """The next pass of this experiment lists its Trials and Pods again."""
         self._views.pop(uid, None)
 
     def forget(self, uid: str) -> None:
+        for task in self._writing.pop(uid, ()):
+            task.cancel()
         self._caches.pop(uid, None)
         self._views.pop(uid, None)
         self._experiments.pop(uid, None)
         self.metrics.experiment_gone(uid)
 
     # -- following running trials --------------------------------------------------------------------------
-    async def _follow(self, experiment: Experiment, trial: dict, pods: PodsByTrial,
-                      cache: _Cache) -> None:
+    async def _follow(self, experiment: Experiment, trial: dict, pods: PodsByTrial, cache: _Cache,
+                      results: list[Callable[[], Awaitable[None]]]) -> None:
+        """Brings one trial up to date with its pod. Its final state is written into the view at once and its
+        status patch appended to ``results``, for the pass to write after its refills."""
         namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
         status = dict(trial.get("status") or {})
         attempts, pod = _latest_pod(trial, pods)
@@ -250,7 +291,9 @@ class Reconciler:
                       completionTime=iso(self.clock()))
         if result is not None:
             status.update(value=result.value, metrics=result.metrics, exitCode=result.exit_code)
-        await self._patch_trial(namespace, name, {k: v for k, v in status.items() if v is not None}, trial)
+        final = {k: v for k, v in status.items() if v is not None}
+        trial["status"] = final
+        results.append(lambda: self.api.patch_status("trials", namespace, name, final))
         self.metrics.trials_finished.labels(result_state).inc()
         self._record(cache, trial, result_state, status.get("value"))
 
@@ -334,10 +377,10 @@ class Reconciler:
         self.metrics.trials_finished.labels("Killed").inc()
         self._record(cache, trial, "Killed", None)
 
-    async def _each(self, items, action) -> None:
-        """Runs ``action`` on every item, at most ``CONCURRENCY`` API conversations at a time: a pass that
+    async def _each(self, items, action, limit: int = CONCURRENCY) -> None:
+        """Runs ``action`` on every item, at most ``limit`` API conversations at a time: a pass that
         finishes hundreds of trials must not take hundreds of round trips in a row."""
-        semaphore = asyncio.Semaphore(CONCURRENCY)
+        semaphore = asyncio.Semaphore(limit)
 
         async def bounded(item):
             async with semaphore:
