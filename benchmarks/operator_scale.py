@@ -1,10 +1,12 @@
 """Operator scale: the real operator (``kopf run``, in its own process) against the emulated API server of
-the end-to-end tests, with an instant test kubelet (pods start and finish as fast as it can patch them).
+the end-to-end tests, with a test kubelet in its own process (pods start and finish as fast as it can patch
+them, unless a scenario gives its trials a duration).
 
-Scenarios: one experiment of 2,000 parallel trials (5,000 in total), and 100 experiments of 20 parallel
-trials each. Reported: trials orchestrated per second, the operator's API requests per trial (writes
-separately), its peak RSS, and slot refill latency (from a trial's end to its replacement pod's creation,
-within each experiment, its i-th trial end matched to its i-th pod creation after its initial fill) p50/p95.
+Scenarios: one experiment of 2,000 parallel trials (5,000 in total), 100 experiments of 20 parallel trials
+each, and the first again with trials that run 10 to 50 s instead of ending at once. Reported: trials
+orchestrated per second, the operator's API requests per trial (writes separately), its peak RSS, and slot
+refill latency (from a trial's end to its replacement pod's creation, within each experiment, its i-th trial
+end matched to its i-th pod creation after its initial fill) p50/p95.
 
     python -m benchmarks.operator_scale [--quick] [--out benchmarks/results/operator_scale.md]
 """
@@ -20,6 +22,7 @@ import re
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from kube_emulator import EmulatedKubelet, RunningEmulator  # noqa: E402
 
 OPERATOR = ROOT / "tests" / "operator_app.py"
+TRIAL_SECONDS = (10.0, 50.0)  # the third scenario's trials run this long (spread evenly), not instantly
 
 
 def experiment(name: str, parallelism: int, max_trials: int) -> dict:
@@ -47,7 +51,8 @@ def experiment(name: str, parallelism: int, max_trials: int) -> dict:
     }
 
 
-def run_scenario(label: str, experiments: list[dict], timeout: float) -> dict:
+def run_scenario(label: str, experiments: list[dict], timeout: float,
+                 durations: tuple[float, float] | None = None) -> dict:
     with RunningEmulator() as cluster:
         env = {**os.environ, "KUBETUNE_TEST_API": cluster.url, "PYTHONPATH": str(ROOT / "src")}
         log = open(f"/tmp/kubetune-operator-scale-{label}.log", "w")  # noqa: SIM115 - closed below
@@ -57,7 +62,8 @@ def run_scenario(label: str, experiments: list[dict], timeout: float) -> dict:
         try:
             time.sleep(3)  # let kopf discover the resources
             total = sum(e["spec"]["maxTrials"] for e in experiments)
-            with KubeletProcess(cluster.url, interval=0.02) as kubelet:
+            with KubeletProcess(cluster.url, interval=0.02 if durations is None else 0.25,
+                                durations=durations) as kubelet:
                 started = time.monotonic()
                 for document in experiments:
                     _create(cluster.url, document)
@@ -82,6 +88,7 @@ def run_scenario(label: str, experiments: list[dict], timeout: float) -> dict:
     writes = sum(v for (_, verb, _), v in operator_requests.items() if verb in ("POST", "PATCH", "PUT", "DELETE"))
     latencies = [latency for e in experiments
                  for latency in _refill_latencies(_of(finished_at, e), _of(created, e), e["spec"]["parallelism"])]
+    pod_seconds = [finished_at[name] - created[name] for name in finished_at if name in created]
     return {
         "label": label, "experiments": len(experiments), "trials": succeeded, "planned": total,
         "seconds": elapsed, "trials_per_second": succeeded / elapsed if elapsed else 0.0,
@@ -90,6 +97,8 @@ def run_scenario(label: str, experiments: list[dict], timeout: float) -> dict:
         "peak_rss_mib": peak,
         "refill_p50": float(np.percentile(latencies, 50)) if latencies else float("nan"),
         "refill_p95": float(np.percentile(latencies, 95)) if latencies else float("nan"),
+        "pod_seconds_p50": float(np.median(pod_seconds)) if pod_seconds else float("nan"),
+        "parallel": sum(e["spec"]["parallelism"] for e in experiments), "durations": durations,
         "requests": {f"{v} {r}": n for (c, v, r), n in operator_requests.items()},
     }
 
@@ -98,10 +107,11 @@ class KubeletProcess:
     """The test kubelet in its own process, as a kubelet is: in the emulator's process it would compete with
     the API server for one interpreter lock and slow the operator's requests down."""
 
-    def __init__(self, url: str, interval: float):
+    def __init__(self, url: str, interval: float, durations: tuple[float, float] | None = None):
         context = multiprocessing.get_context("spawn")
         self._stop, self._results = context.Event(), context.Queue()
-        self._process = context.Process(target=_kubelet_main, args=(url, interval, self._stop, self._results))
+        self._process = context.Process(target=_kubelet_main,
+                                        args=(url, interval, durations, self._stop, self._results))
         self.finished_at: dict[str, float] = {}
 
     def __enter__(self) -> KubeletProcess:
@@ -114,8 +124,15 @@ class KubeletProcess:
         self._process.join(30)
 
 
-def _kubelet_main(url: str, interval: float, stop, results) -> None:
-    with EmulatedKubelet(url, interval=interval) as kubelet:
+def _kubelet_main(url: str, interval: float, durations: tuple[float, float] | None, stop, results) -> None:
+    duration = None
+    if durations is not None:
+        low, high = durations
+
+        def duration(pod: dict) -> float:  # spread over [low, high], the same for a pod on every run
+            return low + (high - low) * (zlib.crc32(pod["metadata"]["name"].encode()) % 1000) / 1000
+
+    with EmulatedKubelet(url, interval=interval, duration=duration) as kubelet:
         stop.wait()
     results.put(dict(kubelet.finished_at))  # time.monotonic() is one clock for every process of the machine
 
@@ -175,13 +192,15 @@ def main() -> None:
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     scenarios = [
-        ("one experiment", [experiment("big", 2000 // scale, 5000 // scale)]),
-        ("100 experiments", [experiment(f"small-{i}", 20, 40 // scale) for i in range(100 // scale)]),
+        ("one experiment", [experiment("big", 2000 // scale, 5000 // scale)], None),
+        ("100 experiments", [experiment(f"small-{i}", 20, 40 // scale) for i in range(100 // scale)], None),
+        ("one experiment, 10-50 s trials", [experiment("long", 2000 // scale, 5000 // scale)], TRIAL_SECONDS),
     ]
     results = []
-    for label, experiments in scenarios:
+    for label, experiments, durations in scenarios:
         print(f"scenario: {label}", flush=True)
-        result = run_scenario(label.replace(" ", "-"), experiments, timeout=900)
+        result = run_scenario(label.replace(" ", "-").replace(",", ""), experiments, timeout=900, durations=durations)
+        result["label"] = label
         print(json.dumps(result, indent=1), flush=True)
         results.append(result)
     write_report(args.out, results)
@@ -194,18 +213,33 @@ def write_report(path: Path, results: list[dict]) -> None:
         "",
         f"`python -m benchmarks.operator_scale`, run {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
         f"{os.cpu_count()} cores: the operator (`kopf run`, its own process) against the emulated API server "
-        "(KMock extended in `tests/kube_emulator.py`) with an instant test kubelet (in its own process), all on "
-        "this machine.",
+        "(KMock extended in `tests/kube_emulator.py`) with a test kubelet (in its own process) that ends trials "
+        "at once unless said otherwise, all on this machine.",
         "",
         "| scenario | trials | seconds | trials/s | API requests per trial | writes per trial | operator peak RSS "
-        "| refill p50 | refill p95 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| refill p50 | refill p95 | pod created to ended, p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(f"| {r['label']} ({r['experiments']} experiment{'s' if r['experiments'] > 1 else ''}) | "
                      f"{r['trials']} of {r['planned']} | {r['seconds']:.1f} | {r['trials_per_second']:.1f} | "
                      f"{r['requests_per_trial']:.2f} | {r['writes_per_trial']:.2f} | {r['peak_rss_mib']:.0f} MiB | "
-                     f"{r['refill_p50'] * 1000:.0f} ms | {r['refill_p95'] * 1000:.0f} ms |")
+                     f"{r['refill_p50'] * 1000:.0f} ms | {r['refill_p95'] * 1000:.0f} ms | "
+                     f"{r['pod_seconds_p50']:.1f} s |")
+    lines += [
+        "",
+        "With instant trials every slot is always either a pod the kubelet has not finished yet or an ended trial "
+        "waiting for its refill, so a slot's cycle (refill wait plus pod time) is parallel slots / throughput "
+        "(Little's law) whatever the operator does: "
+        + "; ".join(f"{r['label']}: {r['parallel']} / {r['trials_per_second']:.0f} per s = "
+                    f"{r['parallel'] / max(r['trials_per_second'], 1e-9):.1f} s per cycle, "
+                    f"{r['pod_seconds_p50']:.1f} s of it in the kubelet"
+                    for r in results if r.get("durations") is None)
+        + ". The refill latency of those scenarios is the part of the cycle the kubelet does not hold, a queue "
+        "that only a faster operator than kubelet could empty. The last scenario's trials run "
+        f"{TRIAL_SECONDS[0]:.0f} to {TRIAL_SECONDS[1]:.0f} s, so trials end at about "
+        "parallel slots / mean duration per second and the refill latency is the operator's own response time.",
+    ]
     lines += ["", "Operator requests by verb and resource:", ""]
     for r in results:
         lines.append(f"- {r['label']}: " + ", ".join(f"{k}: {v}" for k, v in sorted(r["requests"].items())))

@@ -306,11 +306,13 @@ class RunningEmulator:
 
 class EmulatedKubelet:
     """A test kubelet for the emulator: every ``interval`` it starts pending pods and finishes running
-    ones, through the pod status API as a real kubelet does (so watchers see every change). A finished
+    ones (at once, or once they ran ``duration(pod)`` seconds), through the pod status API as a real kubelet
+    does (so watchers see every change). A finished
     trial container reports ``(x - 2)^2`` from its KUBETUNE_PARAMS in the SDK's termination-message form;
     ``fail`` decides which pods exit with status 1 instead."""
 
-    def __init__(self, url: str, interval: float = 0.05, fail: Callable[[dict], bool] = lambda pod: False):
+    def __init__(self, url: str, interval: float = 0.05, fail: Callable[[dict], bool] = lambda pod: False,
+                 duration: Callable[[dict], float] | None = None):
         from kubernetes import client
 
         api_client = client.ApiClient(client.Configuration(host=url))
@@ -318,6 +320,8 @@ class EmulatedKubelet:
         self.api = client.CoreV1Api(api_client)
         self.interval = interval
         self.finished_at: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}
+        self.duration = duration
         self.fail = fail
         self.max_running = 0
         self.finished: list[str] = []
@@ -342,10 +346,13 @@ class EmulatedKubelet:
                 1 for p in pods if (p.get("status") or {}).get("phase", "Pending") == "Pending"))
             for pod in pods:
                 phase = (pod.get("status") or {}).get("phase", "Pending")
+                name = pod["metadata"]["name"]
                 if phase == "Pending":
                     self._patch(pod, {"phase": "Running", "containerStatuses": [
                         {"name": pod["spec"]["containers"][0]["name"], "state": {"running": {}}}]})
-                elif phase == "Running":
+                    self.started_at[name] = time.monotonic()
+                elif phase == "Running" and (self.duration is None or time.monotonic() - self.started_at.get(
+                        name, 0.0) >= self.duration(pod)):
                     self._patch(pod, self._finished(pod))
                     self.finished.append(pod["metadata"]["name"])
                     self.finished_at[pod["metadata"]["name"]] = time.monotonic()
