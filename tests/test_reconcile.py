@@ -370,3 +370,24 @@ def test_an_experiment_ends_only_after_every_result_is_written():
     result = run(drive(reconciler, cluster, FakeKubelet(cluster)))
     assert result.done and cluster.experiment("demo")["status"]["phase"] == "Succeeded"
     assert trial_phases(cluster) == ["Succeeded"] * 6
+
+
+def test_an_experiment_whose_last_results_could_not_be_written_does_not_end_until_they_are():
+    cluster = HeldResults()
+    cluster.add_experiment(experiment_document(maxTrials=3, parallelism=3))
+    reconciler = Reconciler(cluster, GpuSharing(), write_behind=True)
+    kubelet = FakeKubelet(cluster)
+
+    async def scenario():
+        await reconciler.reconcile(cluster.experiment("demo"))
+        kubelet.step(finish=0)
+        kubelet.step(finish=None)  # all three end
+        cluster.failing = True
+        result = await reconciler.reconcile(cluster.experiment("demo"))
+        assert not result.done and cluster.experiment("demo")["status"]["phase"] == "Running"
+        cluster.failing = False
+        result = await reconciler.reconcile(cluster.experiment("demo"))
+        assert result.done and cluster.experiment("demo")["status"]["phase"] == "Succeeded"
+        assert trial_phases(cluster) == ["Succeeded"] * 3
+
+    run(scenario())

@@ -179,10 +179,13 @@ class Reconciler:
                 await self._each(results, lambda write: write())
         status = self._status(experiment, trials.values(), decision, current, pods)
         done = decision.phase != "Running" and not any(_phase(t) in ACTIVE for t in trials.values())
-        if not done and status["phase"] != "Running":
-            status["phase"] = "Running"
         if done:
             await self.drain(key)
+            # a result that could not be written (its view was dropped) keeps the experiment going: the next pass
+            # lists the trials again and writes it
+            done = key in self._views
+        if not done and status["phase"] != "Running":
+            status["phase"] = "Running"
         await self._patch_experiment_status(namespace, name, status, cache, force=done)
         if done:
             self._views.pop(key, None)
