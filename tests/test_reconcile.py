@@ -317,11 +317,15 @@ class HeldResults(FakeCluster):
         await super().patch_status(kind, namespace, name, status)
 
 
-def test_results_are_written_behind_the_refills():
+def write_behind(max_trials: int, **options):
+    """A held-results cluster with one experiment of 3 parallel trials, a write-behind reconciler, a kubelet."""
     cluster = HeldResults()
-    cluster.add_experiment(experiment_document(maxTrials=10, parallelism=3))
-    reconciler = Reconciler(cluster, GpuSharing(), write_behind=True)
-    kubelet = FakeKubelet(cluster)
+    cluster.add_experiment(experiment_document(maxTrials=max_trials, parallelism=3))
+    return cluster, Reconciler(cluster, GpuSharing(), write_behind=True, **options), FakeKubelet(cluster)
+
+
+def test_results_are_written_behind_the_refills():
+    cluster, reconciler, kubelet = write_behind(10)
 
     async def scenario():
         cluster.released = asyncio.Event()
@@ -340,10 +344,8 @@ def test_results_are_written_behind_the_refills():
 
 
 def test_a_result_that_could_not_be_written_is_written_after_the_next_listing():
-    cluster = HeldResults()
-    cluster.add_experiment(experiment_document(maxTrials=10, parallelism=3))
-    reconciler = Reconciler(cluster, GpuSharing(), write_behind=True, monotonic=lambda: 0.0)
-    kubelet, watch = FakeKubelet(cluster), PodWatch(cluster)
+    cluster, reconciler, kubelet = write_behind(10, monotonic=lambda: 0.0)
+    watch = PodWatch(cluster)
 
     async def scenario():
         await reconciler.reconcile(cluster.experiment("demo"))
@@ -364,19 +366,14 @@ def test_a_result_that_could_not_be_written_is_written_after_the_next_listing():
 
 
 def test_an_experiment_ends_only_after_every_result_is_written():
-    cluster = HeldResults()
-    cluster.add_experiment(experiment_document(maxTrials=6, parallelism=3))
-    reconciler = Reconciler(cluster, GpuSharing(), write_behind=True)
-    result = run(drive(reconciler, cluster, FakeKubelet(cluster)))
+    cluster, reconciler, kubelet = write_behind(6)
+    result = run(drive(reconciler, cluster, kubelet))
     assert result.done and cluster.experiment("demo")["status"]["phase"] == "Succeeded"
     assert trial_phases(cluster) == ["Succeeded"] * 6
 
 
 def test_an_experiment_whose_last_results_could_not_be_written_does_not_end_until_they_are():
-    cluster = HeldResults()
-    cluster.add_experiment(experiment_document(maxTrials=3, parallelism=3))
-    reconciler = Reconciler(cluster, GpuSharing(), write_behind=True)
-    kubelet = FakeKubelet(cluster)
+    cluster, reconciler, kubelet = write_behind(3)
 
     async def scenario():
         await reconciler.reconcile(cluster.experiment("demo"))
