@@ -115,12 +115,14 @@ METHODS = {
     "scikit-optimize cl_min": SkoptMethod,
     "Optuna TPE (constant liar)": lambda parameters, seed: OptunaMethod(parameters, seed, "tpe"),
     "Optuna GPSampler": lambda parameters, seed: OptunaMethod(parameters, seed, "gp"),
-    # the liar ablation behind the default (run with --methods)
+    # ablations behind the defaults (run with --methods): the lie, and the pessimistic prior while trials are pending
     "kubetune gp liar=min": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp", {"liar": "min"}),
     "kubetune gp liar=mean": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp", {"liar": "mean"}),
     "kubetune gp liar=max": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp", {"liar": "max"}),
     "kubetune gp liar=believer": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp",
                                                                          {"liar": "believer"}),
+    "kubetune gp pendingPriorShift=0": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp",
+                                                                               {"pendingPriorShift": 0}),
 }
 
 

@@ -27,3 +27,12 @@ def test_asynchronous_simulation(method):
     assert result["time"] == sorted(result["time"])
     # three workers: the twelve unit-ish trials finish in about a third of the sequential time
     assert result["time"][-1] < 0.6 * 12
+
+
+def test_a_run_with_a_level_stops_once_it_is_reached():
+    full = simulate("branin", "kubetune gp", q=2, seed=0, budget=30)
+    level = full["best"][9]
+    stopped = simulate("branin", "kubetune gp", q=2, seed=0, budget=30, stop_at=level)
+    first = next(i for i, best in enumerate(full["best"]) if best <= level)
+    assert stopped["best"] == full["best"][: first + 1]
+    assert stopped["time"] == full["time"][: first + 1]

@@ -160,6 +160,23 @@ def test_pending_trials_from_earlier_asks_push_suggestions_apart():
     assert gaps.min() > 1e-3, asked
 
 
+def _pending_distances_from_optimum(settings: dict) -> list[float]:
+    space = [{"name": "x", "type": "double", "min": 0, "max": 1}, {"name": "y", "type": "double", "min": 0, "max": 1}]
+    opt = Optimizer(space, algorithm="gp", seed=1, settings=settings)
+    for _ in range(12):
+        s = opt.ask(1)[0]
+        opt.tell(s.id, (s.params["x"] - 0.2) ** 2 + (s.params["y"] - 0.2) ** 2)
+    asked = [opt.ask(1)[0].params for _ in range(7)]  # seven workers busy, nothing told in between
+    return [float(np.hypot(p["x"] - 0.2, p["y"] - 0.2)) for p in asked]
+
+
+def test_with_trials_pending_the_other_workers_stay_where_the_good_values_are():
+    """The pessimistic prior mean while trials are pending: with a neutral prior, the believer sends some of
+    the batch to the far corner, where nothing is known; with the default shift none goes there."""
+    assert max(_pending_distances_from_optimum({})) < 0.1
+    assert max(_pending_distances_from_optimum({"pendingPriorShift": 0})) > 0.5
+
+
 def test_discrete_space_is_used_up_without_duplicates():
     space = [{"name": "n", "type": "int", "min": 1, "max": 10},
              {"name": "c", "type": "categorical", "values": ["a", "b", "c"]}]

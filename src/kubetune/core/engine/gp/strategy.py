@@ -12,6 +12,14 @@ after the other, each added as a lie before the next is chosen. The expensive pa
 - above ``maxModelTrials`` observations the model holds a subset (the best, the most recent, and a
   space-filling rest, see :func:`.fit.select_rows`); pending trials are always all in.
 
+While trials are pending, the prior mean is pessimistic (``pendingPriorShift`` standard deviations of the
+warped observations above their mean, 2 by default): a neutral prior makes the unexplored corners of the
+space look as promising as the average observation, and the believer, which removes the appeal of the
+neighbourhood of every running trial, then sends the other workers there. With the shift they refine the
+regions known to be good, and the batch's own spread does the exploring. With one worker nothing is pending
+when a suggestion is made, so sequential search keeps the neutral prior. The quality benchmark's ablation
+measures the effect (the speed-up of 8 workers over 1).
+
 Candidates are a Sobol pool (kept with the posterior) plus Gaussian perturbations of the best points,
 snapped to valid assignments; the best few of each batch get an L-BFGS-B polish of the acquisition over
 the double and int columns. No candidate that is already taken (completed, pending, failed, or chosen in
@@ -65,6 +73,10 @@ class GPSettings(StrategySettings):
     max_fit_trials: int = Field(default=200, ge=20, description="Observations a hyperparameter fit uses.")
     refit_every: int = Field(default=200, ge=1, description="Refit on every tell up to this many observations.")
     warp: bool = Field(default=True, description="Yeo-Johnson output warping of the objective values.")
+    pending_prior_shift: float = Field(
+        default=2.0, ge=0, description="While trials are pending, the GP prior mean sits this many standard "
+        "deviations of the (warped) observed values above their mean, so that the other workers are not spent "
+        "where nothing is known yet; 0 keeps the neutral prior.")
 
 
 @dataclass
@@ -135,7 +147,8 @@ class GPSearch:
             self._extend(model, X_obs, obs_keys, X_pending, pending_keys)
         value_of = dict(zip(obs_keys, losses, strict=True))
         observed_keys = [k for k in model.rows if k in value_of]
-        warped = dict(zip(observed_keys, self._warp(np.array([value_of[k] for k in observed_keys])),
+        shift = self.settings.pending_prior_shift if len(pending_keys) else 0.0
+        warped = dict(zip(observed_keys, self._warp(np.array([value_of[k] for k in observed_keys])) - shift,
                           strict=True))
         observed = np.fromiter(warped.values(), dtype=float)
         best = float(np.min(observed))
