@@ -16,8 +16,9 @@ While trials are pending, the prior mean is pessimistic (``pendingPriorShift`` s
 warped observations above their mean, 2 by default): a neutral prior makes the unexplored corners of the
 space look as promising as the average observation, and the believer, which removes the appeal of the
 neighbourhood of every running trial, then sends the other workers there. With the shift they refine the
-regions known to be good, and the batch's own spread does the exploring. With one worker nothing is pending
-when a suggestion is made, so sequential search keeps the neutral prior. The quality benchmark's ablation
+regions known to be good, and the batch's own spread does the exploring. The same holds for a batch of more
+than one point asked at once. With one worker nothing is pending when a suggestion is made, so sequential
+search keeps the neutral prior. The quality benchmark's ablation
 measures the effect (the speed-up of 8 workers over 1).
 
 Candidates are a Sobol pool (kept with the posterior) plus Gaussian perturbations of the best points,
@@ -74,9 +75,9 @@ class GPSettings(StrategySettings):
     refit_every: int = Field(default=200, ge=1, description="Refit on every tell up to this many observations.")
     warp: bool = Field(default=True, description="Yeo-Johnson output warping of the objective values.")
     pending_prior_shift: float = Field(
-        default=2.0, ge=0, description="While trials are pending, the GP prior mean sits this many standard "
-        "deviations of the (warped) observed values above their mean, so that the other workers are not spent "
-        "where nothing is known yet; 0 keeps the neutral prior.")
+        default=2.0, ge=0, description="While trials are pending (or for a batch of several points), the GP "
+        "prior mean sits this many standard deviations of the (warped) observed values above their mean, so that "
+        "the other workers are not spent where nothing is known yet; 0 keeps the neutral prior.")
 
 
 @dataclass
@@ -147,7 +148,8 @@ class GPSearch:
             self._extend(model, X_obs, obs_keys, X_pending, pending_keys)
         value_of = dict(zip(obs_keys, losses, strict=True))
         observed_keys = [k for k in model.rows if k in value_of]
-        shift = self.settings.pending_prior_shift if len(pending_keys) else 0.0
+        parallel = len(pending_keys) > 0 or n > 1  # more than one trial will be running at once
+        shift = self.settings.pending_prior_shift if parallel else 0.0
         warped = dict(zip(observed_keys, self._warp(np.array([value_of[k] for k in observed_keys])) - shift,
                           strict=True))
         observed = np.fromiter(warped.values(), dtype=float)
