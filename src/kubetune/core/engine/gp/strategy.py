@@ -18,8 +18,8 @@ space look as promising as the average observation, and the believer, which remo
 neighbourhood of every running trial, then sends the other workers there. With the shift they refine the
 regions known to be good, and the batch's own spread does the exploring. The same holds for a batch of more
 than one point asked at once. With one worker nothing is pending when a suggestion is made, so sequential
-search keeps the neutral prior. The quality benchmark's ablation
-measures the effect (the speed-up of 8 workers over 1).
+search keeps the neutral prior. The quality benchmark's ablation measures the effect (on the speed-up of 8
+workers over 1).
 
 Candidates are a Sobol pool (kept with the posterior) plus Gaussian perturbations of the best points,
 snapped to valid assignments; the best few of each batch get an L-BFGS-B polish of the acquisition over
