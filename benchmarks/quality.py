@@ -12,7 +12,7 @@ worker) is a median of first-hit times, noisy over 10 seeds; ``--speedup-seeds N
 seeds with runs that stop at that level (``results/speedup.json``, after the main runs, which set the level).
 
     python -m benchmarks.quality [--seeds 10] [--q 1 8 32] [--methods ...] [--problems ...] [--jobs 2]
-    python -m benchmarks.quality --speedup-seeds 100
+    python -m benchmarks.quality --speedup-seeds 200
     python -m benchmarks.quality --report-only
 """
 
