@@ -13,7 +13,7 @@ after the other, each added as a lie before the next is chosen. The expensive pa
   space-filling rest, see :func:`.fit.select_rows`); pending trials are always all in.
 
 While trials are pending, the prior mean is pessimistic (``pendingPriorShift`` standard deviations of the
-warped observations above their mean, 3 by default): a neutral prior makes the unexplored corners of the
+warped observations above their mean, 2 by default): a neutral prior makes the unexplored corners of the
 space look as promising as the average observation, and the believer, which removes the appeal of the
 neighbourhood of every running trial, then sends the other workers there. With the shift they refine the
 regions known to be good, and the batch's own spread does the exploring. The same holds for a batch of more
@@ -56,11 +56,6 @@ LOCAL_SCALES = (0.02, 0.08, 0.2)
 # iteration costs two triangular solves with the posterior, so large posteriors get a smaller budget.
 POLISH_BUDGET = {"small": (3, 25), "large": (1, 10)}
 LARGE_POSTERIOR = 300
-# A candidate whose posterior standard deviation is below this fraction of the prior's is as good as known
-# (next to a running trial's noise-free fantasy, or an observation): it comes after every other candidate, so
-# that a batch does not stack near-duplicates on the best point, yet a space nearly used up still ends cleanly.
-KNOWN_SD = 1e-3
-KNOWN_PENALTY = 1e6
 
 
 class GPSettings(StrategySettings):
@@ -80,7 +75,7 @@ class GPSettings(StrategySettings):
     refit_every: int = Field(default=200, ge=1, description="Refit on every tell up to this many observations.")
     warp: bool = Field(default=True, description="Yeo-Johnson output warping of the objective values.")
     pending_prior_shift: float = Field(
-        default=3.0, ge=0, description="While trials are pending (or for a batch of several points), the GP "
+        default=2.0, ge=0, description="While trials are pending (or for a batch of several points), the GP "
         "prior mean sits this many standard deviations of the (warped) observed values above their mean, so that "
         "the other workers are not spent where nothing is known yet; 0 keeps the neutral prior.")
 
@@ -260,7 +255,6 @@ class GPSearch:
         found = []
         for choices in pools:
             scores = self.acquisition.value(choices.pool.mean, choices.pool.var, best)
-            scores[_known(choices.pool.var, choices.pool.hp)] -= KNOWN_PENALTY
             scores[~choices.available] = -np.inf
             for index in np.argsort(-scores)[:count]:
                 if np.isfinite(scores[index]):
@@ -302,11 +296,5 @@ class GPSearch:
         if key in chosen_keys or key in taken:
             return x0, key0, score0
         mean, var = posterior.predict(x[None, :])
-        if _known(var, posterior.hp)[0]:
-            return x0, key0, score0
         score = float(self.acquisition.value(mean, var, best)[0])
         return (x, key, score) if score > score0 else (x0, key0, score0)
-
-
-def _known(var: np.ndarray, hp: Hyperparameters) -> np.ndarray:
-    return var < KNOWN_SD**2 * hp.signal
