@@ -117,11 +117,7 @@ def run(tasks: list[tuple], jobs: int, raw: Path | None = None) -> None:
 # -- report ---------------------------------------------------------------------------------------------------
 def regrets(results: list[dict]) -> dict[tuple, np.ndarray]:
     """(problem, method, q) -> (seeds, evaluations) array of simple regret."""
-    references = {}
-    for name, problem in PROBLEMS.items():
-        values = [min(r["best"]) for r in results if r["problem"] == name]
-        if values:
-            references[name] = problem.optimum if problem.optimum is not None else min(values)
+    references = {name: reference_value(results, name) for name in {r["problem"] for r in results}}
     grouped: dict[tuple, list] = {}
     for r in results:
         grouped.setdefault((r["problem"], r["method"], r["q"]), []).append(r)
