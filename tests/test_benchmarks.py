@@ -7,8 +7,10 @@ import math
 
 import pytest
 
+from benchmarks.gpu_packing import manifest, most_at_once
 from benchmarks.problems import PROBLEMS, branin, hartmann6, six_hump_camel
 from benchmarks.quality import simulate
+from kubetune.core.manifest import load_experiment
 
 
 def test_known_optima():
@@ -36,3 +38,17 @@ def test_a_run_with_a_level_stops_once_it_is_reached():
     first = next(i for i, best in enumerate(full["best"]) if best <= level)
     assert stopped["best"] == full["best"][: first + 1]
     assert stopped["time"] == full["time"][: first + 1]
+
+
+def test_gpu_packing_counts_the_trials_that_overlap():
+    assert most_at_once([]) == 0
+    assert most_at_once([(0, 2), (1, 3), (2, 4)]) == 2  # the first ends as the third starts
+    assert most_at_once([(0, 10), (1, 2), (3, 4), (5, 9), (6, 7)]) == 3
+
+
+def test_gpu_packing_runs_the_example_with_one_share_and_the_same_trials():
+    experiment = load_experiment(manifest(share=0.125, trials=12, parallelism=8, epochs=40))
+    spec = experiment.spec
+    assert spec.trial_template.resources.gpu == 0.125
+    assert (spec.algorithm.name, spec.seed, spec.parallelism, spec.max_trials) == ("sobol", 0, 8, 12)
+    assert spec.trial_template.spec["containers"][0]["args"][-1] == "--epochs=40"

@@ -15,7 +15,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @pytest.mark.parametrize("example", ["quickstart.yaml", "sklearn-digits/experiment.yaml", "k8s/branin.yaml",
-                                     "k8s/fractional-gpu.yaml"])
+                                     "k8s/fractional-gpu.yaml", "gpu-digits/experiment.yaml"])
 def test_example_validates(example, capsys):
     assert main(["validate", str(EXAMPLES / example)]) == 0
     out = capsys.readouterr().out
