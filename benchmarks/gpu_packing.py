@@ -168,7 +168,8 @@ def report(rows: list[dict], trials: int, parallelism: int, epochs: int) -> str:
         "",
         "Trials at once come from the runner's recorded start and end times; CUDA processes from polling "
         "`nvidia-smi --query-compute-apps` every 0.2 s (a trial holds a CUDA context from its first CUDA call "
-        "to its exit, so it can show fewer than the runner counts). Every trial's `CUDA_VISIBLE_DEVICES` was "
+        "to its exit, so it can show fewer than the runner counts); peak GPU memory is the most those processes "
+        "held together, CUDA contexts included. Every trial's `CUDA_VISIBLE_DEVICES` was "
         f"one of {sorted({d for row in rows for d in row['devices']})}.",
         "",
     ]
