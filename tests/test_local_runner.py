@@ -234,7 +234,8 @@ def test_resume_skips_a_torn_last_line(write_manifest, tmp_path):
 
 
 def test_gpu_shares_are_packed_onto_devices(write_manifest, tmp_path):
-    script = "import os; print('loss=1 concurrent=0'); print('devices', os.environ['CUDA_VISIBLE_DEVICES'])"
+    script = ("import os; print('loss=1 concurrent=0'); "
+              "print('devices', os.environ['CUDA_VISIBLE_DEVICES'], 'share', os.environ['KUBETUNE_GPU_SHARE'])")
     document = manifest(maxTrials=8, parallelism=8, template={"resources": {"gpu": 0.25}})
     document["spec"]["trialTemplate"]["spec"]["containers"][0].update(command=[sys.executable, "-c", script], args=[])
     experiment = load_experiment(document)
@@ -247,11 +248,25 @@ def test_gpu_shares_are_packed_onto_devices(write_manifest, tmp_path):
     devices = sorted(r.devices[0] for r in outcome.records)
     assert devices == ["0"] * 4 + ["1"] * 4
     logs = [(out / "trials" / r.id / "attempt-1.stdout.log").read_text() for r in outcome.records]
-    assert all(f"devices {r.devices[0]}" in log for r, log in zip(outcome.records, logs, strict=True))
+    assert all(f"devices {r.devices[0]} share 0.25" in log for r, log in zip(outcome.records, logs, strict=True))
+
+
+def test_the_run_says_when_fewer_trials_fit_on_the_gpus_than_parallelism(write_manifest, tmp_path, monkeypatch,
+                                                                          capsys):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    document = manifest(maxTrials=2, parallelism=4, template={"resources": {"gpu": 0.5}})
+    assert main(["run", str(write_manifest(document)), "--out", str(tmp_path / "out")]) == 0
+    assert "2 at a time (parallelism 4, but only 2 fit on this machine's GPUs)" in capsys.readouterr().out
+    document = manifest(maxTrials=2, parallelism=2, template={"resources": {"gpu": 0.5}})
+    assert main(["run", str(write_manifest(document)), "--out", str(tmp_path / "out2")]) == 0
+    out = capsys.readouterr().out
+    assert "2 at a time;" in out and "fit on" not in out
 
 
 def test_gpu_request_without_gpu_is_an_error_unless_no_gpu(write_manifest, tmp_path):
     document = manifest(maxTrials=1, template={"resources": {"gpu": 0.5}})
+    script = "import os; print('loss=1'); print('share', os.environ.get('KUBETUNE_GPU_SHARE', 'none'))"
+    document["spec"]["trialTemplate"]["spec"]["containers"][0].update(command=[sys.executable, "-c", script], args=[])
     experiment = load_experiment(document)
     with pytest.raises(RunnerError, match="--no-gpu"):
         LocalRunner(experiment, tmp_path / "out", tmp_path, gpus=[])
@@ -261,6 +276,8 @@ def test_gpu_request_without_gpu_is_an_error_unless_no_gpu(write_manifest, tmp_p
                             env=env, capture_output=True, text=True)
     assert result.returncode == 2 and "--no-gpu" in result.stderr
     assert run_cli(file, tmp_path / "o2", "--no-gpu") == 0
+    (trial,) = rows(tmp_path / "o2")
+    assert "share none" in (tmp_path / "o2" / "trials" / trial["id"] / "attempt-1.stdout.log").read_text()
 
 
 def test_command_not_found_is_a_failed_trial(write_manifest, tmp_path):

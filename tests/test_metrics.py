@@ -79,3 +79,12 @@ def test_sdk_writes_a_termination_message_summary(tmp_path, monkeypatch):
 def test_report_needs_a_metric():
     with pytest.raises(ValueError, match="at least one metric"):
         report(step=1)
+
+
+def test_a_trial_reads_its_gpu_share(monkeypatch):
+    from kubetune import gpu_share
+
+    monkeypatch.delenv("KUBETUNE_GPU_SHARE", raising=False)
+    assert gpu_share() is None
+    monkeypatch.setenv("KUBETUNE_GPU_SHARE", "0.25")
+    assert gpu_share() == 0.25

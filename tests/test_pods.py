@@ -113,6 +113,13 @@ def test_no_gpu_no_limits():
     pod = render_pod(experiment(gpu=0), "demo-1", {"x": 1.0}, GpuSharing("kai"))
     assert "limits" not in pod["spec"]["containers"][0]["resources"]
     assert "schedulerName" not in pod["spec"]
+    assert "KUBETUNE_GPU_SHARE" not in {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize(("amount", "share"), [(0.25, "0.25"), (2, "1.0")])
+def test_the_trial_is_told_its_gpu_share(amount, share):
+    pod = render_pod(experiment(gpu=amount), "demo-1", {"x": 1.0}, GpuSharing("hami"))
+    assert {"name": "KUBETUNE_GPU_SHARE", "value": share} in pod["spec"]["containers"][0]["env"]
 
 
 def test_trial_pods_meet_the_restricted_pod_security_standard_by_default():

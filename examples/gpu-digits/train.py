@@ -1,5 +1,6 @@
 """Train a small PyTorch network on scikit-learn's digits data set (nothing is downloaded), on the GPU or
-GPU share that kubetune gives this trial through ``CUDA_VISIBLE_DEVICES``; on the CPU when there is none.
+GPU share that kubetune gives this trial through ``CUDA_VISIBLE_DEVICES``, keeping its memory within the share
+(``KUBETUNE_GPU_SHARE``); on the CPU when there is none.
 
 Reports the held-out accuracy, whether the training ran on a GPU, the training time and the GPU memory the
 trial took at its peak."""
@@ -20,6 +21,9 @@ parser.add_argument("--epochs", type=int, default=100)
 args = parser.parse_args()
 
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+if device.type == "cuda" and kubetune.gpu_share():
+    # Stay within this trial's share of the GPU: past it, an allocation fails here, not in a neighbour.
+    torch.cuda.set_per_process_memory_fraction(kubetune.gpu_share())
 torch.manual_seed(0)
 X, y = load_digits(return_X_y=True)
 order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))

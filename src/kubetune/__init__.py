@@ -1,16 +1,16 @@
 """kubetune: asynchronous hyperparameter optimization that runs the same manifest on a laptop and on
 Kubernetes.
 
-Public API: the ask/tell :class:`Optimizer` and, for code running inside a trial, :func:`report` and
-:func:`params`. The optimizer is imported on first use, so a trial script that only reports metrics does
-not pay for loading numpy and scipy.
+Public API: the ask/tell :class:`Optimizer` and, for code running inside a trial, :func:`report`,
+:func:`params` and :func:`gpu_share`. The optimizer is imported on first use, so a trial script that only
+reports metrics does not pay for loading numpy and scipy.
 """
 
 from typing import Any
 
-from kubetune.trial import params, report
+from kubetune.trial import gpu_share, params, report
 
-__all__ = ["Optimizer", "Suggestion", "params", "report"]
+__all__ = ["Optimizer", "Suggestion", "gpu_share", "params", "report"]
 __version__ = "0.1.0"
 
 

@@ -171,8 +171,11 @@ def _run(args: argparse.Namespace) -> int:
                          on_trial_end=on_trial_end)
     for warning in runner.warnings:
         errors.print(f"[yellow]warning:[/] {escape(str(warning))}", markup=True)
+    pace = f"{runner.at_once} at a time"
+    if runner.at_once < spec.parallelism:
+        pace += f" (parallelism {spec.parallelism}, but only {runner.at_once} fit on this machine's GPUs)"
     console.print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
-                  f"trials, {spec.parallelism} at a time; results in {out}")
+                  f"trials, {pace}; results in {out}")
     with progress:
         done_before = sum(r.state not in ("Queued", "Running") for r in runner.records.values())
         progress.update(task, completed=done_before)

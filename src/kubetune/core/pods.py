@@ -57,7 +57,8 @@ def render_pod(
     pod_spec["restartPolicy"] = "Never"
     if template.timeout_seconds:
         pod_spec["activeDeadlineSeconds"] = template.timeout_seconds
-    environment = [{"name": k, "value": v} for k, v in trial_environment(params, trial, experiment.name).items()]
+    variables = trial_environment(params, trial, experiment.name, template.resources.gpu)
+    environment = [{"name": k, "value": v} for k, v in variables.items()]
     for container in pod_spec["containers"]:
         known = {e["name"] for e in environment}
         container["env"] = [e for e in container.get("env") or [] if e.get("name") not in known] + environment

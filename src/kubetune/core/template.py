@@ -53,12 +53,15 @@ def env_name(parameter: str) -> str:
     return "KUBETUNE_PARAM_" + re.sub(r"[^A-Za-z0-9]", "_", parameter).upper()
 
 
-def trial_environment(params: dict[str, Any], trial_id: str, experiment: str) -> dict[str, str]:
-    """The variables every trial gets: its id, its parameters as JSON and one variable per parameter."""
+def trial_environment(params: dict[str, Any], trial_id: str, experiment: str, gpu: float = 0.0) -> dict[str, str]:
+    """The variables every trial gets: its id, its parameters as JSON and one variable per parameter; with a
+    GPU, ``KUBETUNE_GPU_SHARE``: the fraction of each of its GPUs it may use (1 for whole GPUs)."""
     env = {
         "KUBETUNE_TRIAL": trial_id,
         "KUBETUNE_EXPERIMENT": experiment,
         "KUBETUNE_PARAMS": json.dumps(params),
     }
     env.update({env_name(name): format_value(value) for name, value in params.items()})
+    if gpu > 0:
+        env["KUBETUNE_GPU_SHARE"] = format_value(min(float(gpu), 1.0))
     return env

@@ -107,6 +107,13 @@ class LocalRunner:
 
     # -- set-up -------------------------------------------------------------------------------------------
     @property
+    def at_once(self) -> int:
+        """How many trials can run at the same time: ``parallelism``, or fewer when not that many GPU shares
+        fit on this machine's GPUs."""
+        fits = self.spec.parallelism if self.no_gpu else self.pool.capacity(self.gpu_request)
+        return min(self.spec.parallelism, fits)
+
+    @property
     def trials_file(self) -> Path:
         return self.out_dir / "trials.jsonl"
 
@@ -311,7 +318,8 @@ class LocalRunner:
         for item in rendered.get("env") or []:
             if isinstance(item, dict) and "name" in item and "value" in item:
                 env[str(item["name"])] = str(item["value"])
-        env.update(trial_environment(record.params, record.id, self.experiment.name))
+        env.update(trial_environment(record.params, record.id, self.experiment.name,
+                                     self.gpu_request if devices else 0.0))
         if self.gpu_request > 0 or self.no_gpu:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
         collector = self.spec.trial_template.metrics_collector

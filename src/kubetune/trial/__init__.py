@@ -29,6 +29,14 @@ def params() -> dict[str, Any]:
     return json.loads(raw)
 
 
+def gpu_share() -> float | None:
+    """The fraction of each of its GPUs this trial may use (``resources.gpu`` below 1, else 1), from
+    ``$KUBETUNE_GPU_SHARE``; None when it was given no GPU. Locally a share is not enforced: a trial that
+    must stay within it caps itself, e.g. ``torch.cuda.set_per_process_memory_fraction(gpu_share())``."""
+    raw = os.environ.get("KUBETUNE_GPU_SHARE")
+    return float(raw) if raw else None
+
+
 def report(step: int | None = None, **metrics: float) -> None:
     """Reports metric values, optionally for a training step. NaN and infinity are passed on as they are,
     and the collector then treats the trial as having no usable objective."""
