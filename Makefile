@@ -1,5 +1,7 @@
 # `make run`: set up .venv and run the quickstart experiment. `make test`: set up .venv with the test
-# extras and run the whole suite (lint included).
+# extras, kubectl and helm, build (or reuse) the Kubernetes control plane, and run the whole suite (lint
+# included). `make control-plane`: build kube-apiserver, kube-scheduler, kube-controller-manager and etcd from
+# the Go module proxy into a cache outside the work tree, linked at .tools/k8s/bin/.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +9,7 @@ RUN_STAMP := $(VENV)/.kubetune-run
 TEST_STAMP := $(VENV)/.kubetune-test
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: run test lint tools clean bench-setup
+.PHONY: run test lint tools control-plane clean bench-setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +34,10 @@ tools: .tools/kubectl .tools/helm
 .tools/kubectl .tools/helm:
 	$(BIN)/python scripts/fetch_tools.py
 
-test: $(TEST_STAMP) lint tools
+control-plane:
+	bash scripts/build_control_plane.sh
+
+test: $(TEST_STAMP) lint tools control-plane
 	$(BIN)/python -m pytest -q
 
 # The benchmarks' peers; torch is pinned to the CPU build (Optuna's GPSampler needs it).

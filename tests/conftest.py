@@ -1,4 +1,5 @@
-"""Shared fixtures: a manifest builder and the test trial script."""
+"""Shared fixtures: a manifest builder, the test trial script, and (from :mod:`operator_cluster`) the real
+control plane and a namespace on it per test."""
 
 from __future__ import annotations
 
@@ -61,3 +62,7 @@ def write_manifest(tmp_path: Path):
         return path
 
     return write
+
+
+# the control-plane fixtures; imported last, since operator_cluster builds its manifests with manifest() above
+from operator_cluster import control_plane, namespace  # noqa: E402, F401, I001

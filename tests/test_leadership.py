@@ -1,5 +1,5 @@
-"""Leader election: the Lease rules, the election against the emulated API server (conditional patches answer
-409 there as on a real server), and :func:`lead` stopping the operator when leadership is lost."""
+"""Leader election: the Lease rules, the election against the real API server (a conditional patch with a
+stale resourceVersion answers 409), and :func:`lead` stopping the operator when leadership is lost."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import socket
 import urllib.request
 
 import pytest
-from kube_emulator import RunningEmulator
-from kubernetes import client
+from kubernetes import config
 
 from kubetune.core.leadership import ElectionTiming, LeaseState, claim, format_micro_time, may_take, parse_micro_time
 from kubetune.operator.api import Conflict, KubernetesApi
@@ -62,28 +61,32 @@ def test_timing_must_let_the_holder_stop_before_others_may_take_over():
 
 
 @pytest.fixture
-def api():
-    with RunningEmulator() as emulator:
-        yield KubernetesApi(client.ApiClient(client.Configuration(host=emulator.url)))
+def leases(namespace):
+    """The Lease calls, as an admin, in the test's own namespace of the real control plane."""
+    api = KubernetesApi(config.new_client_from_config(str(namespace.cluster.admin_kubeconfig)))
+    return api, namespace.name
 
 
-def election(api, identity: str) -> LeaderElection:
-    return LeaderElection(api, "default", "kubetune-operator", identity, FAST)
+def election(leases, identity: str) -> LeaderElection:
+    api, namespace = leases
+    return LeaderElection(api, namespace, "kubetune-operator", identity, FAST)
 
 
 @pytest.mark.asyncio
-async def test_a_stale_lease_write_is_refused(api):
-    created = await api.create_lease("default", "l", {"holderIdentity": "a"})
+async def test_a_stale_lease_write_is_refused(leases):
+    api, ns = leases
+    created = await api.create_lease(ns, "l", {"holderIdentity": "a"})
     version = created["metadata"]["resourceVersion"]
-    await api.patch_lease("default", "l", version, {"holderIdentity": "b"})
+    await api.patch_lease(ns, "l", version, {"holderIdentity": "b"})
     with pytest.raises(Conflict):
-        await api.patch_lease("default", "l", version, {"holderIdentity": "c"})
-    assert (await api.get_lease("default", "l"))["spec"]["holderIdentity"] == "b"
+        await api.patch_lease(ns, "l", version, {"holderIdentity": "c"})
+    assert (await api.get_lease(ns, "l"))["spec"]["holderIdentity"] == "b"
 
 
 @pytest.mark.asyncio
-async def test_only_one_replica_leads_and_a_release_hands_over_at_once(api):
-    first, second = election(api, "first"), election(api, "second")
+async def test_only_one_replica_leads_and_a_release_hands_over_at_once(leases):
+    api, ns = leases
+    first, second = election(leases, "first"), election(leases, "second")
     await first.acquire()
     holding = asyncio.create_task(first.hold())
     with pytest.raises(TimeoutError):  # renewed all along: the Lease never expires
@@ -91,13 +94,14 @@ async def test_only_one_replica_leads_and_a_release_hands_over_at_once(api):
     holding.cancel()
     await first.release()
     await asyncio.wait_for(second.acquire(), 1.0)
-    state = LeaseState.of(await api.get_lease("default", "kubetune-operator"))
+    state = LeaseState.of(await api.get_lease(ns, "kubetune-operator"))
     assert state.holder == "second" and state.transitions == 1
 
 
 @pytest.mark.asyncio
-async def test_a_silent_holder_is_replaced_after_the_duration(api):
-    first, second = election(api, "first"), election(api, "second")
+async def test_a_silent_holder_is_replaced_after_the_duration(leases):
+    api, ns = leases
+    first, second = election(leases, "first"), election(leases, "second")
     await first.acquire()  # and then never renews, as if it hung
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -106,7 +110,8 @@ async def test_a_silent_holder_is_replaced_after_the_duration(api):
 
 
 @pytest.mark.asyncio
-async def test_lead_stops_the_operator_when_the_lease_is_lost(api):
+async def test_lead_stops_the_operator_when_the_lease_is_lost(leases):
+    api, ns = leases
     operating, stopped = asyncio.Event(), asyncio.Event()
 
     async def operate(stop: asyncio.Event) -> None:
@@ -114,19 +119,20 @@ async def test_lead_stops_the_operator_when_the_lease_is_lost(api):
         await stop.wait()
         stopped.set()
 
-    leading = asyncio.create_task(lead(election(api, "first"), operate))
+    leading = asyncio.create_task(lead(election(leases, "first"), operate))
     await asyncio.wait_for(operating.wait(), 2.0)
     # another replica took the Lease (the first one's renewals did not reach the server in time)
-    current = await api.get_lease("default", "kubetune-operator")
-    await api.patch_lease("default", "kubetune-operator", current["metadata"]["resourceVersion"],
+    current = await api.get_lease(ns, "kubetune-operator")
+    await api.patch_lease(ns, "kubetune-operator", current["metadata"]["resourceVersion"],
                           {"holderIdentity": "second"})
     assert await asyncio.wait_for(leading, 2.0) == 1
     assert stopped.is_set()
 
 
 @pytest.mark.asyncio
-async def test_lead_releases_the_lease_when_the_operator_stops_on_its_own(api):
-    first, second = election(api, "first"), election(api, "second")
+async def test_lead_releases_the_lease_when_the_operator_stops_on_its_own(leases):
+    api, ns = leases
+    first, second = election(leases, "first"), election(leases, "second")
 
     async def operate(stop: asyncio.Event) -> None:
         await asyncio.sleep(0.3)
@@ -136,11 +142,12 @@ async def test_lead_releases_the_lease_when_the_operator_stops_on_its_own(api):
 
 
 @pytest.mark.asyncio
-async def test_a_standby_answers_its_liveness_probe_until_it_leads(api):
+async def test_a_standby_answers_its_liveness_probe_until_it_leads(leases):
+    api, ns = leases
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    holder = election(api, "first")
+    holder = election(leases, "first")
     await holder.acquire()
     operating = asyncio.Event()
 
@@ -148,7 +155,7 @@ async def test_a_standby_answers_its_liveness_probe_until_it_leads(api):
         operating.set()
         await stop.wait()
 
-    standby = asyncio.create_task(lead(election(api, "second"), operate, f"http://127.0.0.1:{port}/healthz"))
+    standby = asyncio.create_task(lead(election(leases, "second"), operate, f"http://127.0.0.1:{port}/healthz"))
     url = f"http://127.0.0.1:{port}/healthz"
     for _ in range(50):
         try:

@@ -1,201 +1,236 @@
-"""End to end: kubectl applies the CRDs and an Experiment to the emulated API server, the real operator
-(kopf, in a background thread) runs it, a test kubelet plays the pods, and kubectl reads the results."""
+"""End to end on a real control plane: kubectl applies the CRDs and Experiments to kube-apiserver, the operator
+(``kubetune operator``, its own process, as the chart's ServiceAccount) runs them, kube-scheduler places the
+pods on fake nodes and the test kubelet plays them; kubectl reads the results."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
+import random
 import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-import yaml
-from kopf.testing import KopfRunner
-from kube_emulator import EmulatedKubelet, RunningEmulator
-from prometheus_client.parser import text_string_to_metric_families
-
-from conftest import manifest
-
-ROOT = Path(__file__).parent.parent
-KUBECTL = shutil.which("kubectl", path=str(ROOT / ".tools")) or shutil.which("kubectl")
-OPERATOR = str(Path(__file__).parent / "operator_app.py")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is fetched by `make test` (scripts/fetch_tools.py)")
+from cluster import Behaviour, FakeNode, objective
+from operator_cluster import Operator, by_name, ended, experiment, run_operator, succeeded, wait_for
 
 
-@pytest.fixture
-def cluster(tmp_path, monkeypatch):
-    with RunningEmulator() as emulator:
-        kubeconfig = tmp_path / "kubeconfig"
-        emulator.kubeconfig(kubeconfig)
-        monkeypatch.setenv("KUBETUNE_TEST_API", emulator.url)
-
-        def kubectl(*args: str, check: bool = True) -> str:
-            result = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), *args], capture_output=True,
-                                    text=True, timeout=60)
-            if check and result.returncode != 0:
-                raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
-            return result.stdout
-
-        kubectl("apply", "--validate=false", "-f", str(ROOT / "crds"))
-        emulator.kubectl = kubectl
-        emulator.tmp = tmp_path
-        yield emulator
-
-
-def operator():
-    return KopfRunner(["run", "--standalone", "--namespace", "default", OPERATOR])
+def test_crds_are_served_explained_and_enforced_by_the_api_server(namespace):
+    explained = namespace.kubectl("explain", "experiment.spec.parallelism")
+    assert "Trials running at once." in explained and "integer" in explained
+    assert "Trials to run in total." in namespace.kubectl("explain", "experiments.spec.maxTrials")
+    forbidden = experiment(name="forbidden", parallelism=0, maxTrials="many")
+    refused = namespace.apply(forbidden, "--dry-run=server", check=False)
+    assert "spec.parallelism: Invalid value: 0" in refused and "should be greater than or equal to 1" in refused
+    assert "spec.maxTrials: Invalid value: \"string\"" in refused
+    assert namespace.get("experiments") == []
+    # unknown fields are pruned by the structural schema, except inside the embedded PodSpec
+    document = experiment(name="pruned")
+    document["spec"]["unknownField"] = 1
+    document["spec"]["trialTemplate"]["spec"]["containers"][0]["tty"] = True
+    namespace.apply(document, "--dry-run=server", "--validate=false")
+    stored = json.loads(namespace.kubectl("apply", "-f", "-", "--dry-run=server", "--validate=false", "-o", "json",
+                                          stdin=json.dumps(document)))
+    assert "unknownField" not in stored["spec"]
+    assert stored["spec"]["trialTemplate"]["spec"]["containers"][0]["tty"] is True
 
 
-def apply(cluster, document: dict) -> None:
-    path = cluster.tmp / f"{document['metadata']['name']}.yaml"
-    path.write_text(yaml.safe_dump(document))
-    cluster.kubectl("apply", "--validate=false", "-f", str(path))
+def test_experiment_applied_with_kubectl_runs_to_succeeded(namespace):
+    # odd trials print their metrics (read through pods/log), even ones use the termination message
+    def behaviour(pod):
+        number = int(pod["metadata"]["name"].rsplit("-", 1)[1])
+        return Behaviour(seconds=0.3, report="log" if number % 2 else "termination")
 
-
-def status(cluster, name: str) -> dict:
-    out = cluster.kubectl("get", "experiment", name, "-o", "json")
-    return json.loads(out).get("status") or {}
-
-
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
-def experiment(name="demo", **spec):
-    document = manifest(**{"maxTrials": 6, "parallelism": 2, "algorithm": {"name": "random"}, **spec})
-    document["metadata"]["name"] = name
-    document["spec"]["trialTemplate"]["spec"]["containers"][0].update(command=["python", "train.py"])
-    return document
-
-
-def trials(cluster) -> list[dict]:
-    return json.loads(cluster.kubectl("get", "trials", "-o", "json"))["items"]
-
-
-def test_experiment_applied_with_kubectl_runs_to_succeeded(cluster):
-    with operator() as runner, EmulatedKubelet(cluster.url) as kubelet:
-        apply(cluster, experiment())
-        final = wait_for(lambda: (s := status(cluster, "demo")).get("phase") == "Succeeded" and s)
-    assert runner.exception is None
-    items = trials(cluster)
-    assert sorted(t["metadata"]["name"] for t in items) == [f"demo-{i}" for i in range(6)]
-    assert all(t["status"]["phase"] == "Succeeded" for t in items)
-    assert kubelet.max_running <= 2
+    with namespace.kubelet(behaviour=behaviour) as kubelet, run_operator(namespace) as operator:
+        namespace.apply(experiment(maxTrials=6, parallelism=2))
+        wait_for(lambda: "demo-" in namespace.kubectl("get", "trials"), what="a trial")
+        table = namespace.kubectl("get", "experiments,trials")
+        final = succeeded(namespace)
+        done_table = namespace.kubectl("get", "experiments")
+    assert operator.alive() or "Traceback" not in operator.log()
+    assert "PHASE" in table and "RUNNING" in table and "BEST" in table and "EXPERIMENT" in table
+    assert "Succeeded" in done_table and str(round(final["best"]["value"], 2))[:4] in done_table
+    trials = by_name(namespace.trials())
+    assert sorted(trials) == [f"demo-{i}" for i in range(6)]
+    pods = by_name(namespace.pods())
+    for name, trial in trials.items():
+        assert trial["status"]["phase"] == "Succeeded"
+        assert trial["status"]["value"] == pytest.approx(objective(pods[name]))
+    assert kubelet.max_unfinished["demo"] <= 2
     assert final["trials"]["succeeded"] == 6 and final["reason"] == "MaxTrialsReached"
-    best = min(items, key=lambda t: t["status"]["value"])
-    assert final["best"]["trial"] == best["metadata"]["name"]
-    table = cluster.kubectl("get", "trials")
-    assert "demo-5" in table
-    pods = json.loads(cluster.kubectl("get", "pods", "-o", "json"))["items"]
-    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods} == {"Trial"}
+    assert final["best"]["trial"] == min(trials.values(), key=lambda t: t["status"]["value"])["metadata"]["name"]
+    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods.values()} == {"Trial"}
+    assert all(p["spec"]["nodeName"] == "node-1" for p in pods.values())  # placed by kube-scheduler
+    assert "loss=" in namespace.kubectl("logs", "demo-1")  # the kubelet's log, through the real pods/log
+    assert kubelet.errors == []
 
 
-def test_bad_manifest_ends_failed_with_the_reason(cluster):
+def test_invalid_spec_ends_failed_with_the_message_and_an_event(namespace):
     document = experiment(name="broken")
     document["spec"]["parameters"][0].update(min=10, max=1)
-    with operator() as runner:
-        apply(cluster, document)
-        final = wait_for(lambda: (s := status(cluster, "broken")).get("phase") == "Failed" and s)
-    assert runner.exception is None
-    assert final["reason"] == "InvalidSpec"
+    with run_operator(namespace):
+        namespace.apply(document)
+        final = ended(namespace, "broken")
+        events = wait_for(lambda: [e for e in namespace.events() if e.get("reason") == "InvalidSpec"],
+                          what="the InvalidSpec event")
+    assert final["phase"] == "Failed" and final["reason"] == "InvalidSpec"
     assert "spec.parameters[0]: max (1) must be greater than min (10)" in final["message"]
-    assert trials(cluster) == []
-    events = json.loads(cluster.kubectl("get", "events", "-o", "json"))["items"]
-    assert any(e.get("reason") == "InvalidSpec" and "must be greater than min" in e.get("message", "")
-               for e in events)
+    assert namespace.trials() == []
+    assert "must be greater than min" in events[0]["message"]
+    assert events[0]["involvedObject"]["name"] == "broken"
 
 
-def test_operator_killed_mid_experiment_resumes_without_duplicates(cluster):
-    with EmulatedKubelet(cluster.url, interval=0.3):
-        with operator():
-            apply(cluster, experiment(maxTrials=8, parallelism=2, algorithm={"name": "gp"}))
-            wait_for(lambda: sum(t.get("status", {}).get("phase") == "Succeeded" for t in trials(cluster)) >= 3)
-        before = {t["metadata"]["name"]: t["status"].get("value") for t in trials(cluster)
-                  if t.get("status", {}).get("phase") == "Succeeded"}
-        with operator() as runner:
-            final = wait_for(lambda: (s := status(cluster, "demo")).get("phase") == "Succeeded" and s)
-    assert runner.exception is None
-    items = trials(cluster)
-    assert sorted(t["metadata"]["name"] for t in items) == sorted(f"demo-{i}" for i in range(8))
-    after = {t["metadata"]["name"]: t["status"].get("value") for t in items}
-    assert all(after[name] == value for name, value in before.items())
-    assert final["trials"]["created"] == 8
-    assert len({json.dumps(t["spec"]["params"], sort_keys=True) for t in items}) == 8
+def test_suspend_then_resume(namespace):
+    with namespace.kubelet(), run_operator(namespace):
+        namespace.apply(experiment(suspend=True, maxTrials=4))
+        wait_for(lambda: namespace.status("demo").get("reason") == "Suspended", what="the Suspended reason")
+        time.sleep(2)
+        assert namespace.trials() == []
+        namespace.kubectl("patch", "experiment", "demo", "--type=merge", "-p", '{"spec": {"suspend": false}}')
+        final = succeeded(namespace)
+    assert final["trials"]["succeeded"] == 4
+
+
+def test_parallelism_and_max_trials_edited_while_it_runs(namespace):
+    with namespace.kubelet(behaviour=lambda pod: Behaviour(seconds=1.0)) as kubelet, \
+            run_operator(namespace):
+        namespace.apply(experiment(parallelism=1, maxTrials=3))
+        wait_for(lambda: len(namespace.trials()) >= 1, what="the first trial")
+        namespace.kubectl("patch", "experiment", "demo", "--type=merge", "-p",
+                          '{"spec": {"parallelism": 3, "maxTrials": 9}}')
+        final = succeeded(namespace)
+    assert final["trials"]["succeeded"] == 9 and len(namespace.trials()) == 9
+    assert kubelet.max_unfinished["demo"] == 3
+
+
+def test_a_failed_attempt_is_retried_in_a_new_pod(namespace):
+    behaviour = lambda pod: Behaviour(exit_code=1 if "-r" not in pod["metadata"]["name"] else 0)  # noqa: E731
+    with namespace.kubelet(behaviour=behaviour), run_operator(namespace):
+        namespace.apply(experiment(maxTrials=3, template={"retries": 1}))
+        final = succeeded(namespace)
+    trials = namespace.trials()
+    assert all(t["status"]["phase"] == "Succeeded" and t["status"]["attempts"] == 2 for t in trials)
+    assert sorted(p["metadata"]["name"] for p in namespace.pods()) == sorted(
+        [f"demo-{i}" for i in range(3)] + [f"demo-{i}-r2" for i in range(3)])
+    assert final["trials"]["failed"] == 0
+
+
+def test_more_failures_than_max_failed_trials_fail_the_experiment(namespace):
+    with namespace.kubelet(behaviour=lambda pod: Behaviour(exit_code=3, message="boom")), \
+            run_operator(namespace):
+        namespace.apply(experiment(maxTrials=10, maxFailedTrials=2))
+        final = ended(namespace, "demo")
+    assert final["phase"] == "Failed" and final["reason"] == "MaxFailedTrialsReached"
+    failed = [t for t in namespace.trials() if t["status"]["phase"] == "Failed"]
+    assert len(failed) == 3 and "exited with status 3" in failed[0]["status"]["message"]
+
+
+def test_reaching_the_target_ends_the_experiment_and_stops_running_trials(namespace):
+    # trial 0 runs long; the others are quick, and the target is easy to reach
+    behaviour = lambda pod: Behaviour(seconds=60 if pod["metadata"]["name"] == "demo-0" else 0.2)  # noqa: E731
+    document = experiment(maxTrials=50, parallelism=3)
+    document["spec"]["objective"]["target"] = 30.0
+    with namespace.kubelet(behaviour=behaviour), run_operator(namespace):
+        namespace.apply(document)
+        final = succeeded(namespace)
+    assert final["reason"] == "TargetReached" and final["best"]["value"] <= 30
+    trials = by_name(namespace.trials())
+    assert trials["demo-0"]["status"]["phase"] == "Killed"
+    wait_for(lambda: "demo-0" not in by_name(namespace.pods()), what="the killed trial's pod to go")
+
+
+def test_evicted_oom_killed_timed_out_and_node_lost_attempts_are_failures_that_retry(namespace):
+    nodes = [FakeNode("node-1"), FakeNode("node-2")]
+    first = {"demo-0": Behaviour(evict=True), "demo-1": Behaviour(oom=True), "demo-2": Behaviour(seconds=30),
+             "demo-3": Behaviour(seconds=0.5, lose_node=True)}
+    behaviour = lambda pod: first.get(pod["metadata"]["name"], Behaviour())  # noqa: E731
+    document = experiment(maxTrials=4, parallelism=4, template={"retries": 1, "timeoutSeconds": 3})
+    with namespace.kubelet(nodes, behaviour=behaviour) as kubelet, run_operator(namespace):
+        namespace.apply(document)
+        final = succeeded(namespace)
+    trials = by_name(namespace.trials())
+    assert final["trials"]["succeeded"] == 4
+    assert all(t["status"]["attempts"] == 2 and t["status"]["phase"] == "Succeeded" for t in trials.values())
+    pods = by_name(namespace.pods())
+    assert pods["demo-0"]["status"]["reason"] == "Evicted"
+    assert pods["demo-1"]["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "OOMKilled"
+    assert pods["demo-2"]["status"]["reason"] == "DeadlineExceeded"
+    assert "demo-3" not in pods and len(kubelet.lost) == 1  # gone with its node; the retry ran on the other one
+    assert pods["demo-3-r2"]["spec"]["nodeName"] not in kubelet.lost
+
+
+def test_operator_killed_at_random_moments_loses_and_duplicates_nothing(namespace):
+    rng = random.Random(7)
+    behaviour = lambda pod: Behaviour(seconds=0.2 + (objective(pod) % 0.6))  # noqa: E731
+    document = experiment(maxTrials=30, parallelism=4, algorithm={"name": "gp", "settings": {"initialTrials": 4}})
+    operator = run_operator(namespace)
+    with namespace.kubelet(behaviour=behaviour) as kubelet:
+        namespace.apply(document)
+        kills = 0
+        try:
+            while namespace.phase("demo") != "Succeeded" and kills < 40:
+                operator.start()
+                time.sleep(rng.uniform(1.0, 4.0))  # start-up takes about a second: some kills land before any pass
+                if namespace.phase("demo") == "Succeeded":
+                    break
+                operator.kill()
+                kills += 1
+            operator.start()
+            final = succeeded(namespace, timeout=120)
+        finally:
+            operator.stop()
+    assert kills >= 10
+    trials = by_name(namespace.trials())
+    assert sorted(trials) == sorted(f"demo-{i}" for i in range(30))
+    assert len({json.dumps(t["spec"]["params"], sort_keys=True) for t in trials.values()}) == 30
+    pods = by_name(namespace.pods())
+    for name, trial in trials.items():
+        assert trial["status"]["phase"] == "Succeeded", (name, trial["status"])
+        assert trial["status"]["value"] == pytest.approx(objective(pods[name]))
+    assert final["trials"]["created"] == 30 and final["trials"]["succeeded"] == 30
+    assert kubelet.max_unfinished["demo"] <= 4
+    assert all(not name.endswith("-r2") for name in pods)  # no attempt ran twice
+
+
+def test_two_replicas_only_the_lease_holder_acts_and_the_standby_takes_over(namespace):
+    from operator_cluster import operator_identity
+
+    kubeconfig = operator_identity(namespace, leader_election=True)
+    election = ("--leader-election", "--lease-namespace", namespace.name, "--lease-duration", "3")
+    first = Operator(namespace, kubeconfig, [namespace.name], (*election, "--identity", "first"), name="first")
+    second = Operator(namespace, kubeconfig, [namespace.name], (*election, "--identity", "second"), name="second")
+
+    def holder() -> str | None:
+        leases = [lease for lease in namespace.get("leases") if lease["metadata"]["name"] == "kubetune-operator"]
+        return leases[0]["spec"].get("holderIdentity") if leases else None
+
+    with first, second, namespace.kubelet(behaviour=lambda pod: Behaviour(seconds=0.3)):
+        wait_for(lambda: holder() == "first", what="the first replica to lead")
+        wait_for(lambda: "standing by: Lease" in second.log(), what="the second replica to stand by")
+        namespace.apply(experiment(maxTrials=10, parallelism=2, algorithm={"name": "gp"}))
+        wait_for(lambda: sum(t.get("status", {}).get("phase") == "Succeeded" for t in namespace.trials()) >= 3,
+                 what="three trials")
+        assert "following it" not in second.log()
+        first.kill()  # no chance to release the Lease: the standby waits for it to expire
+        final = succeeded(namespace, timeout=90)
+        assert holder() == "second" and "leading" in second.log() and "following it" in second.log()
+    trials = namespace.trials()
+    assert sorted(t["metadata"]["name"] for t in trials) == sorted(f"demo-{i}" for i in range(10))
+    assert final["trials"]["created"] == 10
+
+
+def test_deleting_an_experiment_removes_its_trials_and_pods(namespace):
+    with namespace.kubelet(behaviour=lambda pod: Behaviour(seconds=30)), run_operator(namespace):
+        namespace.apply(experiment(maxTrials=4, parallelism=2))
+        wait_for(lambda: len(namespace.pods()) == 2, what="two pods")
+        namespace.kubectl("delete", "experiment", "demo", "--wait=false")
+        wait_for(lambda: namespace.trials() == [] and namespace.pods() == [], timeout=60,
+                 what="the garbage collector to remove the trials and pods")
+    assert namespace.get("experiments") == []
 
 
 def test_operator_command_line_refuses_to_run_without_a_scope():
     result = subprocess.run([sys.executable, "-m", "kubetune.cli", "operator"], capture_output=True, text=True,
                             env={**os.environ})
     assert result.returncode == 2 and "--namespace" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def replica(cluster, identity: str, metrics_port: int) -> subprocess.Popen:
-    """``kubetune operator --leader-election`` in its own process, as one replica of a Deployment."""
-    log = (cluster.tmp / f"{identity}.log").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "kubetune.cli", "operator", "--namespace", "default", "--leader-election",
-         "--identity", identity, "--lease-namespace", "default", "--lease-duration", "3",
-         "--liveness", "http://127.0.0.1:0/healthz", "--metrics-port", str(metrics_port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": str(cluster.tmp / "kubeconfig")})
-
-
-def log_of(cluster, identity: str) -> str:
-    return (cluster.tmp / f"{identity}.log").read_text()
-
-
-def lease_holder(cluster) -> str | None:
-    lease = cluster.emulator.get("leases", "default", "kubetune-operator")
-    return ((lease or {}).get("spec") or {}).get("holderIdentity")
-
-
-def test_two_replicas_only_the_lease_holder_acts_and_the_standby_takes_over(cluster):
-    first_port, second_port = free_port(), free_port()
-    first = replica(cluster, "first", first_port)
-    second = None
-    try:
-        wait_for(lambda: lease_holder(cluster) == "first")
-        second = replica(cluster, "second", second_port)
-        wait_for(lambda: "standing by: Lease default/kubetune-operator is held by first" in log_of(cluster, "second"))
-        with EmulatedKubelet(cluster.url, interval=0.3):
-            apply(cluster, experiment(maxTrials=8, parallelism=2, algorithm={"name": "gp"}))
-            wait_for(lambda: sum(t.get("status", {}).get("phase") == "Succeeded" for t in trials(cluster)) >= 3)
-            assert "leading" not in log_of(cluster, "second")
-            assert "experiment default/demo" not in log_of(cluster, "second")
-            assert "experiment default/demo: following it" in log_of(cluster, "first")
-            first.kill()  # no chance to release the Lease: the standby waits for it to expire
-            first.wait(10)
-            final = wait_for(lambda: (s := status(cluster, "demo")).get("phase") == "Succeeded" and s, timeout=90)
-        assert lease_holder(cluster) == "second" and "leading" in log_of(cluster, "second")
-        assert "experiment default/demo: following it" in log_of(cluster, "second")
-        # the new leader's metrics: it created the trials the first one had not
-        scraped = urllib.request.urlopen(f"http://127.0.0.1:{second_port}/metrics", timeout=10).read().decode()
-        samples = {(s.name, s.labels.get("phase", "")): s.value
-                   for family in text_string_to_metric_families(scraped) for s in family.samples}
-        assert 0 < samples["kubetune_trials_created_total", ""] < 8
-        assert samples["kubetune_experiments", "Succeeded"] == 1
-        items = trials(cluster)
-        assert sorted(t["metadata"]["name"] for t in items) == sorted(f"demo-{i}" for i in range(8))
-        assert final["trials"]["created"] == 8
-        assert len({json.dumps(t["spec"]["params"], sort_keys=True) for t in items}) == 8
-    finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait(10)

@@ -17,7 +17,7 @@ from kubetune.operator.reconcile import Reconciler
 
 DOCUMENTED = {"kubetune_experiments", "kubetune_trials_running", "kubetune_trials_created",
               "kubetune_trials_finished", "kubetune_suggestion_seconds", "kubetune_suggestions",
-              "kubetune_reconcile_errors", "kubetune_api_requests"}
+              "kubetune_reconcile_errors", "kubetune_api_requests", "kubetune_api_throttled"}
 
 
 def scrape(port: int) -> dict[tuple, float]:

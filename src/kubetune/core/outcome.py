@@ -2,9 +2,10 @@
 
 A pod is read the way the kubelet reports it: ``status.phase``, the trial container's
 ``state.terminated`` (exit code, reason, termination message), and the pod-level reason (``Evicted``,
-``DeadlineExceeded`` when ``activeDeadlineSeconds`` ran out). Metrics come from the termination message when
-it holds the summary :func:`kubetune.report` writes there, otherwise from the container log, which the
-caller fetches only when :func:`needs_log` says so.
+``DeadlineExceeded`` when ``activeDeadlineSeconds`` ran out) or ``DisruptionTarget`` condition (a pod
+deleted with its lost node), which say more than the exit code of a container that was killed. Metrics
+come from the termination message when it holds the summary :func:`kubetune.report` writes there,
+otherwise from the container log, which the caller fetches only when :func:`needs_log` says so.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _disruption(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``DisruptionTarget`` condition of a pod that was evicted, preempted or lost with its node."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            return condition
+    return None
+
+
 def summary_from_message(message: str | None) -> dict[str, dict[str, float]] | None:
     """The per-metric summary (count, latest, min, max) the SDK leaves in the termination message."""
     if not message:
@@ -73,11 +82,14 @@ def outcome(pod: dict[str, Any], objective: Objective, log: str | None = None) -
     terminated = _terminated(pod)
     if phase in ("Pending", "Running") and terminated is None:
         return Outcome(phase)
-    if phase == "Failed" and terminated is None:
-        reason = status.get("reason") or "PodFailed"
+    disruption = _disruption(status)
+    if phase == "Failed" and (terminated is None or status.get("reason") or disruption):
+        # the pod's own reason (Evicted, DeadlineExceeded) or disruption says more than its container's exit code
+        reason = status.get("reason") or (disruption or {}).get("reason") or "PodFailed"
         if reason == "DeadlineExceeded":
             return Outcome("Failed", reason="Timeout", message="ran longer than timeoutSeconds")
-        return Outcome("Failed", reason=reason, message=status.get("message") or f"the pod failed ({reason})")
+        message = status.get("message") or (disruption or {}).get("message") or f"the pod failed ({reason})"
+        return Outcome("Failed", reason=reason, message=f"{reason}: {message}" if reason not in message else message)
     terminated = terminated or {}
     exit_code = terminated.get("exitCode")
     if exit_code != 0:

@@ -9,22 +9,51 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from kubetune.core.crd import GROUP, VERSION
 from kubetune.core.pods import EXPERIMENT_LABEL
 
 API_THREADS = 32
+THROTTLED_RETRIES = 5  # a 429 from API Priority and Fairness is retried this often, after its Retry-After
 
 
-class Conflict(Exception):
+class ApiError(Exception):
+    """A call the API server refused or could not answer; the message is the server's own where it gave one."""
+
+    status: int | None = None
+
+
+class Conflict(ApiError):
     """The object already exists."""
 
+    status = 409
 
-class NotFound(Exception):
+
+class NotFound(ApiError):
     """The object does not exist."""
+
+    status = 404
+
+
+class Forbidden(ApiError):
+    """RBAC refused the call: the operator's ServiceAccount lacks a permission."""
+
+    status = 403
+
+
+class Throttled(ApiError):
+    """API Priority and Fairness kept answering 429."""
+
+    status = 429
+
+
+class Unavailable(ApiError):
+    """The API server could not be reached, or answered with a server error."""
 
 
 class ClusterApi(Protocol):
@@ -53,7 +82,8 @@ class KubernetesApi:
     """:class:`ClusterApi` and :class:`LeaseApi` over the official client (in-cluster config or the user's
     kubeconfig)."""
 
-    def __init__(self, api_client: Any = None):
+    def __init__(self, api_client: Any = None, on_throttled: Callable[[], None] = lambda: None):
+        import urllib3
         from kubernetes import client, config
 
         if api_client is None:
@@ -71,13 +101,25 @@ class KubernetesApi:
         self._custom = client.CustomObjectsApi(api_client)
         self._coordination = client.CoordinationV1Api(api_client)
         self._exceptions = client.exceptions
+        self._unreachable = (urllib3.exceptions.HTTPError, OSError)
+        self._on_throttled = on_throttled
 
     async def _call(self, function, *args, **kwargs):
-        """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs."""
+        """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs.
+        Failures become :class:`ApiError` subclasses carrying the server's message."""
         kwargs["_preload_content"] = False
-        try:
-            call = functools.partial(function, *args, **kwargs)
-            response = await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        call = functools.partial(function, *args, **kwargs)
+        for attempt in range(THROTTLED_RETRIES + 1):
+            try:
+                response = await asyncio.get_running_loop().run_in_executor(self._threads, call)
+            except self._exceptions.ApiException as exc:
+                if exc.status == 429 and attempt < THROTTLED_RETRIES:
+                    self._on_throttled()
+                    await asyncio.sleep(_retry_after(exc))
+                    continue
+                raise _api_error(exc) from None
+            except self._unreachable as exc:
+                raise Unavailable(f"the API server could not be reached: {exc}") from None
             data = response.data.decode() if isinstance(response.data, bytes) else response.data
             if not data:
                 return None
@@ -85,12 +127,7 @@ class KubernetesApi:
                 return json.loads(data)
             except ValueError:
                 return data
-        except self._exceptions.ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(str(exc.reason)) from None
-            if exc.status == 404:
-                raise NotFound(str(exc.reason)) from None
-            raise
+        raise AssertionError("unreachable")
 
     async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
         selector = f"{EXPERIMENT_LABEL}={experiment}"
@@ -134,3 +171,22 @@ class KubernetesApi:
         body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
         return await self._call(self._coordination.patch_namespaced_lease, name, namespace, body,
                                 _content_type="application/merge-patch+json")
+
+
+def _api_error(exc: Any) -> ApiError:
+    """The :class:`ApiError` for a client ``ApiException``, with the message of the server's Status."""
+    message = str(exc.reason)
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        message = json.loads(exc.body).get("message") or message
+    kinds: dict[int, type[ApiError]] = {409: Conflict, 404: NotFound, 403: Forbidden, 429: Throttled}
+    kind = kinds.get(exc.status, Unavailable if (exc.status or 500) >= 500 else ApiError)
+    error = kind(message)
+    error.status = exc.status
+    return error
+
+
+def _retry_after(exc: Any) -> float:
+    try:
+        return min(max(float((exc.headers or {}).get("Retry-After", 1)), 0.1), 10.0)
+    except (TypeError, ValueError):
+        return 1.0

@@ -21,11 +21,12 @@ from kubetune.core.crd import GROUP, VERSION
 from kubetune.core.gpu_sharing import GpuSharing
 from kubetune.core.outcome import has_ended
 from kubetune.core.pods import EXPERIMENT_LABEL
-from kubetune.operator.api import ClusterApi, KubernetesApi
+from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
 from kubetune.operator.reconcile import Reconciler
 
 RESYNC_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 60.0  # a pass that keeps failing (a missing permission, say) is retried at most this rarely
 
 
 class OperatorState:
@@ -84,8 +85,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Watch only what the operator was told to (exact namespaces, or all): no RBAC to watch CRDs and
     # namespaces is needed, and the CRDs are installed before the operator starts.
     settings.scanning.disabled = True
-    api = _configuration["api"] or KubernetesApi()
     metrics = _configuration["metrics"] or _process_metrics()
+    api = _configuration["api"] or KubernetesApi(on_throttled=metrics.api_throttled.inc)
     memo.state = OperatorState(api, _configuration["sharing"], metrics)
     if _configuration["metrics_port"] is not None:
         metrics.serve(_configuration["metrics_port"])
@@ -108,17 +109,21 @@ async def run_experiment(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, stop
 async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: kopf.Body, meta: kopf.Meta,
                              stopped: kopf.DaemonStopped, logger: Any) -> None:
     reported_invalid = False
+    failures = 0
     while not stopped:
         waker.clear()
         ended = state.take_ended(meta.namespace, meta.name)
         try:
             result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), ended)
-        except Exception as exc:  # an API hiccup or a bug: counted, logged, retried at the next resync
+        except Exception as exc:  # the API refused or could not answer, or a bug: counted, logged, retried
             state.reconciler.forget_view(meta.uid)  # the next pass lists again: nothing is lost with the events
             state.metrics.reconcile_errors.inc()
-            logger.exception("experiment %s: reconciliation failed: %s", meta.name, exc)
-            await stopped.wait(RESYNC_SECONDS)
+            failures += 1
+            delay = min(RESYNC_SECONDS * 2 ** (failures - 1), MAX_BACKOFF_SECONDS)
+            await _report_failure(state, body, meta, exc, delay, logger)
+            await stopped.wait(delay)
             continue
+        failures = 0
         if result.status.get("reason") == "InvalidSpec" and not reported_invalid:
             kopf.warn(body, reason="InvalidSpec", message=result.status.get("message", ""))
             reported_invalid = True
@@ -130,6 +135,23 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waker.wait(), RESYNC_SECONDS)
+
+
+async def _report_failure(state: OperatorState, body: kopf.Body, meta: kopf.Meta, exc: Exception, delay: float,
+                          logger: Any) -> None:
+    """Says why a pass failed: one line for what the API answered (a missing permission also in the
+    Experiment's status, where the people running it look), a traceback only for a bug."""
+    if not isinstance(exc, ApiError):
+        logger.exception("experiment %s: reconciliation failed (retrying in %.0f s): %s", meta.name, delay, exc)
+        return
+    if isinstance(exc, Forbidden):
+        message = (f"the operator is not allowed to do what this experiment needs: {exc}. Grant it in the "
+                   "operator's RBAC (the Helm chart's Role or ClusterRole)")
+        logger.error("experiment %s: %s (retrying in %.0f s)", meta.name, message, delay)
+        with contextlib.suppress(ApiError):
+            await state.reconciler.report_problem(copy.deepcopy(dict(body)), "Forbidden", message)
+        return
+    logger.warning("experiment %s: the Kubernetes API failed (retrying in %.0f s): %s", meta.name, delay, exc)
 
 
 @kopf.on.event("", "v1", "pods", labels={EXPERIMENT_LABEL: kopf.PRESENT})

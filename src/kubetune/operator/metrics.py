@@ -9,7 +9,9 @@
 | ``kubetune_suggestion_seconds`` | histogram | | time of one suggestion call (``Optimizer.ask``) |
 | ``kubetune_suggestions_total`` | counter | | parameter assignments suggested |
 | ``kubetune_reconcile_errors_total`` | counter | | reconciliation passes that failed with an error |
-| ``kubetune_api_requests_total`` | counter | ``verb``, ``resource``, ``outcome`` | Kubernetes API calls |
+| ``kubetune_api_requests_total`` | counter | ``verb``, ``resource``, ``outcome`` | Kubernetes API calls (``ok``,
+  ``conflict``, ``not_found``, ``forbidden``, ``throttled``, ``error``) |
+| ``kubetune_api_throttled_total`` | counter | | 429 answers of API Priority and Fairness, each retried |
 
 Counters start from zero when the operator starts (Prometheus' ``rate`` and ``increase`` expect that); the
 gauges are rebuilt from the cluster by the first reconciliation pass of each experiment.
@@ -21,9 +23,10 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from kubetune.operator.api import ClusterApi, Conflict, NotFound
+from kubetune.operator.api import ApiError, ClusterApi
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed")
+OUTCOMES = {409: "conflict", 404: "not_found", 403: "forbidden", 429: "throttled"}  # by HTTP status
 TRIAL_STATES = ("Succeeded", "Failed", "MetricsUnavailable", "Killed")
 SUGGESTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -45,6 +48,8 @@ class OperatorMetrics:
                                         registry=registry)
         self.api_requests = Counter("kubetune_api_requests", "Kubernetes API calls",
                                     ["verb", "resource", "outcome"], registry=registry)
+        self.api_throttled = Counter("kubetune_api_throttled", "429 answers of API Priority and Fairness (each "
+                                     "retried after its Retry-After)", registry=registry)
         for phase in PHASES:
             self.experiments.labels(phase)
         for state in TRIAL_STATES:
@@ -85,11 +90,8 @@ class CountingApi:
             result = await call
             outcome = "ok"
             return result
-        except Conflict:
-            outcome = "conflict"
-            raise
-        except NotFound:
-            outcome = "not_found"
+        except ApiError as exc:
+            outcome = OUTCOMES.get(exc.status, "error")
             raise
         finally:
             self._metrics.api_requests.labels(verb, resource, outcome).inc()

@@ -193,6 +193,21 @@ class Reconciler:
         self.metrics.experiment_seen(key, status["phase"], sum(_phase(t) in ACTIVE for t in trials.values()))
         return PassResult(status, done=done)
 
+    async def report_problem(self, body: dict[str, Any], reason: str, message: str) -> None:
+        """Shows in the Experiment's status why passes fail (a missing permission, say); the next pass that
+        succeeds writes the status again."""
+        meta = body["metadata"]
+        current = body.get("status") or {}
+        phase = current.get("phase") if current.get("phase") in ("Running", "Created") else "Running"
+        condition = Condition(type="Ready", status="False", reason=reason, message=message,
+                              last_transition_time=iso(self.clock()))
+        status = {**current, "phase": phase, "reason": reason, "message": message,
+                  "conditions": [condition.model_dump(by_alias=True, exclude_none=True)]}
+        cache = self._caches.get(meta.get("uid") or f"{meta.get('namespace', 'default')}/{meta['name']}")
+        if cache is not None:
+            cache.last_status = None
+        await self.api.patch_status("experiments", meta.get("namespace", "default"), meta["name"], status)
+
     def _experiment(self, key: str, body: dict[str, Any]) -> Experiment:
         """The validated manifest; validated again only when the spec or the annotations changed (a pass runs
         for every few ended trials, and validation would dominate one)."""

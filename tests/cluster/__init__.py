@@ -1,0 +1,9 @@
+"""A real Kubernetes control plane for tests and benchmarks (built by ``make control-plane``), a test kubelet
+that plays the pods, and the operator's identity exactly as the Helm chart grants it."""
+
+from .control_plane import ControlPlane, ControlPlaneError, free_port
+from .identity import OperatorIdentity, chart_rbac
+from .kubelet import Behaviour, Connection, FakeNode, TestKubelet, objective
+
+__all__ = ["Behaviour", "Connection", "ControlPlane", "ControlPlaneError", "FakeNode", "OperatorIdentity",
+           "TestKubelet", "chart_rbac", "free_port", "objective"]
