@@ -1,19 +1,25 @@
-"""Operator scale: the real operator (``kopf run``, in its own process) against the emulated API server of
-the end-to-end tests, with a test kubelet in its own process (pods start and finish as fast as it can patch
-them, unless a scenario gives its trials a duration).
+"""Operator scale on a real control plane: kube-apiserver, etcd, kube-scheduler and the garbage collector
+(built by ``make control-plane``), 200 fake nodes run by the test kubelet (its own process), and the operator
+(``kubetune operator``, its own process, as the Helm chart's ServiceAccount and RBAC, so API Priority and
+Fairness treats it as it would in a cluster).
 
-Scenarios: one experiment of 2,000 parallel trials (5,000 in total), 100 experiments of 20 parallel trials
-each, and the first again with trials that run 10 to 50 s instead of ending at once. Reported: trials
-orchestrated per second, the operator's API requests per trial (writes separately), its peak RSS, and slot
-refill latency (from a trial's end to its replacement pod's creation, within each experiment, its i-th trial
-end matched to its i-th pod creation after its initial fill) p50/p95.
+Scenarios: one experiment of 2,000 parallel trials (5,000 in all) and 100 experiments of 20 parallel trials,
+both with trials that run about a minute (lognormal); 10,000 trial pods running at once across 50
+experiments; and the first again with trials that end at once (the stress case). Reported per scenario:
+trials/s; API requests per trial by verb and resource (``apiserver_request_total`` from kube-apiserver's
+``/metrics``) and the operator's own, writes separately; 429s (the operator's retries and APF's
+rejections); peak RSS and CPU seconds of every component; etcd bytes per trial; and slot refill latency
+p50/p95 from kube-apiserver's own timestamps: its audit log records, to the microsecond, when the kubelet's
+status patch that ended a trial and the operator's create of the next pod completed (``creationTimestamp``
+and ``finishedAt`` only have whole seconds).
 
-    python -m benchmarks.operator_scale [--quick] [--out benchmarks/results/operator_scale.md]
+    python -m benchmarks.operator_scale [--quick] [--only NAME ...] [--out benchmarks/results/operator_scale.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import multiprocessing
 import os
@@ -21,24 +27,98 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from kube_emulator import EmulatedKubelet, RunningEmulator  # noqa: E402
+from cluster import Behaviour, Connection, ControlPlane, FakeNode, OperatorIdentity, TestKubelet  # noqa: E402
+from cluster.control_plane import free_port  # noqa: E402
+from cluster.identity import kubectl  # noqa: E402
 
-OPERATOR = ROOT / "tests" / "operator_app.py"
-TRIAL_SECONDS = (10.0, 50.0)  # the third scenario's trials run this long (spread evenly), not instantly
+NAMESPACE = "bench"
+NODES = 200
+WRITES = ("POST", "PATCH", "PUT", "DELETE", "create", "patch", "update", "delete", "deletecollection")
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [
+        # the two moments of a refill: the kubelet's status patch that ends a trial, the operator's next pod
+        {"level": "Request", "verbs": ["patch"], "resources": [{"group": "", "resources": ["pods/status"]}]},
+        {"level": "Metadata", "verbs": ["create"], "resources": [{"group": "", "resources": ["pods"]}]},
+        {"level": "None"},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Durations:
+    """How long trials run: lognormal around ``median`` seconds, or ``low`` to ``high`` spread evenly, or at
+    once. The same pod name always gets the same duration."""
+
+    median: float = 0.0
+    sigma: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+
+    def of(self, name: str) -> float:
+        u = (zlib.crc32(name.encode()) % 100_000 + 0.5) / 100_000
+        if self.median:
+            from statistics import NormalDist
+
+            return float(self.median * np.exp(self.sigma * NormalDist().inv_cdf(u)))
+        return self.low + (self.high - self.low) * u
+
+    def describe(self) -> str:
+        if self.median:
+            return f"lognormal, median {self.median:.0f} s, sigma {self.sigma}"
+        if self.high:
+            return f"{self.low:.0f} to {self.high:.0f} s"
+        return "instant"
+
+
+@dataclass
+class Scenario:
+    name: str
+    label: str
+    experiments: list[tuple[str, int, int]]  # name, parallelism, maxTrials
+    durations: Durations
+    timeout: float = 1800.0
+
+    @property
+    def parallel(self) -> int:
+        return sum(p for _, p, _ in self.experiments)
+
+    @property
+    def trials(self) -> int:
+        return sum(m for _, _, m in self.experiments)
+
+
+def scenarios(scale: int) -> list[Scenario]:
+    minute = Durations(median=60.0, sigma=0.3)
+    return [
+        Scenario("one-experiment", "one experiment, 2,000 parallel, ~60 s trials",
+                 [("big", 2000 // scale, 5000 // scale)], minute),
+        Scenario("hundred-experiments", "100 experiments x 20 parallel, ~60 s trials",
+                 [(f"small-{i}", 20, 40) for i in range(100 // scale)], minute),
+        Scenario("ten-thousand-running", "10,000 trial pods running at once (50 experiments x 200)",
+                 [(f"wide-{i}", 200, 200) for i in range(50 // scale)], Durations(low=300.0, high=360.0)),
+        Scenario("instant", "one experiment, 2,000 parallel, instant trials (stress)",
+                 [("instant", 2000 // scale, 5000 // scale)], Durations()),
+    ]
 
 
 def experiment(name: str, parallelism: int, max_trials: int) -> dict:
     return {
-        "apiVersion": "kubetune.io/v1alpha1", "kind": "Experiment", "metadata": {"name": name},
+        "apiVersion": "kubetune.io/v1alpha1", "kind": "Experiment", "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {
             "objective": {"metric": "loss", "direction": "minimize"},
             "parameters": [{"name": "x", "type": "double", "min": -5, "max": 10}],
@@ -51,159 +131,278 @@ def experiment(name: str, parallelism: int, max_trials: int) -> dict:
     }
 
 
-def run_scenario(label: str, experiments: list[dict], timeout: float,
-                 durations: tuple[float, float] | None = None) -> dict:
-    with RunningEmulator() as cluster:
-        env = {**os.environ, "KUBETUNE_TEST_API": cluster.url, "PYTHONPATH": str(ROOT / "src")}
-        log = open(f"/tmp/kubetune-operator-scale-{label}.log", "w")  # noqa: SIM115 - closed below
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", "--quiet", "--namespace", "default", str(OPERATOR)],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            time.sleep(3)  # let kopf discover the resources
-            total = sum(e["spec"]["maxTrials"] for e in experiments)
-            with KubeletProcess(cluster.url, interval=0.02 if durations is None else 0.25,
-                                durations=durations) as kubelet:
-                started = time.monotonic()
-                for document in experiments:
-                    _create(cluster.url, document)
-                peak = 0.0
-                while time.monotonic() - started < timeout:
-                    peak = max(peak, _rss_mib(operator.pid))
-                    done = cluster.call(lambda: _finished_experiments(cluster))
-                    if done >= len(experiments):
-                        break
-                    time.sleep(0.5)
-                elapsed = time.monotonic() - started
-                peak = max(peak, _rss_mib(operator.pid))
-            finished_at = kubelet.finished_at
-            succeeded = cluster.call(lambda: _count_trials(cluster))
-            requests = dict(cluster.emulator.requests_by_client)
-            created = dict(cluster.emulator.pod_created_at)
-        finally:
-            operator.terminate()
-            operator.wait(20)
-            log.close()
-    operator_requests = {k: v for k, v in requests.items() if k[0] == "operator"}
-    writes = sum(v for (_, verb, _), v in operator_requests.items() if verb in ("POST", "PATCH", "PUT", "DELETE"))
-    latencies = [latency for e in experiments
-                 for latency in _refill_latencies(_of(finished_at, e), _of(created, e), e["spec"]["parallelism"])]
-    pod_seconds = [finished_at[name] - created[name] for name in finished_at if name in created]
-    return {
-        "label": label, "experiments": len(experiments), "trials": succeeded, "planned": total,
-        "seconds": elapsed, "trials_per_second": succeeded / elapsed if elapsed else 0.0,
-        "requests_per_trial": sum(operator_requests.values()) / max(succeeded, 1),
-        "writes_per_trial": writes / max(succeeded, 1),
-        "peak_rss_mib": peak,
-        "refill_p50": float(np.percentile(latencies, 50)) if latencies else float("nan"),
-        "refill_p95": float(np.percentile(latencies, 95)) if latencies else float("nan"),
-        "pod_seconds_p50": float(np.median(pod_seconds)) if pod_seconds else float("nan"),
-        "parallel": sum(e["spec"]["parallelism"] for e in experiments), "durations": durations,
-        "requests": {f"{v} {r}": n for (c, v, r), n in operator_requests.items()},
-    }
+# -- the kubelet in its own process --------------------------------------------------------------------
+def _kubelet_main(connection: Connection, nodes: int, durations: Durations, stop, results) -> None:
+    import asyncio
+
+    kubelet = TestKubelet(connection, [FakeNode(f"node-{i:03d}") for i in range(nodes)],
+                          behaviour=lambda pod: Behaviour(seconds=durations.of(pod["metadata"]["name"])),
+                          namespaces=[NAMESPACE], concurrency=128)
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        serving = asyncio.create_task(kubelet.serve(stopping))
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+            if serving.done():
+                break
+        stopping.set()
+        await serving
+
+    asyncio.run(main())
+    results.put({"max_running": max(kubelet.max_running_total, 0), "errors": kubelet.errors[:20],
+                 "terminal_patches": kubelet.terminal_patches})
 
 
 class KubeletProcess:
-    """The test kubelet in its own process, as a kubelet is: in the emulator's process it would compete with
-    the API server for one interpreter lock and slow the operator's requests down."""
-
-    def __init__(self, url: str, interval: float, durations: tuple[float, float] | None = None):
+    def __init__(self, connection: Connection, nodes: int, durations: Durations):
         context = multiprocessing.get_context("spawn")
         self._stop, self._results = context.Event(), context.Queue()
-        self._process = context.Process(target=_kubelet_main,
-                                        args=(url, interval, durations, self._stop, self._results))
-        self.finished_at: dict[str, float] = {}
+        self.process = context.Process(target=_kubelet_main, args=(connection, nodes, durations, self._stop,
+                                                                   self._results))
+        self.results: dict[str, Any] = {}
 
     def __enter__(self) -> KubeletProcess:
-        self._process.start()
+        self.process.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self.finished_at = self._results.get(timeout=60)
-        self._process.join(30)
+        try:
+            self.results = self._results.get(timeout=120)
+        except Exception:  # the kubelet died: say so in the results
+            self.results = {"errors": ["the kubelet process ended without results"]}
+        self.process.join(30)
 
 
-def _kubelet_main(url: str, interval: float, durations: tuple[float, float] | None, stop, results) -> None:
-    duration = None
-    if durations is not None:
-        low, high = durations
+# -- measuring ------------------------------------------------------------------------------------------
+@dataclass
+class Usage:
+    """Peak RSS and CPU seconds of one process (read from /proc before it stops)."""
 
-        def duration(pod: dict) -> float:  # spread over [low, high], the same for a pod on every run
-            return low + (high - low) * (zlib.crc32(pod["metadata"]["name"].encode()) % 1000) / 1000
+    rss_mib: float = 0.0
+    cpu_seconds: float = 0.0
 
-    with EmulatedKubelet(url, interval=interval, duration=duration) as kubelet:
-        stop.wait()
-    results.put(dict(kubelet.finished_at))  # time.monotonic() is one clock for every process of the machine
-
-
-def _create(url: str, document: dict) -> None:
-    from kubernetes import client
-
-    api_client = client.ApiClient(client.Configuration(host=url))
-    api_client.user_agent = "kubectl-benchmark"  # not counted as the operator's
-    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
-        "kubetune.io", "v1alpha1", "default", "experiments", document, _preload_content=False)
-
-
-def _finished_experiments(cluster):
-    async def count():
-        return sum(1 for (res, _, _), obj in cluster.emulator.objects.items()
-                   if res.plural == "experiments" and not obj.deleted
-                   and (obj.raw.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
-
-    return count()
+    @classmethod
+    def of(cls, pid: int | None) -> Usage:
+        if pid is None:
+            return cls()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return cls()
+        peak = re.search(r"VmHWM:\s+(\d+)", status)
+        ticks = os.sysconf("SC_CLK_TCK")
+        return cls(int(peak.group(1)) / 1024 if peak else 0.0, (int(fields[11]) + int(fields[12])) / ticks)
 
 
-def _count_trials(cluster):
-    async def count():
-        return sum(1 for (res, _, _), obj in cluster.emulator.objects.items()
-                   if res.plural == "trials" and not obj.deleted
-                   and (obj.raw.get("status") or {}).get("phase") == "Succeeded")
-
-    return count()
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    return [(s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == name]
 
 
-def _of(times: dict[str, float], experiment: dict) -> dict[str, float]:
-    """The entries of one experiment's pods (named ``<experiment>-<n>``, retries ``<experiment>-<n>-r<k>``)."""
-    prefix = re.compile(re.escape(experiment["metadata"]["name"]) + r"-\d+(-r\d+)?$")
-    return {name: t for name, t in times.items() if prefix.match(name)}
+def request_counts(metrics: str) -> collections.Counter:
+    counts: collections.Counter = collections.Counter()
+    for labels, value in samples(metrics, "apiserver_request_total"):
+        resource = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        counts[labels.get("verb", ""), resource, labels.get("code", "")] += value
+    return counts
 
 
-def _refill_latencies(finished_at: dict[str, float], created_at: dict[str, float], parallel: int) -> list[float]:
-    ends = sorted(finished_at.values())
-    creations = sorted(created_at.values())[parallel:]  # after the initial fill
-    return [c - e for e, c in zip(ends, creations, strict=False) if c >= e]
+def etcd_db_bytes(cluster: ControlPlane) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{cluster.etcd_url}/metrics", timeout=10).read().decode()
+    return sum(v for _, v in samples(text, "etcd_mvcc_db_total_size_in_use_in_bytes"))
 
 
-def _rss_mib(pid: int) -> float:
+def refill_latencies(audit: Path, scenario: Scenario) -> list[float]:
+    """Within each experiment, its i-th trial end after the start matched with its i-th pod created after the
+    initial fill, both at the moment kube-apiserver completed the request."""
+    ends: dict[str, list[float]] = collections.defaultdict(list)
+    creations: dict[str, list[float]] = collections.defaultdict(list)
+    experiment_of = re.compile(r"^(.*)-\d+(-r\d+)?$")
+    with audit.open() as lines:
+        for line in lines:
+            event = json.loads(line)
+            ref = event.get("objectRef") or {}
+            if ref.get("namespace") != NAMESPACE or (event.get("responseStatus") or {}).get("code", 0) >= 300:
+                continue
+            match = experiment_of.match(ref.get("name") or "")
+            if not match:
+                continue
+            when = _timestamp(event["stageTimestamp"])
+            if event["verb"] == "create" and ref.get("resource") == "pods" and not ref.get("subresource"):
+                creations[match.group(1)].append(when)
+            elif ref.get("subresource") == "status":
+                phase = ((event.get("requestObject") or {}).get("status") or {}).get("phase")
+                if phase in ("Succeeded", "Failed"):
+                    ends[match.group(1)].append(when)
+    latencies = []
+    for name, parallelism, _ in scenario.experiments:
+        after_fill = sorted(creations[name])[parallelism:]
+        latencies += [c - e for e, c in zip(sorted(ends[name]), after_fill, strict=False) if c >= e]
+    return latencies
+
+
+def _timestamp(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def object_bytes(cluster: ControlPlane, resource: str) -> float:
+    """The mean size of one object as the API serves it (JSON), from a page of 200."""
+    path = (f"/apis/kubetune.io/v1alpha1/namespaces/{NAMESPACE}/trials?limit=200" if resource == "trials"
+            else f"/api/v1/namespaces/{NAMESPACE}/pods?limit=200")
+    items = cluster.get(path)["items"]
+    return float(np.mean([len(json.dumps(item, separators=(",", ":"))) for item in items])) if items else 0.0
+
+
+def _ended(cluster: ControlPlane) -> tuple[int, int]:
+    """(experiments ended, trials succeeded so far) from the Experiments' status."""
+    items = cluster.get(f"/apis/kubetune.io/v1alpha1/namespaces/{NAMESPACE}/experiments")["items"]
+    statuses = [item.get("status") or {} for item in items]
+    return (sum(s.get("phase") in ("Succeeded", "Failed") for s in statuses),
+            sum((s.get("trials") or {}).get("succeeded", 0) for s in statuses))
+
+
+@dataclass
+class Result:
+    name: str
+    label: str
+    durations: str
+    experiments: int
+    parallel: int
+    planned: int
+    trials: int = 0
+    seconds: float = 0.0
+    trials_per_second: float = 0.0
+    refill_p50: float = float("nan")
+    refill_p95: float = float("nan")
+    refills: int = 0
+    max_running: int = 0
+    apiserver_requests_per_trial: dict[str, float] = field(default_factory=dict)
+    operator_requests_per_trial: dict[str, float] = field(default_factory=dict)
+    operator_writes_per_trial: float = 0.0
+    operator_throttled: float = 0.0
+    apf_rejected: float = 0.0
+    http_429: float = 0.0
+    usage: dict[str, dict[str, float]] = field(default_factory=dict)
+    etcd_bytes_per_trial: float = 0.0
+    trial_object_bytes: float = 0.0
+    pod_object_bytes: float = 0.0
+    kubelet_errors: list[str] = field(default_factory=list)
+
+
+def run_scenario(scenario: Scenario) -> Result:
+    workdir = Path(tempfile.mkdtemp(prefix=f"kubetune-scale-{scenario.name}-"))
+    policy = workdir / "audit-policy.yaml"
+    policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+    audit = workdir / "audit.log"
+    result = Result(scenario.name, scenario.label, scenario.durations.describe(), len(scenario.experiments),
+                    scenario.parallel, scenario.trials)
+    args = (f"--audit-policy-file={policy}", f"--audit-log-path={audit}", "--audit-log-mode=batch",
+            "--audit-log-batch-max-wait=1s", "--audit-log-maxsize=0", "--max-requests-inflight=800",
+            "--max-mutating-requests-inflight=400")
+    with ControlPlane(apiserver_args=args, workdir=workdir) as cluster:
+        cluster.create_namespace(NAMESPACE)
+        kubectl(cluster.admin_kubeconfig, "apply", "--server-side", "-f", str(ROOT / "crds"))
+        kubectl(cluster.admin_kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        identity = OperatorIdentity(cluster, NAMESPACE, watch=[NAMESPACE], leader_election=False)
+        kubeconfig = identity.install(workdir / "operator.kubeconfig")
+        metrics_port = free_port()
+        with KubeletProcess(Connection.of(cluster), NODES, scenario.durations) as kubelet:
+            time.sleep(3)  # the nodes register
+            log = (workdir / "operator.log").open("w")
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "kubetune.cli", "operator", "--namespace", NAMESPACE, "--metrics-port",
+                 str(metrics_port), "--liveness", "http://127.0.0.1:0/healthz", "--log-level", "warning"],
+                env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                time.sleep(3)  # kopf starts and begins watching
+                before = cluster.metrics()
+                etcd_before = etcd_db_bytes(cluster)
+                started = time.monotonic()
+                for name, parallelism, max_trials in scenario.experiments:
+                    cluster.request("POST", f"/apis/kubetune.io/v1alpha1/namespaces/{NAMESPACE}/experiments",
+                                    experiment(name, parallelism, max_trials))
+                while time.monotonic() - started < scenario.timeout:
+                    done, _ = _ended(cluster)
+                    if done >= len(scenario.experiments):
+                        break
+                    time.sleep(1.0)
+                result.seconds = time.monotonic() - started
+                _, result.trials = _ended(cluster)
+                after = cluster.metrics()
+                result.etcd_bytes_per_trial = (etcd_db_bytes(cluster) - etcd_before) / max(result.trials, 1)
+                result.trial_object_bytes = object_bytes(cluster, "trials")
+                result.pod_object_bytes = object_bytes(cluster, "pods")
+                operator_metrics = _scrape(metrics_port)
+                result.usage = {name: asdict(Usage.of(cluster.pid(name))) for name in cluster.components}
+                result.usage["operator"] = asdict(Usage.of(operator.pid))
+                result.usage["test kubelet"] = asdict(Usage.of(kubelet.process.pid))
+            finally:
+                operator.terminate()
+                operator.wait(30)
+                log.close()
+        result.max_running = kubelet.results.get("max_running", 0)
+        result.kubelet_errors = kubelet.results.get("errors", [])
+        time.sleep(2)  # the audit batch reaches the file
+    trials = max(result.trials, 1)
+    result.trials_per_second = result.trials / result.seconds if result.seconds else 0.0
+    delta = request_counts(after) - request_counts(before)
+    by_request: collections.Counter = collections.Counter()
+    for (verb, resource, code), value in delta.items():
+        by_request[f"{verb} {resource}"] += value
+        if code == "429":
+            result.http_429 += value
+    result.apiserver_requests_per_trial = {k: v / trials for k, v in sorted(by_request.items()) if v >= 1}
+    own = collections.Counter()
+    for labels, value in samples(operator_metrics, "kubetune_api_requests_total"):
+        own[f"{labels['verb']} {labels['resource']}"] += value
+    result.operator_requests_per_trial = {k: v / trials for k, v in sorted(own.items())}
+    result.operator_writes_per_trial = sum(v for k, v in own.items() if k.split()[0] in WRITES) / trials
+    result.operator_throttled = sum(v for _, v in samples(operator_metrics, "kubetune_api_throttled_total"))
+    rejected = "apiserver_flowcontrol_rejected_requests_total"
+    result.apf_rejected = sum(v for _, v in samples(after, rejected)) - sum(v for _, v in samples(before, rejected))
+    latencies = refill_latencies(audit, scenario) if audit.exists() else []
+    if latencies:
+        result.refill_p50 = float(np.percentile(latencies, 50))
+        result.refill_p95 = float(np.percentile(latencies, 95))
+        result.refills = len(latencies)
+    return result
+
+
+def _scrape(port: int) -> str:
+    import urllib.request
+
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     except OSError:
-        return 0.0
-    match = re.search(r"VmHWM:\s+(\d+)", status)
-    return int(match.group(1)) / 1024 if match else 0.0
+        return ""
 
 
+# -- the report -----------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the size")
+    parser.add_argument("--only", nargs="*", help="run only these scenarios (by name)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "operator_scale.md")
     args = parser.parse_args()
-    scale = 10 if args.quick else 1
-    scenarios = [
-        ("one experiment", [experiment("big", 2000 // scale, 5000 // scale)], None),
-        ("100 experiments", [experiment(f"small-{i}", 20, 40 // scale) for i in range(100 // scale)], None),
-        ("one experiment, 10-50 s trials", [experiment("long", 2000 // scale, 5000 // scale)], TRIAL_SECONDS),
-    ]
-    results = []
-    for label, experiments, durations in scenarios:
-        print(f"scenario: {label}", flush=True)
-        result = run_scenario(label.replace(" ", "-").replace(",", ""), experiments, timeout=900, durations=durations)
-        result["label"] = label
+    chosen = [s for s in scenarios(10 if args.quick else 1) if not args.only or s.name in args.only]
+    json_path = args.out.with_suffix(".json")
+    previous = {r["name"]: r for r in json.loads(json_path.read_text())} if json_path.exists() and args.only else {}
+    for scenario in chosen:
+        print(f"scenario: {scenario.label}", flush=True)
+        result = asdict(run_scenario(scenario))
         print(json.dumps(result, indent=1), flush=True)
-        results.append(result)
-    write_report(args.out, results)
+        previous[scenario.name] = result
+        order = [s.name for s in scenarios(1)]
+        results = sorted(previous.values(), key=lambda r: order.index(r["name"]) if r["name"] in order else 99)
+        json_path.write_text(json.dumps(results, indent=1) + "\n")
+        write_report(args.out, results)
 
 
 def write_report(path: Path, results: list[dict]) -> None:
@@ -212,40 +411,56 @@ def write_report(path: Path, results: list[dict]) -> None:
         "# Operator scale",
         "",
         f"`python -m benchmarks.operator_scale`, run {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
-        f"{os.cpu_count()} cores: the operator (`kopf run`, its own process) against the emulated API server "
-        "(KMock extended in `tests/kube_emulator.py`) with a test kubelet (in its own process) that ends trials "
-        "at once unless said otherwise, all on this machine.",
+        f"{os.cpu_count()} cores: the operator (`kubetune operator`, its own process, as the chart's "
+        "ServiceAccount) against a real control plane built by `make control-plane` (kube-apiserver, etcd, "
+        f"kube-scheduler, the garbage collector), with {NODES} fake nodes run by the test kubelet (its own "
+        "process), everything on this one machine.",
         "",
-        "| scenario | trials | seconds | trials/s | API requests per trial | writes per trial | operator peak RSS "
-        "| refill p50 | refill p95 | pod created to ended, p50 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | trial durations | trials | seconds | trials/s | most running at once | refill p50 | refill p95 "
+        "| operator writes per trial | operator 429s | operator peak RSS | operator CPU s per trial |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        lines.append(f"| {r['label']} ({r['experiments']} experiment{'s' if r['experiments'] > 1 else ''}) | "
-                     f"{r['trials']} of {r['planned']} | {r['seconds']:.1f} | {r['trials_per_second']:.1f} | "
-                     f"{r['requests_per_trial']:.2f} | {r['writes_per_trial']:.2f} | {r['peak_rss_mib']:.0f} MiB | "
-                     f"{r['refill_p50'] * 1000:.0f} ms | {r['refill_p95'] * 1000:.0f} ms | "
-                     f"{r['pod_seconds_p50']:.1f} s |")
-    lines += [
-        "",
-        "With instant trials every slot is always either a pod the kubelet has not finished yet or an ended trial "
-        "waiting for its refill, so a slot's cycle (refill wait plus pod time) is parallel slots / throughput "
-        "(Little's law) whatever the operator does: "
-        + "; ".join(f"{r['label']}: {r['parallel']} / {r['trials_per_second']:.0f} per s = "
-                    f"{r['parallel'] / max(r['trials_per_second'], 1e-9):.1f} s per cycle, "
-                    f"{r['pod_seconds_p50']:.1f} s of it in the kubelet"
-                    for r in results if r.get("durations") is None)
-        + ". The refill latency of those scenarios is the part of the cycle the kubelet does not hold, a queue "
-        "that only a faster operator than kubelet could empty. The last scenario's trials run "
-        f"{TRIAL_SECONDS[0]:.0f} to {TRIAL_SECONDS[1]:.0f} s, so trials end at about "
-        "parallel slots / mean duration per second and the refill latency is the operator's own response time.",
-    ]
-    lines += ["", "Operator requests by verb and resource:", ""]
+        operator = r["usage"].get("operator", {})
+        lines.append(
+            f"| {r['label']} | {r['durations']} | {r['trials']} of {r['planned']} | {r['seconds']:.0f} | "
+            f"{r['trials_per_second']:.1f} | {r['max_running']} | {_ms(r['refill_p50'])} | {_ms(r['refill_p95'])} | "
+            f"{r['operator_writes_per_trial']:.2f} | {r['operator_throttled']:.0f} | "
+            f"{operator.get('rss_mib', 0):.0f} MiB | "
+            f"{operator.get('cpu_seconds', 0) / max(r['trials'], 1) * 1000:.1f} ms |")
+    lines += ["", "Where the CPU went (seconds over the scenario) and peak RSS, per component:", "",
+              "| scenario | " + " | ".join(COMPONENTS) + " |", "|---|" + "---:|" * len(COMPONENTS)]
     for r in results:
-        lines.append(f"- {r['label']}: " + ", ".join(f"{k}: {v}" for k, v in sorted(r["requests"].items())))
+        usage = [r["usage"].get(c, {}) for c in COMPONENTS]
+        cells = [f"{u.get('cpu_seconds', 0):.0f} s, {u.get('rss_mib', 0):.0f} MiB" for u in usage]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    lines += ["", "etcd and object sizes: growth of etcd's database in use per trial, and the JSON size of a Trial "
+              "and of a Pod as the API serves them:", ""]
+    for r in results:
+        lines.append(f"- {r['label']}: {r['etcd_bytes_per_trial'] / 1024:.1f} KiB of etcd per trial; Trial "
+                     f"{r['trial_object_bytes'] / 1024:.1f} KiB, Pod {r['pod_object_bytes'] / 1024:.1f} KiB; "
+                     f"429s: {r['http_429']:.0f} answered by kube-apiserver, {r['apf_rejected']:.0f} rejected by "
+                     f"API Priority and Fairness, {r['operator_throttled']:.0f} retried by the operator")
+    lines += ["", "API requests per trial, by verb and resource, as kube-apiserver counted them "
+              "(`apiserver_request_total`, every client: the operator, the kubelet, the scheduler, the garbage "
+              "collector):", ""]
+    for r in results:
+        counted = r["apiserver_requests_per_trial"].items()
+        lines.append(f"- {r['label']}: " + ", ".join(f"{k} {v:.2f}" for k, v in counted))
+    lines += ["", "The operator's own requests per trial (`kubetune_api_requests_total`):", ""]
+    for r in results:
+        counted = r["operator_requests_per_trial"].items()
+        lines.append(f"- {r['label']}: " + ", ".join(f"{k} {v:.2f}" for k, v in counted))
     lines.append("")
     path.write_text("\n".join(lines))
     print(f"wrote {path}")
+
+
+COMPONENTS = ("operator", "kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager", "test kubelet")
+
+
+def _ms(seconds: float) -> str:
+    return "-" if seconds != seconds else f"{seconds * 1000:.0f} ms"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 # .tools/k8s/bin/. A second run with the same pins only relinks them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+top=$(pwd)
 
 cache_root="${KUBETUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubetune}/control-plane"
 key=$(cat tools/k8s/go.mod tools/k8s/go.sum tools/etcd/go.mod tools/etcd/go.sum "$0" | sha256sum | cut -c1-16)
@@ -14,26 +15,27 @@ links=.tools/k8s/bin
 components=(kube-apiserver kube-scheduler kube-controller-manager etcd)
 
 if [ ! -x "$cache/etcd" ]; then
-  kubernetes=$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' tools/k8s/go.mod)
+  kubernetes=$(cd tools/k8s && go list -m -f '{{.Version}}' k8s.io/kubernetes)
+  etcd=$(cd tools/etcd && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
   minor=$(echo "$kubernetes" | cut -d. -f2)
   stamp="-X k8s.io/component-base/version.gitVersion=$kubernetes -X k8s.io/component-base/version.gitMajor=1"
   stamp="$stamp -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
   building="$cache.building.$$"
   mkdir -p "$building"
   started=$(date +%s)
-  echo "building the control plane (Kubernetes $kubernetes, etcd) into $cache; the first build takes a while" >&2
-  (cd tools/k8s && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $stamp" -o "$OLDPWD/$building/" \
+  echo "building the control plane (Kubernetes $kubernetes, etcd $etcd) into $cache; the first build takes a" \
+    "while (about 15 minutes on 2 cores)" >&2
+  (cd tools/k8s && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $stamp" -o "$building/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kube-controller-manager)
-  (cd tools/etcd && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$OLDPWD/$building/etcd" \
-    go.etcd.io/etcd/server/v3)
+  (cd tools/etcd && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$building/etcd" go.etcd.io/etcd/server/v3)
   rm -rf "$cache"
   mv "$building" "$cache"
   echo "built the control plane in $(( $(date +%s) - started )) s" >&2
 fi
 
-mkdir -p "$links"
+mkdir -p "$top/$links"
 for name in "${components[@]}"; do
-  ln -sfn "$cache/$name" "$links/$name"
+  ln -sfn "$cache/$name" "$top/$links/$name"
 done
-"$links/kube-apiserver" --version >&2
+"$top/$links/kube-apiserver" --version >&2

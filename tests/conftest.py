@@ -64,5 +64,13 @@ def write_manifest(tmp_path: Path):
     return write
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keeps each phase's report on the test, so a fixture's teardown can tell that the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 # the control-plane fixtures; imported last, since operator_cluster builds its manifests with manifest() above
 from operator_cluster import control_plane, namespace  # noqa: E402, F401, I001

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import Behaviour, ControlPlane, FakeNode, OperatorIdentity, TestKubelet
+from cluster import Behaviour, ControlPlane, FakeNode, OperatorIdentity, TestKubelet, free_port
 from cluster.identity import kubectl
 
 from conftest import manifest
@@ -33,6 +33,9 @@ def control_plane() -> Iterator[ControlPlane]:
     with ControlPlane() as cluster:
         kubectl(cluster.admin_kubeconfig, "apply", "--server-side", "-f", str(CRDS))
         kubectl(cluster.admin_kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        # the OpenAPI documents (kubectl explain, client-side validation) follow a moment later
+        wait_for(lambda: cluster.get("/openapi/v3/apis/kubetune.io/v1alpha1") is not None, timeout=60,
+                 what="the CRDs in the OpenAPI documents")
         yield cluster
 
 
@@ -83,6 +86,15 @@ def namespace(control_plane: ControlPlane, tmp_path: Path, request: pytest.Fixtu
     name = namespace_name(request.node.name)
     control_plane.create_namespace(name, {"pod-security.kubernetes.io/enforce": "restricted"})
     yield Namespace(control_plane, name, tmp_path)
+    while _started:
+        _started.pop().stop()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:  # what the cluster held, and what the operator said
+        print(kubectl(control_plane.admin_kubeconfig, "get", "experiments,trials,pods", "-n", name, "-o", "wide",
+                      check=False).stdout)
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"--- {log.name} (last 60 lines)")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-60:]))
     # the namespace controller is not running: delete what the test left, so nothing keeps running
     kubectl(control_plane.admin_kubeconfig, "delete", "experiments,trials,pods", "--all", "-n", name,
             "--wait=false", "--grace-period=0", "--force", check=False)
@@ -91,6 +103,9 @@ def namespace(control_plane: ControlPlane, tmp_path: Path, request: pytest.Fixtu
 def namespace_name(test: str) -> str:
     short = re.sub(r"[^a-z0-9]+", "-", test.lower().removeprefix("test_"))[:40].strip("-")
     return f"{short}-{uuid.uuid4().hex[:5]}"
+
+
+_started: list[Operator] = []  # stopped when the test's namespace goes, whatever the test did
 
 
 class Operator:
@@ -104,11 +119,13 @@ class Operator:
         self.starts = 0
 
     def start(self) -> Operator:
+        assert not self.alive(), "the operator is running already"
         scope = [arg for ns in self.watch for arg in ("--namespace", ns)]
         log = self.log_path.open("a")
+        _started.append(self)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kubetune.cli", "operator", *scope, "--liveness", "http://127.0.0.1:0/healthz",
-             "--metrics-port", "0", *self.args],
+            [sys.executable, "-m", "kubetune.cli", "operator", *scope, "--liveness",
+             f"http://127.0.0.1:{free_port()}/healthz", "--metrics-port", "0", *self.args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
         log.close()
         self.starts += 1

@@ -72,8 +72,8 @@ def test_kai_hami_and_volcano_pods_are_accepted_with_their_scheduler_annotations
         assert stored["spec"].get("schedulerName") == rendered["spec"].get("schedulerName", "default-scheduler")
         assert rendered["metadata"].get("annotations", {}).items() <= stored["metadata"].get("annotations", {}).items()
         assert rendered["metadata"]["labels"].items() <= stored["metadata"]["labels"].items()
-        limits = rendered["spec"]["containers"][0]["resources"]["limits"]
-        assert stored["spec"]["containers"][0]["resources"]["limits"] == limits, mode
+        limits = rendered["spec"]["containers"][0].get("resources", {}).get("limits")
+        assert stored["spec"]["containers"][0].get("resources", {}).get("limits") == limits, mode
         assert stored.get("status", {}).get("phase") == "Pending"  # no KAI, HAMi or Volcano here to run it
     assert pods["gpu-kai-0"]["spec"]["schedulerName"] == "kai-scheduler"
     assert pods["gpu-kai-0"]["metadata"]["annotations"]["gpu-fraction"] == "0.25"

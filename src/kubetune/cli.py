@@ -44,9 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     except ManifestError as exc:
         errors.print(f"[red]error:[/] {escape(exc.describe())}", markup=True, soft_wrap=True)
         return EXIT_BAD_INPUT
-    except RunnerError as exc:
+    except (RunnerError, OperatorStartError) as exc:
         errors.print(f"[red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
         return EXIT_BAD_INPUT
+
+
+class OperatorStartError(Exception):
+    """The operator cannot start: no cluster configuration, or a port it was told to serve on is taken."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--lease-duration", type=_positive, default=15, metavar="SECONDS",
                           help="a leader silent this long is replaced (it stops acting after 2/3 of it)")
     operator.add_argument("--identity", default=_own_identity(), help="this replica's name in the Lease")
-    operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint")
+    operator.add_argument("--liveness", type=_endpoint, default="http://0.0.0.0:8080/healthz",
+                          help="liveness endpoint, http://HOST:PORT/PATH")
     operator.add_argument("--metrics-port", type=int, default=9090, help="serve Prometheus metrics on this port "
                           "(0: do not serve them)")
     operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
@@ -109,6 +114,34 @@ def _mig_profile(text: str) -> tuple[float, str]:
     if not 0 < value <= 1 or not resource:
         raise argparse.ArgumentTypeError(f"{text!r}: expected FRACTION=RESOURCE with 0 < FRACTION <= 1")
     return value, resource
+
+
+def _endpoint(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or not port:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected http://HOST:PORT/PATH with a port from 1 to 65535")
+    return text
+
+
+def _check_port(option: str, url: str) -> None:
+    """Refuses to start when a port the operator must serve on is taken (kopf would fail later, with a
+    traceback)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((parts.hostname or "0.0.0.0", parts.port or 0))
+        except OSError as exc:
+            raise OperatorStartError(f"{option}: cannot serve on {parts.hostname}:{parts.port}: {exc.strerror}"
+                                     ) from None
 
 
 def _own_namespace() -> str:
@@ -271,9 +304,8 @@ def _operator(args: argparse.Namespace) -> int:
         await kopf.operator(clusterwide=args.all_namespaces, namespaces=args.namespace or [], standalone=True,
                             liveness_endpoint=args.liveness, stop_flag=stop)
 
-    if not args.leader_election:
-        asyncio.run(operate())
-        return EXIT_OK
+    from kubernetes.config import ConfigException
+
     from kubetune.core.leadership import ElectionTiming
     from kubetune.operator.api import KubernetesApi
     from kubetune.operator.leader import LeaderElection, lead
@@ -284,7 +316,20 @@ def _operator(args: argparse.Namespace) -> int:
         election = LeaderElection(KubernetesApi(), args.lease_namespace, args.lease_name, args.identity, timing)
         return await lead(election, operate, args.liveness)
 
-    return asyncio.run(elect_then_operate())
+    try:
+        KubernetesApi()  # fails at once, before kopf starts, when there is no cluster configuration
+        _check_port("--liveness", args.liveness)
+        if args.metrics_port:
+            _check_port("--metrics-port", f"http://0.0.0.0:{args.metrics_port}/")
+        if not args.leader_election:
+            asyncio.run(operate())
+            return EXIT_OK
+        return asyncio.run(elect_then_operate())
+    except ConfigException as exc:
+        raise OperatorStartError(f"no Kubernetes cluster to run against: {exc} (run in a pod, or set KUBECONFIG)"
+                                 ) from None
+    except OSError as exc:  # the liveness or metrics port is taken, or may not be bound
+        raise OperatorStartError(f"the operator could not start: {exc}") from None
 
 
 # -- crds ---------------------------------------------------------------------------------------------------

@@ -200,7 +200,8 @@ class ControlPlane:
             "--kubelet-preferred-address-types=InternalIP",
             f"--kubelet-client-certificate={self.kubelet_client.cert}",
             f"--kubelet-client-key={self.kubelet_client.key}",
-            "--profiling=false", "--v=1",
+            # a loopback address cannot back the "kubernetes" Service's endpoints; nothing here needs them
+            "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
             *self.apiserver_args,
         ]
         self._wait_ready(self._component("kube-apiserver", args))

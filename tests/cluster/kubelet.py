@@ -156,6 +156,8 @@ class TestKubelet:
         self.terminal_patches = 0
         self.running_on: Counter[str] = Counter()  # node -> pods it runs now
         self.max_running_on: Counter[str] = Counter()
+        self.running_total = 0
+        self.max_running_total = 0
         self.errors: list[str] = []
         self.lost: set[str] = set()
         self._containers: dict[tuple[str, str], _Container] = {}
@@ -367,6 +369,8 @@ class TestKubelet:
             node = pod["spec"]["nodeName"]
             self.running_on[node] += 1
             self.max_running_on[node] = max(self.max_running_on[node], self.running_on[node])
+            self.running_total += 1
+            self.max_running_total = max(self.max_running_total, self.running_total)
             container.log = behaviour.log
             deadline = pod["spec"].get("activeDeadlineSeconds")
             if deadline is not None and behaviour.seconds > deadline:
@@ -389,6 +393,7 @@ class TestKubelet:
         finally:
             if container.started:
                 self.running_on[pod["spec"]["nodeName"]] -= 1
+                self.running_total -= 1
             container.ended.set()
 
     def _outcome(self, pod: dict[str, Any], started: str, behaviour: Behaviour, container: _Container
