@@ -73,4 +73,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 # the control-plane fixtures; imported last, since operator_cluster builds its manifests with manifest() above
-from operator_cluster import control_plane, namespace  # noqa: E402, F401, I001
+from operator_cluster import bare_cluster, control_plane, namespace  # noqa: E402, F401, I001

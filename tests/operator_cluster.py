@@ -39,6 +39,14 @@ def control_plane() -> Iterator[ControlPlane]:
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def bare_cluster() -> Iterator[ControlPlane]:
+    """A second control plane: etcd and kube-apiserver only, without the CRDs (for the chart's install) and
+    without kube-scheduler (pods are bound by the test kubelet)."""
+    with ControlPlane(scheduler=False, controller_manager=False) as cluster:
+        yield cluster
+
+
 class Namespace:
     """One test's namespace on the control plane, with kubectl as the admin."""
 

@@ -7,22 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 from cluster import ControlPlane
 from cluster.identity import CHART, kubectl, tool
 
 ROOT = Path(__file__).parent.parent
 RELEASE, NAMESPACE = "kubetune", "kubetune"
-
-
-@pytest.fixture(scope="module")
-def bare_cluster() -> Iterator[ControlPlane]:
-    with ControlPlane(scheduler=False, controller_manager=False) as cluster:
-        yield cluster
 
 
 def helm(cluster: ControlPlane, *args: str) -> str:

@@ -141,24 +141,38 @@ def test_reaching_the_target_ends_the_experiment_and_stops_running_trials(namesp
     wait_for(lambda: "demo-0" not in by_name(namespace.pods()), what="the killed trial's pod to go")
 
 
-def test_evicted_oom_killed_timed_out_and_node_lost_attempts_are_failures_that_retry(namespace):
-    nodes = [FakeNode("node-1"), FakeNode("node-2")]
-    first = {"demo-0": Behaviour(evict=True), "demo-1": Behaviour(oom=True), "demo-2": Behaviour(seconds=30),
-             "demo-3": Behaviour(seconds=0.5, lose_node=True)}
+def test_evicted_oom_killed_and_timed_out_attempts_are_failures_that_retry(namespace):
+    first = {"demo-0": Behaviour(evict=True), "demo-1": Behaviour(oom=True), "demo-2": Behaviour(seconds=30)}
     behaviour = lambda pod: first.get(pod["metadata"]["name"], Behaviour())  # noqa: E731
-    document = experiment(maxTrials=4, parallelism=4, template={"retries": 1, "timeoutSeconds": 3})
-    with namespace.kubelet(nodes, behaviour=behaviour) as kubelet, run_operator(namespace):
+    document = experiment(maxTrials=3, parallelism=3, template={"retries": 1, "timeoutSeconds": 3})
+    with namespace.kubelet(behaviour=behaviour), run_operator(namespace):
         namespace.apply(document)
         final = succeeded(namespace)
     trials = by_name(namespace.trials())
-    assert final["trials"]["succeeded"] == 4
+    assert final["trials"]["succeeded"] == 3
     assert all(t["status"]["attempts"] == 2 and t["status"]["phase"] == "Succeeded" for t in trials.values())
+    messages = {name: trial["status"]["message"] for name, trial in trials.items()}
+    assert messages["demo-0"].startswith("attempt 1 failed (Evicted: The node was low on resource: memory.")
+    assert messages["demo-1"].startswith("attempt 1 failed (exited with status 137 (OOMKilled)")
+    assert messages["demo-2"].startswith("attempt 1 failed (ran longer than timeoutSeconds)")
+    assert all(message.endswith("; attempt 2 succeeded") for message in messages.values())
     pods = by_name(namespace.pods())
-    assert pods["demo-0"]["status"]["reason"] == "Evicted"
-    assert pods["demo-1"]["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "OOMKilled"
-    assert pods["demo-2"]["status"]["reason"] == "DeadlineExceeded"
-    assert "demo-3" not in pods and len(kubelet.lost) == 1  # gone with its node; the retry ran on the other one
-    assert pods["demo-3-r2"]["spec"]["nodeName"] not in kubelet.lost
+    assert pods["demo-0"]["status"]["reason"] == "Evicted" and pods["demo-2"]["status"]["reason"] == "DeadlineExceeded"
+
+
+def test_a_trial_whose_node_disappears_is_retried_on_another(namespace):
+    nodes = [FakeNode("node-1"), FakeNode("node-2")]
+    behaviour = lambda pod: Behaviour(seconds=0.5, lose_node=pod["metadata"]["name"] == "demo-0")  # noqa: E731
+    with namespace.kubelet(nodes, behaviour=behaviour) as kubelet, run_operator(namespace):
+        namespace.apply(experiment(maxTrials=1, parallelism=1, template={"retries": 1}))
+        final = succeeded(namespace)
+    (trial,) = namespace.trials()
+    assert final["trials"]["succeeded"] == 1 and trial["status"]["attempts"] == 2
+    assert trial["status"]["message"] == ("attempt 1 failed (DeletionByPodGC: PodGC: node no longer exists); "
+                                          "attempt 2 succeeded")
+    pods = by_name(namespace.pods())  # the lost node's pod went with it, as the pod garbage collector does
+    assert list(pods) == ["demo-0-r2"] and len(kubelet.lost) == 1
+    assert pods["demo-0-r2"]["spec"]["nodeName"] not in kubelet.lost
 
 
 def test_operator_killed_at_random_moments_loses_and_duplicates_nothing(namespace):
@@ -207,8 +221,9 @@ def test_two_replicas_only_the_lease_holder_acts_and_the_standby_takes_over(name
         leases = [lease for lease in namespace.get("leases") if lease["metadata"]["name"] == "kubetune-operator"]
         return leases[0]["spec"].get("holderIdentity") if leases else None
 
-    with first, second, namespace.kubelet(behaviour=lambda pod: Behaviour(seconds=0.3)):
+    with first, namespace.kubelet(behaviour=lambda pod: Behaviour(seconds=0.3)):
         wait_for(lambda: holder() == "first", what="the first replica to lead")
+        second.start()
         wait_for(lambda: "standing by: Lease" in second.log(), what="the second replica to stand by")
         namespace.apply(experiment(maxTrials=10, parallelism=2, algorithm={"name": "gp"}))
         wait_for(lambda: sum(t.get("status", {}).get("phase") == "Succeeded" for t in namespace.trials()) >= 3,
@@ -217,6 +232,7 @@ def test_two_replicas_only_the_lease_holder_acts_and_the_standby_takes_over(name
         first.kill()  # no chance to release the Lease: the standby waits for it to expire
         final = succeeded(namespace, timeout=90)
         assert holder() == "second" and "leading" in second.log() and "following it" in second.log()
+        second.stop()
     trials = namespace.trials()
     assert sorted(t["metadata"]["name"] for t in trials) == sorted(f"demo-{i}" for i in range(10))
     assert final["trials"]["created"] == 10

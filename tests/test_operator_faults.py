@@ -1,13 +1,16 @@
 """What goes wrong on a real cluster, and what the operator does about it: a permission missing from its RBAC
-(403), and kube-apiserver restarting in the middle of an experiment."""
+(403), kube-apiserver restarting in the middle of an experiment, and API Priority and Fairness answering 429."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 
-from cluster import Behaviour, TestKubelet
+from cluster import Behaviour, TestKubelet, free_port
 from cluster.identity import kubectl
 from operator_cluster import Namespace, Operator, experiment, namespace_name, operator_identity, succeeded, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def test_a_missing_permission_is_reported_and_other_experiments_go_on(namespace):
@@ -58,4 +61,40 @@ def test_the_operator_rides_out_a_restart_of_the_api_server(namespace):
     assert all(t["status"]["phase"] == "Succeeded" for t in trials)
     assert final["trials"]["succeeded"] == 20
     assert kubelet.max_unfinished["demo"] <= 3
+    assert "Traceback" not in operator.log()
+
+
+def test_429s_from_api_priority_and_fairness_are_retried(namespace):
+    """The operator's ServiceAccount gets a priority level of a few seats that rejects rather than queues, so
+    its bursts of calls meet 429s, as they would on a busy cluster."""
+    cluster, name = namespace.cluster, f"tiny-{namespace.name}"
+    flow = "/apis/flowcontrol.apiserver.k8s.io/v1"
+    cluster.request("POST", f"{flow}/prioritylevelconfigurations", {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+        "metadata": {"name": name}, "spec": {"type": "Limited", "limited": {
+            "nominalConcurrencyShares": 1, "lendablePercent": 0, "limitResponse": {"type": "Reject"}}}})
+    cluster.request("POST", f"{flow}/flowschemas", {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": name},
+        "spec": {"priorityLevelConfiguration": {"name": name}, "matchingPrecedence": 500, "rules": [{
+            "subjects": [{"kind": "ServiceAccount", "serviceAccount": {"name": "kubetune",
+                                                                        "namespace": namespace.name}}],
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"], "namespaces": ["*"],
+                               "clusterScope": True}]}]}})
+    port = free_port()
+    try:
+        with namespace.kubelet(behaviour=lambda pod: Behaviour(seconds=0.2)), \
+                Operator(namespace, operator_identity(namespace), [namespace.name],
+                         ("--metrics-port", str(port))) as operator:
+            namespace.apply(experiment(maxTrials=60, parallelism=30))
+            final = succeeded(namespace, timeout=180)
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    finally:
+        cluster.request("DELETE", f"{flow}/flowschemas/{name}")
+        cluster.request("DELETE", f"{flow}/prioritylevelconfigurations/{name}")
+    throttled = sum(s.value for family in text_string_to_metric_families(metrics) for s in family.samples
+                    if s.name == "kubetune_api_throttled_total")
+    assert throttled > 0
+    trials = namespace.trials()
+    assert final["trials"]["succeeded"] == 60 and len(trials) == 60
+    assert len({json.dumps(t["spec"]["params"], sort_keys=True) for t in trials}) == 60
     assert "Traceback" not in operator.log()

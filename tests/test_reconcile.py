@@ -170,7 +170,8 @@ def test_retries_start_new_pods_then_fail():
     assert pods == ["demo-0", "demo-0-r2", "demo-1", "demo-1-r2"]
     trials = cluster.of_kind("trials")
     assert all(t["status"]["phase"] == "Failed" and t["status"]["attempts"] == 2 for t in trials)
-    assert "exited with status 2" in trials[0]["status"]["message"]
+    assert trials[0]["status"]["message"].startswith("attempt 1 failed (exited with status 2")
+    assert "; attempt 2 failed (exited with status 2" in trials[0]["status"]["message"]
     assert result.status["phase"] == "Failed" and result.status["reason"] == "NoSuccessfulTrial"
 
 
@@ -187,7 +188,10 @@ def test_eviction_is_retried():
 
     result = run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster, evict_first)))
     assert result.status["phase"] == "Succeeded"
-    assert all(t["status"]["attempts"] == 2 for t in cluster.of_kind("trials"))
+    for trial in cluster.of_kind("trials"):
+        assert trial["status"]["attempts"] == 2
+        assert trial["status"]["message"] == ("attempt 1 failed (Evicted: The node was low on memory.); "
+                                              "attempt 2 succeeded")
 
 
 def test_metrics_from_the_log_and_missing_metrics():

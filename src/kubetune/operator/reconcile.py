@@ -301,10 +301,14 @@ class Reconciler:
                     await self._patch_trial(namespace, name, status, trial)
                 return
             result_state, reason, message = result.state, result.reason, result.message
+        history = _retry_history(status)
         if should_retry(result_state, attempts, experiment.spec.trial_template.retries):
-            status.update(message=f"attempt {attempts} failed ({message}); retrying")
+            note = f"attempt {attempts} failed ({message})"
+            status.update(message=f"{history}; {note}{RETRYING}" if history else f"{note}{RETRYING}")
             await self._start_pod(experiment, trial, attempts + 1, status, pods)
             return
+        if history:  # why the trial needed more than one attempt stays in its record
+            message = f"{history}; attempt {attempts} {'succeeded' if message is None else f'failed ({message})'}"
         status.update(phase=result_state, attempts=attempts, reason=reason, message=message,
                       completionTime=iso(self.clock()))
         if result is not None:
@@ -442,6 +446,15 @@ class Reconciler:
             return
         await self.api.patch_status("experiments", namespace, name, status)
         cache.last_status, cache.last_patch = comparable, now
+
+
+RETRYING = "; retrying"
+
+
+def _retry_history(status: dict) -> str | None:
+    """The notes of a retrying trial's earlier attempts ("attempt 1 failed (...)"), from its status message."""
+    message = status.get("message") or ""
+    return message.removesuffix(RETRYING)[-2000:] if message.endswith(RETRYING) else None
 
 
 def _phase(trial: dict) -> str:
