@@ -318,7 +318,7 @@ def run_scenario(scenario: Scenario) -> Result:
             log = (workdir / "operator.log").open("w")
             operator = subprocess.Popen(
                 [sys.executable, "-m", "kubetune.cli", "operator", "--namespace", NAMESPACE, "--metrics-port",
-                 str(metrics_port), "--liveness", "http://127.0.0.1:0/healthz", "--log-level", "warning"],
+                 str(metrics_port), "--liveness", f"http://127.0.0.1:{free_port()}/healthz", "--log-level", "warning"],
                 env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=log, stderr=subprocess.STDOUT)
             try:
                 time.sleep(3)  # kopf starts and begins watching
@@ -329,6 +329,8 @@ def run_scenario(scenario: Scenario) -> Result:
                     cluster.request("POST", f"/apis/kubetune.io/v1alpha1/namespaces/{NAMESPACE}/experiments",
                                     experiment(name, parallelism, max_trials))
                 while time.monotonic() - started < scenario.timeout:
+                    if operator.poll() is not None:
+                        raise RuntimeError(f"the operator exited ({operator.returncode}); see {workdir}/operator.log")
                     done, _ = _ended(cluster)
                     if done >= len(scenario.experiments):
                         break

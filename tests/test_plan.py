@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from kubetune.core.plan import Limits, TrialView, decide, should_retry
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kubetune.core.plan import Limits, Tally, TrialView, decide, should_retry
 
 LIMITS = Limits(parallelism=3, max_trials=5, max_failed_trials=1, direction="maximize", target=0.9)
 
@@ -68,3 +71,29 @@ def test_retries_only_failed_attempts_within_budget():
     assert not should_retry("Failed", attempts=2, retries=1)
     assert not should_retry("MetricsUnavailable", attempts=1, retries=3)
     assert not should_retry("Failed", attempts=1, retries=0)
+
+
+LIFECYCLES = st.lists(st.tuples(
+    st.sampled_from([("Queued", "Running"), ("Pending", "Running"), ("Pending",), ("Queued",), ()]),
+    st.sampled_from(["Succeeded", "Failed", "MetricsUnavailable", "Killed", None]),
+    st.floats(-10, 10, allow_nan=False)), max_size=30)
+
+
+@given(LIFECYCLES, st.sampled_from(["minimize", "maximize"]))
+def test_a_tally_kept_as_trials_move_is_the_tally_of_where_they_ended(lifecycles, direction):
+    """Trials moved one state at a time, interleaved, tally the same as counting them at the end; and decide
+    reads both alike."""
+    kept, final = Tally(direction), []
+    moves = [(str(i), steps + ((end,) if end else ()), value) for i, (steps, end, value) in enumerate(lifecycles)]
+    for trial, states, value in moves:
+        before = None
+        for state in states:
+            kept.moved(trial, before, state, value if state == "Succeeded" else None)
+            before = state
+        if states:
+            final.append(TrialView(trial, states[-1], value if states[-1] == "Succeeded" else None))
+    counted = Tally.of(final, direction)
+    assert {k: v for k, v in kept.counts.items() if v} == {k: v for k, v in counted.counts.items() if v}
+    assert kept.best == counted.best and kept.total == counted.total and kept.queued == counted.queued
+    limits = Limits(parallelism=4, max_trials=40, max_failed_trials=3, direction=direction, target=5.0)
+    assert decide(limits, kept) == decide(limits, final)

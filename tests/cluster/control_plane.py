@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -35,11 +36,17 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("KUBETUNE_K8S_BIN", ROOT / ".tools" / "k8s" / "bin"))
 SERVICE_CIDR = "10.0.0.0/24"
 START_SECONDS = 90.0
+PR_SET_PDEATHSIG = 1
 _running: list[ControlPlane] = []
 
 
 class ControlPlaneError(RuntimeError):
     """A component did not start (the message carries the end of its log)."""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: Linux sends it SIGKILL when the thread that started it ends."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -64,9 +71,10 @@ class _Component:
 
     def start(self) -> None:
         with self.log.open("ab") as log:
-            # its own session, so that a test's Ctrl-C does not reach it before the fixture stops it
+            # its own session, so that a test's Ctrl-C does not reach it before the fixture stops it; and it
+            # dies with the process that started it, however that one ends (SIGKILL included)
             self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=_die_with_parent)
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None
@@ -107,6 +115,7 @@ class ControlPlane:
         self.etcd_url = f"http://127.0.0.1:{self.etcd_port}"
         self.components: dict[str, _Component] = {}
         self.admin_kubeconfig = self.workdir / "admin.kubeconfig"
+        self._context: ssl.SSLContext | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def __enter__(self) -> ControlPlane:
@@ -241,11 +250,13 @@ class ControlPlane:
         raise ControlPlaneError(f"{component.name} was not ready after {timeout:.0f} s:\n{component.tail()}")
 
     # -- talking to it ------------------------------------------------------------------------------------
-    def ssl_context(self, client: KeyPair | None = None) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca.cert))
-        client = client or self.admin
-        context.load_cert_chain(str(client.cert), str(client.key))
-        return context
+    def ssl_context(self) -> ssl.SSLContext:
+        """The admin's TLS context, made once: loading certificates for every request also tripped over
+        errors that other TLS connections of the same thread had left in OpenSSL's error queue."""
+        if self._context is None:
+            self._context = ssl.create_default_context(cafile=str(self.ca.cert))
+            self._context.load_cert_chain(str(self.admin.cert), str(self.admin.key))
+        return self._context
 
     def get(self, path: str) -> Any:
         """GET as the admin: parsed JSON, text for non-JSON answers, None for 404."""

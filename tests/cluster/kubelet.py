@@ -151,8 +151,6 @@ class TestKubelet:
         # as the watch shows them at each resourceVersion
         self.unfinished: Counter[str] = Counter()
         self.max_unfinished: Counter[str] = Counter()
-        self.finished_at: dict[str, float] = {}  # pod name -> time.monotonic() of its terminal status
-        self.seen_at: dict[str, float] = {}  # pod name -> when the watch first showed it
         self.terminal_patches = 0
         self.running_on: Counter[str] = Counter()  # node -> pods it runs now
         self.max_running_on: Counter[str] = Counter()
@@ -190,11 +188,6 @@ class TestKubelet:
             self._failure = exc
             self.errors.append(repr(exc))
             self._ready.set()
-
-    def lose_node(self, name: str) -> None:
-        """Deletes Node ``name`` and fails its pods, as the pod garbage collector does for a vanished node."""
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self._lose_node(name), self._loop).result(30)
 
     # -- the kubelet ----------------------------------------------------------------------------------------
     async def serve(self, stop: asyncio.Event | None = None) -> None:
@@ -261,6 +254,11 @@ class TestKubelet:
     async def _watch_pods(self) -> None:
         while True:
             listing = await self._call("GET", "/api/v1/pods")
+            listed = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in listing.get("items", [])}
+            for key in set(self._phases) - listed:  # deleted while no watch was open
+                self._count("DELETED", key, {"metadata": {"labels": {"kubetune.io/experiment": self._phases[key][0]}}})
+            for key in set(self._containers) - listed:
+                self._forget(key)
             for pod in listing.get("items", []):
                 self._observe("ADDED", pod)
             self._ready.set()
@@ -291,7 +289,6 @@ class TestKubelet:
         if self.namespaces is not None and meta["namespace"] not in self.namespaces:
             return
         key = (meta["namespace"], meta["name"])
-        self.seen_at.setdefault(meta["name"], time.monotonic())
         self._count(kind, key, pod)
         container = self._containers.get(key)
         if kind == "DELETED":
@@ -385,7 +382,6 @@ class TestKubelet:
                 status = self._outcome(pod, started, behaviour, container)
             await self._status(key, status)
             self.terminal_patches += 1
-            self.finished_at[pod["metadata"]["name"]] = time.monotonic()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -422,7 +418,8 @@ class TestKubelet:
                          "application/merge-patch+json")
 
     def _running(self, pod: dict[str, Any], started: str) -> dict[str, Any]:
-        ip = f"10.244.{next(self._ips) // 250 % 250}.{next(self._ips) % 250 + 2}"
+        number = next(self._ips)
+        ip = f"10.244.{number // 250 % 250}.{number % 250 + 2}"
         return {
             "phase": "Running", "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "podIP": ip,
             "podIPs": [{"ip": ip}], "startTime": started,
@@ -455,14 +452,12 @@ class TestKubelet:
             if container.pod["spec"].get("nodeName") != name:
                 continue
             self._forget(key)
-            namespace, pod = key
             status = {"phase": "Failed", "conditions": [
                 {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
                  "message": "PodGC: node no longer exists", "lastTransitionTime": _now()}]}
             with contextlib.suppress(Exception):
                 await self._status(key, status)
                 await self._force_delete(key, container.pod["metadata"]["uid"])
-            self.finished_at[pod] = time.monotonic()
 
     # -- the kubelet's HTTPS endpoint: container logs ------------------------------------------------------
     async def _serve_logs(self) -> aiohttp.web.AppRunner:

@@ -70,6 +70,25 @@ def needs_log(pod: dict[str, Any]) -> bool:
     return summary_from_message(terminated.get("message")) is None
 
 
+POD_METADATA = ("name", "namespace", "uid", "labels", "deletionTimestamp")
+POD_STATUS = ("phase", "reason", "message", "conditions", "containerStatuses")
+CONTAINER_STATUS = ("name", "state")
+
+
+def essentials(pod: dict[str, Any]) -> dict[str, Any]:
+    """The part of a pod that its trial's outcome depends on: names, labels, the first container's name and
+    the status. A listed or watched pod is several kilobytes (managed fields, the whole spec); with thousands
+    of trials in flight, keeping only this is most of the operator's memory."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    kept = {key: status[key] for key in POD_STATUS if key in status}
+    if "containerStatuses" in kept:
+        kept["containerStatuses"] = [{key: c[key] for key in CONTAINER_STATUS if key in c}
+                                     for c in kept["containerStatuses"]]
+    return {"metadata": {key: meta[key] for key in POD_METADATA if key in meta},
+            "spec": {"containers": [{"name": containers[0].get("name")}]}, "status": kept}
+
+
 def has_ended(pod: dict[str, Any]) -> bool:
     """Whether the trial in ``pod`` has ended: the pod has, or its trial container terminated (with sidecars
     the pod may still be Running)."""

@@ -70,14 +70,58 @@ class Decision:
     stop_running: bool = False  # the experiment is over: stop what still runs
 
 
-def decide(limits: Limits, trials: Iterable[TrialView], exhausted: bool = False) -> Decision:
-    """What to do now. ``exhausted``: the optimizer has no new assignment to give."""
-    trials = list(trials)
-    counts = count_states(trials)
-    failed = sum(counts.get(s, 0) for s in FAILED)
-    started = sum(counts.get(s, 0) for s in STARTED)
-    active = started + counts.get("Queued", 0)
-    best = best_value(trials, limits.direction)
+@dataclass
+class Tally:
+    """What a decision needs to know of an experiment's trials: how many are in each state, the best value,
+    and the queued ones in order. A shell may keep one up to date as trials change state
+    (:meth:`moved`) rather than count thousands of trials for every decision."""
+
+    direction: Literal["minimize", "maximize"]
+    counts: dict[str, int] = field(default_factory=dict)
+    best: float | None = None
+    queued: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, trials: Iterable[TrialView], direction: Literal["minimize", "maximize"]) -> Tally:
+        tally = cls(direction)
+        for trial in trials:
+            tally.moved(trial.id, None, trial.state, trial.value)
+        return tally
+
+    def moved(self, trial: str, before: str | None, after: str, value: float | None = None) -> None:
+        """Trial ``trial`` went from state ``before`` (None: it is new) to ``after``, with ``value`` once
+        Succeeded. A Succeeded trial is final: it never moves again."""
+        if before is not None:
+            self.counts[before] -= 1
+            if before == "Queued":
+                self.queued.remove(trial)
+        self.counts[after] = self.counts.get(after, 0) + 1
+        if after == "Queued":
+            self.queued.append(trial)
+        if after == "Succeeded" and value is not None and (self.best is None or self.improves(value)):
+            self.best = value
+
+    def improves(self, value: float) -> bool:
+        assert self.best is not None
+        return value > self.best if self.direction == "maximize" else value < self.best
+
+    def count(self, *states: str) -> int:
+        return sum(self.counts.get(state, 0) for state in states)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def decide(limits: Limits, trials: Iterable[TrialView] | Tally, exhausted: bool = False) -> Decision:
+    """What to do now, from the trials or their :class:`Tally`. ``exhausted``: the optimizer has no new
+    assignment to give."""
+    tally = trials if isinstance(trials, Tally) else Tally.of(trials, limits.direction)
+    counts = tally.counts
+    failed = tally.count(*FAILED)
+    started = tally.count(*STARTED)
+    active = started + tally.count("Queued")
+    best = tally.best
 
     if best is not None and limits.reaches_target(best):
         return Decision("Succeeded", "TargetReached", f"objective {best} reached the target {limits.target}",
@@ -86,16 +130,16 @@ def decide(limits: Limits, trials: Iterable[TrialView], exhausted: bool = False)
         return Decision("Failed", "MaxFailedTrialsReached",
                         f"{failed} trials failed, more than maxFailedTrials ({limits.max_failed_trials})",
                         stop_running=True)
-    remaining = limits.max_trials - len(trials)
+    remaining = limits.max_trials - tally.total
     if active == 0 and (remaining <= 0 or exhausted):
         reason = "MaxTrialsReached" if remaining <= 0 else "SearchSpaceExhausted"
         if counts.get("Succeeded", 0) == 0:
             return Decision("Failed", "NoSuccessfulTrial", f"{reason}: no trial reported the objective")
-        return Decision("Succeeded", reason, f"{len(trials)} trials finished; best objective {best}")
+        return Decision("Succeeded", reason, f"{tally.total} trials finished; best objective {best}")
     if limits.suspend:
         return Decision("Running", "Suspended", f"suspended with {started} trials still running")
     free = max(limits.parallelism - started, 0)
-    start = [t.id for t in trials if t.state == "Queued"][:free]
+    start = tally.queued[:free]
     create = 0 if exhausted else max(min(free - len(start), remaining), 0)
     return Decision("Running", "TrialsRunning", f"{started + len(start) + create} trials running",
                     start=start, create=create)

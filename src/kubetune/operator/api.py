@@ -104,14 +104,15 @@ class KubernetesApi:
         self._unreachable = (urllib3.exceptions.HTTPError, OSError)
         self._on_throttled = on_throttled
 
-    async def _call(self, function, *args, **kwargs):
-        """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs.
-        Failures become :class:`ApiError` subclasses carrying the server's message."""
+    async def _call(self, function, *args, parse: bool = True, **kwargs):
+        """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs,
+        or None when the caller has no use for them (``parse=False``). Failures become :class:`ApiError`
+        subclasses carrying the server's message."""
         kwargs["_preload_content"] = False
-        call = functools.partial(function, *args, **kwargs)
+        call = functools.partial(_answer, function, parse, *args, **kwargs)
         for attempt in range(THROTTLED_RETRIES + 1):
             try:
-                response = await asyncio.get_running_loop().run_in_executor(self._threads, call)
+                return await asyncio.get_running_loop().run_in_executor(self._threads, call)
             except self._exceptions.ApiException as exc:
                 if exc.status == 429 and attempt < THROTTLED_RETRIES:
                     self._on_throttled()
@@ -120,13 +121,6 @@ class KubernetesApi:
                 raise _api_error(exc) from None
             except self._unreachable as exc:
                 raise Unavailable(f"the API server could not be reached: {exc}") from None
-            data = response.data.decode() if isinstance(response.data, bytes) else response.data
-            if not data:
-                return None
-            try:
-                return json.loads(data)
-            except ValueError:
-                return data
         raise AssertionError("unreachable")
 
     async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
@@ -139,19 +133,21 @@ class KubernetesApi:
         return [item for item in (result or {}).get("items", []) if belongs(item, experiment)]
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        if kind == "pods":
-            return await self._call(self._core.create_namespaced_pod, namespace, body)
+        if kind == "pods":  # the operator has no use for the created pod (kilobytes to parse per trial)
+            await self._call(self._core.create_namespaced_pod, namespace, body, parse=False)
+            return body
         return await self._call(self._custom.create_namespaced_custom_object, GROUP, VERSION, namespace, kind, body)
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._call(self._custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, kind, name,
-                         {"status": status})
+                         {"status": status}, parse=False)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         if kind == "pods":
-            await self._call(self._core.delete_namespaced_pod, name, namespace)
+            await self._call(self._core.delete_namespaced_pod, name, namespace, parse=False)
         else:
-            await self._call(self._custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, kind, name)
+            await self._call(self._custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, kind, name,
+                             parse=False)
 
     async def pod_log(self, namespace: str, name: str, container: str) -> str:
         log = await self._call(self._core.read_namespaced_pod_log, name, namespace, container=container)
@@ -171,6 +167,20 @@ class KubernetesApi:
         body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
         return await self._call(self._coordination.patch_namespaced_lease, name, namespace, body,
                                 _content_type="application/merge-patch+json")
+
+
+def _answer(function: Callable[..., Any], parse: bool, *args: Any, **kwargs: Any) -> Any:
+    """Makes the call and reads and parses the whole answer, all in the calling (worker) thread: with
+    ``_preload_content=False`` the body is read only when asked for, and reading a listing of thousands of
+    objects on the event loop would stall every experiment."""
+    data = function(*args, **kwargs).data
+    text = data.decode() if isinstance(data, bytes) else data
+    if not text or not parse:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _api_error(exc: Any) -> ApiError:

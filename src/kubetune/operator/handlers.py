@@ -19,14 +19,15 @@ import kopf
 
 from kubetune.core.crd import GROUP, VERSION
 from kubetune.core.gpu_sharing import GpuSharing
-from kubetune.core.outcome import has_ended
+from kubetune.core.outcome import essentials, has_ended
 from kubetune.core.pods import EXPERIMENT_LABEL
 from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
 from kubetune.operator.reconcile import Reconciler
 
 RESYNC_SECONDS = 10.0
-MAX_BACKOFF_SECONDS = 60.0  # a pass that keeps failing (a missing permission, say) is retried at most this rarely
+MAX_BACKOFF_SECONDS = 60.0
+MAX_PASS_SPACING_SECONDS = 0.5  # a pass that keeps failing (a missing permission, say) is retried at most this rarely
 
 
 class OperatorState:
@@ -37,14 +38,15 @@ class OperatorState:
         self.metrics = metrics
         self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics, write_behind=True)
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
-        self.ended: dict[tuple[str, str], list[tuple[str | None, dict]]] = {}  # pod events not yet passed on
+        # the pod events of each followed experiment not yet passed on to a pass (pods slimmed to their essentials)
+        self.pod_events: dict[tuple[str, str], list[tuple[str | None, dict]]] = {}
         self.following: set[tuple[str, str]] = set()  # experiments whose daemon runs
 
     def waker(self, namespace: str, name: str) -> asyncio.Event:
         return self.wakers.setdefault((namespace, name), asyncio.Event())
 
-    def take_ended(self, namespace: str, name: str) -> list[tuple[str | None, dict]] | None:
-        return self.ended.pop((namespace, name), None)
+    def take_events(self, namespace: str, name: str) -> list[tuple[str | None, dict]]:
+        return self.pod_events.pop((namespace, name), [])
 
 
 class _NoPodEssence(kopf.AnnotationsDiffBaseStorage):
@@ -103,18 +105,25 @@ async def run_experiment(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, stop
         await _follow_experiment(state, waker, body, meta, stopped, logger)
     finally:
         state.following.discard((meta.namespace, meta.name))
-        state.ended.pop((meta.namespace, meta.name), None)
+        state.pod_events.pop((meta.namespace, meta.name), None)
 
 
 async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: kopf.Body, meta: kopf.Meta,
                              stopped: kopf.DaemonStopped, logger: Any) -> None:
     reported_invalid = False
     failures = 0
+    loop = asyncio.get_running_loop()
+    pass_seconds = 0.0
     while not stopped:
+        # Passes woken by a stream of ended trials are spaced so that they take at most a third of the time:
+        # a pass covers every trial that ended since the one before, so spacing them costs a refill at most
+        # that long, while back-to-back passes over thousands of trials would keep a core busy.
+        await asyncio.sleep(min(MAX_PASS_SPACING_SECONDS, 2 * pass_seconds))
         waker.clear()
-        ended = state.take_ended(meta.namespace, meta.name)
+        events = state.take_events(meta.namespace, meta.name)
+        started = loop.time()
         try:
-            result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), ended)
+            result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), events)
         except Exception as exc:  # the API refused or could not answer, or a bug: counted, logged, retried
             state.reconciler.forget_view(meta.uid)  # the next pass lists again: nothing is lost with the events
             state.metrics.reconcile_errors.inc()
@@ -124,6 +133,7 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
             await stopped.wait(delay)
             continue
         failures = 0
+        pass_seconds = loop.time() - started
         if result.status.get("reason") == "InvalidSpec" and not reported_invalid:
             kopf.warn(body, reason="InvalidSpec", message=result.status.get("message", ""))
             reported_invalid = True
@@ -161,13 +171,15 @@ async def pod_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: A
         return
     experiment = body.get("metadata", {}).get("labels", {}).get(EXPERIMENT_LABEL)
     namespace = body.get("metadata", {}).get("namespace")
-    # Only an end (or a deletion) frees a slot or has a result to record: waking a pass for every pod that
-    # starts would keep the experiment busy with bookkeeping while ended trials wait (starts are marked by
-    # the passes that do run, and at least every RESYNC_SECONDS).
-    ending = type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp") or has_ended(dict(body))
-    if experiment and namespace and ending:
-        if (namespace, experiment) in state.following:
-            state.ended.setdefault((namespace, experiment), []).append((type, copy.deepcopy(dict(body))))
+    if not experiment or not namespace:
+        return
+    # Every event keeps the experiment's view current (so passes need not list), but only an end (or a
+    # deletion) frees a slot or has a result to record: waking a pass for every pod that starts would keep
+    # the experiment busy with bookkeeping while ended trials wait (starts are marked by the passes that do
+    # run, and at least every RESYNC_SECONDS).
+    if (namespace, experiment) in state.following:
+        state.pod_events.setdefault((namespace, experiment), []).append((type, essentials(dict(body))))
+    if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp") or has_ended(dict(body)):
         state.waker(namespace, experiment).set()
 
 
@@ -177,4 +189,4 @@ async def experiment_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None
     if state is not None:
         state.reconciler.forget(meta.uid)
         state.wakers.pop((meta.namespace, meta.name), None)
-        state.ended.pop((meta.namespace, meta.name), None)
+        state.pod_events.pop((meta.namespace, meta.name), None)

@@ -1,8 +1,10 @@
 """One reconciliation pass over one Experiment: read what exists, decide, act.
 
-Level-triggered, as Katib and every sound controller do it: each pass lists the experiment's Trials and
-Pods, brings each trial up to date with its pod (collecting metrics when the pod has ended, starting a
-retry pod when the budget allows), asks :func:`kubetune.core.plan.decide` what should happen, and does it.
+Level-triggered, as Katib and every sound controller do it: each pass takes the experiment's Trials and Pods
+as the cluster has them (:class:`~kubetune.operator.view.ExperimentView`: listed, then kept current by the
+watch), brings each trial in flight up to date with its pod (collecting metrics when the pod has ended,
+starting a retry pod when the budget allows), asks :func:`kubetune.core.plan.decide` what should happen, and
+does it.
 Nothing lives only in memory: the optimizer kept per experiment is a cache rebuilt from the Trials after a
 restart, trial names (``<experiment>-<n>``) and pod names are deterministic, and creating an object that
 exists already is not an error, so a pass interrupted at any point is completed by the next one.
@@ -34,30 +36,29 @@ from kubetune.core.engine import Optimizer
 from kubetune.core.errors import ManifestError
 from kubetune.core.gpu_sharing import GpuSharing, GpuSharingError, place
 from kubetune.core.manifest import load_experiment
-from kubetune.core.outcome import has_ended, needs_log, outcome
-from kubetune.core.plan import Limits, TrialView, best_value, decide, should_retry
-from kubetune.core.pods import ATTEMPT_LABEL, EXPERIMENT_LABEL, TRIAL_LABEL, pod_name, render_pod
+from kubetune.core.outcome import essentials, needs_log, outcome
+from kubetune.core.plan import Limits, decide, should_retry
+from kubetune.core.pods import EXPERIMENT_LABEL, TRIAL_LABEL, render_pod
 from kubetune.core.records import iso, trial_name
 from kubetune.core.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
 from kubetune.operator.metrics import OperatorMetrics
+from kubetune.operator.view import ACTIVE, ExperimentView, phase
 
 logger = logging.getLogger("kubetune.operator")
-ACTIVE = ("Pending", "Running")
 STATUS_INTERVAL_SECONDS = 2.0
 CONCURRENCY = 32
 # Marking trials Running is bookkeeping (the Experiment's counts read the pods): a pass does at most this many,
 # so that with thousands of trials starting at once it never delays the next pass's refills. A trial that ends
 # before its turn goes straight to its final state, one write fewer.
 RUNNING_UPDATES_PER_PASS = 64
-PodsByTrial = dict[str, dict[str, dict]]  # trial name -> pod name -> pod
-# A pass woken by pods that ended reads the experiment's Trials and Pods as the last listing left them, plus
-# the operator's own writes since and the pods' watch events, instead of listing them again (listing 5,000
-# trials and their pods took most of a pass). A full listing happens at least this often regardless.
-RELIST_SECONDS = 10.0
+# A pass reads the experiment's Trials and Pods as the last listing left them, plus the operator's own writes
+# since and the pods' watch events, instead of listing them again (listing 5,000 trials and their pods, 35 MB
+# of JSON from a real API server, took most of a pass). A full listing happens this often regardless, and
+# after any failed pass: a safety net for an event that never came, not the way changes are learnt.
+RELIST_SECONDS = 60.0
 WRITE_BEHIND_CONCURRENCY = 8
-PHASE_ORDER = {"Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
 
 
 @dataclass
@@ -67,31 +68,6 @@ class _Cache:
     pending: set[str] = field(default_factory=set)  # trial numbers the optimizer holds as pending
     last_status: dict[str, Any] | None = None
     last_patch: float = 0.0
-
-
-@dataclass
-class _View:
-    """An experiment's Trials and Pods as last listed, kept current by the operator's own writes (the same
-    dicts the passes change) and by the pods' watch events."""
-
-    trials: dict[str, dict]
-    pods: PodsByTrial
-    listed_at: float
-
-    def observe(self, event_type: str | None, pod: dict) -> None:
-        meta = pod.get("metadata", {})
-        trial, name = meta.get("labels", {}).get(TRIAL_LABEL), meta.get("name")
-        if not trial or not name:
-            return
-        own = self.pods.setdefault(trial, {})
-        if event_type == "DELETED":
-            own.pop(name, None)
-            return
-        known = own.get(name)
-        # Events of one pod arrive in order, but a listing may be older than an event already applied: a pod's
-        # phase only moves forward, so an older state never replaces a newer one.
-        if known is None or _pod_order(pod) >= _pod_order(known):
-            own[name] = pod
 
 
 @dataclass
@@ -110,14 +86,14 @@ class Reconciler:
         self.clock = clock
         self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self._caches: dict[str, _Cache] = {}
-        self._views: dict[str, _View] = {}
+        self._views: dict[str, ExperimentView] = {}
         self._experiments: dict[str, tuple[str, Experiment]] = {}
         self.write_behind = write_behind
         self._writing: dict[str, set[asyncio.Task]] = {}
 
-    async def reconcile(self, body: dict[str, Any], ended_pods: list[tuple[str | None, dict]] | None = None
+    async def reconcile(self, body: dict[str, Any], pod_events: list[tuple[str | None, dict]] | None = None
                         ) -> PassResult:
-        """One pass. ``ended_pods`` are (event type, pod) of pods that ended or went since the last pass, from
+        """One pass. ``pod_events`` are (event type, pod) of the experiment's pods since the last pass, from
         the watch: with them, and a listing younger than ``RELIST_SECONDS``, the pass lists nothing."""
         meta = body["metadata"]
         namespace, name = meta.get("namespace", "default"), meta["name"]
@@ -139,46 +115,45 @@ class Reconciler:
             return PassResult(dumped, done=True)
         experiment.metadata.namespace = namespace
         view = self._views.get(key)
-        fast = ended_pods is not None and view is not None and self.monotonic() - view.listed_at < RELIST_SECONDS
+        fast = pod_events is not None and view is not None and self.monotonic() - view.listed_at < RELIST_SECONDS
         if fast:
-            for event_type, pod in ended_pods:
+            for event_type, pod in pod_events:
                 view.observe(event_type, pod)
         else:
             await self.drain(key)  # a listing must not show a trial older than what the view already knows
             started = self.monotonic()
             listed_trials, listed_pods = await asyncio.gather(self.api.list("trials", namespace, name),
                                                               self.api.list("pods", namespace, name))
-            view = self._views[key] = _View({t["metadata"]["name"]: t for t in listed_trials}, _by_trial(listed_pods),
-                                            started)
-        trials, pods = view.trials, view.pods
-        cache = self._cache(body, experiment, trials)
-        active = [t for t in sorted(trials.values(), key=_number) if _phase(t) in ACTIVE]
+            view = self._views[key] = ExperimentView(
+                (_without_managed_fields(t) for t in listed_trials), (essentials(pod) for pod in listed_pods),
+                experiment.spec.objective.direction, started)
+        cache = self._cache(body, experiment, view.trials)
+        active = view.in_flight()
         # Trials whose pod ended (or has to be created) first, then refill the freed slots, and only then mark
         # the others Running: with thousands of trials in flight that bookkeeping must not delay a refill.
-        settling = [t for t in active if _may_settle(t, pods)]
+        settling = [t for t in active if view.may_settle(t)]
         results: list[Callable[[], Awaitable[None]]] = []
-        await self._each(settling, lambda trial: self._follow(experiment, trial, pods, cache, results))
-        views = [TrialView(t["metadata"]["name"], _phase(t), (t.get("status") or {}).get("value"))
-                 for t in trials.values()]
-        decision = decide(Limits.from_spec(experiment.spec), views, cache.optimizer.exhausted)
+        await self._each(settling, lambda trial: self._follow(experiment, trial, view, cache, results))
+        decision = decide(Limits.from_spec(experiment.spec), view.tally, cache.optimizer.exhausted)
         if decision.stop_running:
-            await self._stop(experiment, trials, pods, decision.reason, cache)
+            await self._stop(experiment, view, decision.reason, cache)
         else:
             if decision.create:
-                await self._create(experiment, body, trials, pods, decision.create, cache)
-            if not fast:  # a fast pass only knows which pods ended, not which started
-                settled = {id(t) for t in settling}
-                rest = [t for t in active if id(t) not in settled]
-                unmarked = [t for t in rest if _phase(t) != "Running"]  # following these writes; others rarely do
-                rest = unmarked[:RUNNING_UPDATES_PER_PASS] + [t for t in rest if _phase(t) == "Running"]
-                await self._each(rest, lambda trial: self._follow(experiment, trial, pods, cache, results))
+                await self._create(experiment, body, view, decision.create, cache)
+            # the trials whose pod runs but who are not marked Running yet (following any other trial that has
+            # not settled would change nothing)
+            settled = {id(t) for t in settling}
+            starting = [t for t in active if id(t) not in settled and phase(t) != "Running"
+                        and view.pod_phase(t) == "Running"]
+            await self._each(starting[:RUNNING_UPDATES_PER_PASS],
+                             lambda trial: self._follow(experiment, trial, view, cache, results))
         if results:
             if self.write_behind:
                 self._write_behind(key, results)
             else:
                 await self._each(results, lambda write: write())
-        status = self._status(experiment, trials.values(), decision, current, pods)
-        done = decision.phase != "Running" and not any(_phase(t) in ACTIVE for t in trials.values())
+        status = self._status(experiment, view, decision, current)
+        done = decision.phase != "Running" and view.tally.count(*ACTIVE) == 0
         if done:
             await self.drain(key)
             # a result that could not be written (its view was dropped) keeps the experiment going: the next pass
@@ -190,7 +165,7 @@ class Reconciler:
         if done:
             self._views.pop(key, None)
             self._experiments.pop(key, None)
-        self.metrics.experiment_seen(key, status["phase"], sum(_phase(t) in ACTIVE for t in trials.values()))
+        self.metrics.experiment_seen(key, status["phase"], view.tally.count(*ACTIVE))
         return PassResult(status, done=done)
 
     async def report_problem(self, body: dict[str, Any], reason: str, message: str) -> None:
@@ -231,7 +206,7 @@ class Reconciler:
         cache = self._caches.get(uid)
         if cache is not None and cache.generation_key == key:
             return cache
-        past = [{"id": str(t["spec"]["number"]), "params": t["spec"]["params"], "state": _phase(t),
+        past = [{"id": str(t["spec"]["number"]), "params": t["spec"]["params"], "state": phase(t),
                  "value": (t.get("status") or {}).get("value")} for t in trials.values()]
         optimizer = Optimizer(spec.parameters, direction=spec.objective.direction, algorithm=spec.algorithm.name,
                               settings=spec.algorithm.settings, seed=spec.seed, trials=past)
@@ -273,15 +248,15 @@ class Reconciler:
         self.metrics.experiment_gone(uid)
 
     # -- following running trials --------------------------------------------------------------------------
-    async def _follow(self, experiment: Experiment, trial: dict, pods: PodsByTrial, cache: _Cache,
+    async def _follow(self, experiment: Experiment, trial: dict, view: ExperimentView, cache: _Cache,
                       results: list[Callable[[], Awaitable[None]]]) -> None:
         """Brings one trial up to date with its pod. Its final state is written into the view at once and its
         status patch appended to ``results``, for the pass to write after its refills."""
         namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
         status = dict(trial.get("status") or {})
-        attempts, pod = _latest_pod(trial, pods)
+        attempts, pod = view.latest_pod(trial)
         if attempts == 0:
-            await self._start_pod(experiment, trial, 1, status, pods)
+            await self._start_pod(experiment, trial, 1, status, view)
             return
         if pod is None:
             result_state, reason, message = "Failed", "PodDeleted", "the trial's pod disappeared"
@@ -298,14 +273,14 @@ class Reconciler:
             if not result.ended:
                 if result.state == "Running" and status.get("phase") != "Running":
                     status.update(phase="Running", attempts=attempts, pod=pod["metadata"]["name"])
-                    await self._patch_trial(namespace, name, status, trial)
+                    await self._patch_trial(namespace, trial, status, view)
                 return
             result_state, reason, message = result.state, result.reason, result.message
         history = _retry_history(status)
         if should_retry(result_state, attempts, experiment.spec.trial_template.retries):
             note = f"attempt {attempts} failed ({message})"
             status.update(message=f"{history}; {note}{RETRYING}" if history else f"{note}{RETRYING}")
-            await self._start_pod(experiment, trial, attempts + 1, status, pods)
+            await self._start_pod(experiment, trial, attempts + 1, status, view)
             return
         if history:  # why the trial needed more than one attempt stays in its record
             message = f"{history}; attempt {attempts} {'succeeded' if message is None else f'failed ({message})'}"
@@ -314,7 +289,7 @@ class Reconciler:
         if result is not None:
             status.update(value=result.value, metrics=result.metrics, exitCode=result.exit_code)
         final = {k: v for k, v in status.items() if v is not None}
-        trial["status"] = final
+        view.set_status(trial, final)
         results.append(lambda: self.api.patch_status("trials", namespace, name, final))
         self.metrics.trials_finished.labels(result_state).inc()
         self._record(cache, trial, result_state, status.get("value"))
@@ -330,22 +305,22 @@ class Reconciler:
             cache.optimizer.fail(number)
 
     async def _start_pod(self, experiment: Experiment, trial: dict, attempt: int, status: dict,
-                         pods: PodsByTrial) -> None:
+                         view: ExperimentView) -> None:
         namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
         owner = _owner(trial, "Trial")
         pod = render_pod(experiment, name, trial["spec"]["params"], self.sharing, attempt=attempt, owner=owner)
         with contextlib.suppress(Conflict):  # created by an earlier pass that was cut short
             await self.api.create("pods", namespace, pod)
-        pods.setdefault(name, {}).setdefault(pod["metadata"]["name"], pod)
+        view.created(name, essentials(pod))
         status.update(phase="Pending", attempts=attempt, pod=pod["metadata"]["name"], startTime=iso(self.clock()))
-        await self._patch_trial(namespace, name, status, trial)
+        await self._patch_trial(namespace, trial, status, view)
 
-    async def _patch_trial(self, namespace: str, name: str, status: dict, trial: dict) -> None:
-        await self.api.patch_status("trials", namespace, name, status)
-        trial["status"] = status
+    async def _patch_trial(self, namespace: str, trial: dict, status: dict, view: ExperimentView) -> None:
+        await self.api.patch_status("trials", namespace, trial["metadata"]["name"], status)
+        view.set_status(trial, status)
 
     # -- creating and stopping -------------------------------------------------------------------------------
-    async def _create(self, experiment: Experiment, body: dict, trials: dict[str, dict], pods: PodsByTrial, count: int,
+    async def _create(self, experiment: Experiment, body: dict, view: ExperimentView, count: int,
                       cache: _Cache) -> None:
         # The GP may take a while with thousands of trials: keep the event loop free for other experiments.
         with self.metrics.suggestion_seconds.time():
@@ -353,10 +328,9 @@ class Reconciler:
         self.metrics.suggestions.inc(len(suggestions))
         for suggestion in suggestions:
             cache.pending.add(suggestion.id)
-        await self._each(suggestions, lambda suggestion: self._launch(experiment, body, trials, pods, suggestion))
+        await self._each(suggestions, lambda suggestion: self._launch(experiment, body, view, suggestion))
 
-    async def _launch(self, experiment: Experiment, body: dict, trials: dict[str, dict], pods: PodsByTrial,
-                      suggestion) -> None:
+    async def _launch(self, experiment: Experiment, body: dict, view: ExperimentView, suggestion) -> None:
         """Creates one new trial and its first pod."""
         namespace = experiment.metadata.namespace
         number = int(suggestion.id)
@@ -374,28 +348,26 @@ class Reconciler:
         except Conflict:
             created = trial
         trial = {**trial, "metadata": {**trial["metadata"], **((created or {}).get("metadata") or {})}}
-        trials[name] = trial
         pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=1, owner=_owner(trial, "Trial"))
+        trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
+        view.add(trial)
         with contextlib.suppress(Conflict):
             await self.api.create("pods", namespace, pod)
-        pods.setdefault(name, {}).setdefault(pod["metadata"]["name"], pod)
-        trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
+        view.created(name, essentials(pod))
 
-    async def _stop(self, experiment: Experiment, trials: dict[str, dict], pods: PodsByTrial, reason: str,
-                    cache: _Cache) -> None:
-        active = [(name, trial) for name, trial in trials.items() if _phase(trial) in ACTIVE]
-        await self._each(active, lambda item: self._kill(experiment, item[0], item[1], pods, reason, cache))
+    async def _stop(self, experiment: Experiment, view: ExperimentView, reason: str, cache: _Cache) -> None:
+        await self._each(view.in_flight(), lambda trial: self._kill(experiment, trial, view, reason, cache))
 
-    async def _kill(self, experiment: Experiment, name: str, trial: dict, pods: PodsByTrial, reason: str,
+    async def _kill(self, experiment: Experiment, trial: dict, view: ExperimentView, reason: str,
                     cache: _Cache) -> None:
         namespace = experiment.metadata.namespace
         status = dict(trial.get("status") or {})
-        for pod in list(pods.get(name, {}).values()):
+        for pod in list(view.pods.get(trial["metadata"]["name"], {}).values()):
             with contextlib.suppress(NotFound):
                 await self.api.delete("pods", namespace, pod["metadata"]["name"])
         status.update(phase="Killed", reason=reason, message=f"experiment ended: {reason}",
                       completionTime=iso(self.clock()))
-        await self._patch_trial(namespace, name, status, trial)
+        await self._patch_trial(namespace, trial, status, view)
         self.metrics.trials_finished.labels("Killed").inc()
         self._record(cache, trial, "Killed", None)
 
@@ -411,21 +383,21 @@ class Reconciler:
         await asyncio.gather(*(bounded(item) for item in items))
 
     # -- experiment status ---------------------------------------------------------------------------------
-    def _status(self, experiment: Experiment, trials, decision, current: dict, pods: PodsByTrial) -> dict[str, Any]:
-        trials = list(trials)
-        counts = TrialCounts(created=len(trials))
-        for trial in trials:
-            phase = _phase(trial)
-            if phase in ACTIVE:  # the pod knows first (a trial's own Running mark may lag behind at scale)
-                phase = "Running" if _current_pod_phase(trial, pods) == "Running" else phase
-            field_name = {"MetricsUnavailable": "metrics_unavailable"}.get(phase, phase.lower())
-            setattr(counts, field_name, getattr(counts, field_name) + 1)
-        views = [TrialView(t["metadata"]["name"], _phase(t), (t.get("status") or {}).get("value")) for t in trials]
-        best_val = best_value(views, experiment.spec.objective.direction)
+    def _status(self, experiment: Experiment, view: ExperimentView, decision, current: dict) -> dict[str, Any]:
+        counts = TrialCounts(created=view.tally.total)
+        for state, count in view.tally.counts.items():
+            if state not in ACTIVE:
+                field_name = {"MetricsUnavailable": "metrics_unavailable"}.get(state, state.lower())
+                setattr(counts, field_name, count)
+        for trial in view.in_flight():  # the pod knows first (a trial's own Running mark may lag behind at scale)
+            if phase(trial) == "Running" or view.pod_phase(trial) == "Running":
+                counts.running += 1
+            else:
+                counts.pending += 1
         best = None
-        if best_val is not None:
-            top = next(t for t in trials if _phase(t) == "Succeeded" and t["status"].get("value") == best_val)
-            best = BestTrial(trial=top["metadata"]["name"], params=top["spec"]["params"], value=best_val)
+        if view.best is not None and view.tally.best is not None:
+            top = view.trials[view.best]
+            best = BestTrial(trial=view.best, params=top["spec"]["params"], value=view.tally.best)
         done = decision.phase != "Running"
         status = ExperimentStatus(
             phase=decision.phase, reason=decision.reason, message=decision.message, trials=counts, best=best,
@@ -457,53 +429,9 @@ def _retry_history(status: dict) -> str | None:
     return message.removesuffix(RETRYING)[-2000:] if message.endswith(RETRYING) else None
 
 
-def _phase(trial: dict) -> str:
-    return (trial.get("status") or {}).get("phase", "Pending")
-
-
-def _number(trial: dict) -> int:
-    return int(trial["spec"]["number"])
-
-
-def _by_trial(pods: list[dict]) -> PodsByTrial:
-    """Pods grouped by their trial (name -> pod), once per pass: looking them up per trial would make a pass
-    quadratic in the number of trials."""
-    grouped: PodsByTrial = {}
-    for pod in pods:
-        trial = pod["metadata"].get("labels", {}).get(TRIAL_LABEL)
-        if trial:
-            grouped.setdefault(trial, {})[pod["metadata"]["name"]] = pod
-    return grouped
-
-
-def _pod_order(pod: dict) -> int:
-    return 2 if has_ended(pod) else PHASE_ORDER.get((pod.get("status") or {}).get("phase", "Pending"), 0)
-
-
-def _latest_pod(trial: dict, pods: PodsByTrial) -> tuple[int, dict | None]:
-    """The trial's number of attempts so far, and the pod of the latest (None when it is missing)."""
-    own = pods.get(trial["metadata"]["name"], {})
-    attempts = max((trial.get("status") or {}).get("attempts", 0), _pod_attempts(own))
-    return attempts, own.get(pod_name(trial["metadata"]["name"], attempts)) if attempts else None
-
-
-def _current_pod(trial: dict, pods: PodsByTrial) -> dict | None:
-    return _latest_pod(trial, pods)[1]
-
-
-def _current_pod_phase(trial: dict, pods: PodsByTrial) -> str | None:
-    pod = _current_pod(trial, pods)
-    return None if pod is None else (pod.get("status") or {}).get("phase", "Pending")
-
-
-def _may_settle(trial: dict, pods: PodsByTrial) -> bool:
-    """Whether following ``trial`` may end it or start a pod: its latest pod is missing or has ended."""
-    pod = _current_pod(trial, pods)
-    return pod is None or has_ended(pod)
-
-
-def _pod_attempts(pods: dict[str, dict]) -> int:
-    return max((int(p["metadata"].get("labels", {}).get(ATTEMPT_LABEL, 1)) for p in pods.values()), default=0)
+def _without_managed_fields(obj: dict) -> dict:
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
 
 
 def _owner(obj: dict, kind: str) -> dict[str, Any]:

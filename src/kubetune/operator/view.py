@@ -1,0 +1,115 @@
+"""An experiment's Trials and Pods as the operator knows them: as last listed, then kept current by the pods'
+watch events and the operator's own writes, with what a decision needs (counts by state, the best trial,
+the trials in flight) kept up to date as trials change state. A pass then costs what changed since the last
+one, not what exists: with thousands of trials, counting them all for every ended trial kept a core busy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from kubetune.core.outcome import has_ended
+from kubetune.core.plan import Tally
+from kubetune.core.pods import ATTEMPT_LABEL, TRIAL_LABEL, pod_name
+
+ACTIVE = ("Pending", "Running")
+PHASE_ORDER = {"Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
+PodsByTrial = dict[str, dict[str, dict]]  # trial name -> pod name -> pod
+
+
+class ExperimentView:
+    """``trials`` are Trial objects by name, ``pods`` the experiment's pods (slimmed) by trial; every change
+    of a trial's status goes through :meth:`set_status` so that the tally stays true."""
+
+    def __init__(self, trials: Iterable[dict], pods: Iterable[dict], direction: Literal["minimize", "maximize"],
+                 listed_at: float):
+        self.trials: dict[str, dict] = {}
+        self.pods: PodsByTrial = {}
+        self.listed_at = listed_at
+        self.tally = Tally(direction)
+        self.active: dict[str, None] = {}  # the trials in flight, by number (an ordered set)
+        self.best: str | None = None  # the first trial that reached the best value
+        for trial in sorted(trials, key=number):
+            self.add(trial)
+        for pod in pods:
+            self.observe("ADDED", pod)
+
+    # -- trials ---------------------------------------------------------------------------------------------
+    def add(self, trial: dict) -> None:
+        self.trials[trial["metadata"]["name"]] = trial
+        self._moved(trial, None)
+
+    def set_status(self, trial: dict, status: dict) -> None:
+        before = phase(trial)
+        trial["status"] = status
+        self._moved(trial, before)
+
+    def _moved(self, trial: dict, before: str | None) -> None:
+        name, after = trial["metadata"]["name"], phase(trial)
+        if before == after:
+            return
+        best = self.tally.best
+        self.tally.moved(name, before, after, (trial.get("status") or {}).get("value"))
+        if self.tally.best != best:
+            self.best = name
+        if after in ACTIVE:
+            self.active[name] = None
+        else:
+            self.active.pop(name, None)
+
+    def in_flight(self) -> list[dict]:
+        return [self.trials[name] for name in self.active]
+
+    # -- pods -----------------------------------------------------------------------------------------------
+    def observe(self, event_type: str | None, pod: dict) -> None:
+        """A pod as a watch event (or the operator's own create) shows it."""
+        meta = pod.get("metadata", {})
+        trial, name = meta.get("labels", {}).get(TRIAL_LABEL), meta.get("name")
+        if not trial or not name:
+            return
+        own = self.pods.setdefault(trial, {})
+        if event_type == "DELETED":
+            own.pop(name, None)
+            return
+        known = own.get(name)
+        # Events of one pod arrive in order, but a listing may be older than an event already applied: a pod's
+        # phase only moves forward, so an older state never replaces a newer one.
+        if known is None or pod_order(pod) >= pod_order(known):
+            own[name] = pod
+
+    def created(self, trial: str, pod: dict) -> None:
+        """A pod the operator created: known as rendered until the watch shows it."""
+        self.pods.setdefault(trial, {}).setdefault(pod["metadata"]["name"], pod)
+
+    def latest_pod(self, trial: dict) -> tuple[int, dict | None]:
+        """The trial's number of attempts so far, and the pod of the latest (None when it is missing)."""
+        own = self.pods.get(trial["metadata"]["name"], {})
+        attempts = max((trial.get("status") or {}).get("attempts", 0), _pod_attempts(own))
+        return attempts, own.get(pod_name(trial["metadata"]["name"], attempts)) if attempts else None
+
+    def pod_phase(self, trial: dict) -> str | None:
+        """The phase of the trial's latest pod (None when it has none)."""
+        pod = self.latest_pod(trial)[1]
+        return None if pod is None else (pod.get("status") or {}).get("phase", "Pending")
+
+    def may_settle(self, trial: dict) -> bool:
+        """Whether following ``trial`` may end it or start a pod: its latest pod is missing or has ended."""
+        pod = self.latest_pod(trial)[1]
+        return pod is None or has_ended(pod)
+
+
+def phase(trial: dict) -> str:
+    return (trial.get("status") or {}).get("phase", "Pending")
+
+
+def number(trial: dict) -> int:
+    return int(trial["spec"]["number"])
+
+
+def pod_order(pod: dict) -> int:
+    return 2 if has_ended(pod) else PHASE_ORDER.get((pod.get("status") or {}).get("phase", "Pending"), 0)
+
+
+def _pod_attempts(pods: dict[str, dict]) -> int:
+    return max((int(p["metadata"].get("labels", {}).get(ATTEMPT_LABEL, 1)) for p in pods.values()), default=0)
