@@ -12,6 +12,7 @@ import itertools
 import json
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from kubetune.operator.api import Conflict, NotFound, belongs
@@ -27,9 +28,10 @@ class FakeCluster:
         self._rv = itertools.count(1)
 
     # -- ClusterApi ---------------------------------------------------------------------------------------
-    async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
+    async def list(self, kind: str, namespace: str, experiment: str,
+                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj) -> list[dict[str, Any]]:
         self.lists += 1
-        return [copy.deepcopy(o) for (k, ns, _), o in self.objects.items()
+        return [shape(copy.deepcopy(o)) for (k, ns, _), o in self.objects.items()
                 if k == kind and ns == namespace and belongs(o, experiment)]
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -159,6 +159,7 @@ class TestKubelet:
         self.errors: list[str] = []
         self.lost: set[str] = set()
         self._containers: dict[tuple[str, str], _Container] = {}
+        self._binding: set[tuple[str, str]] = set()
         self._phases: dict[tuple[str, str], tuple[str, str]] = {}  # pod -> (experiment, phase) as watched
         self._ips = itertools.count(2)
         self._ready = threading.Event()
@@ -297,8 +298,8 @@ class TestKubelet:
             return
         node = pod["spec"].get("nodeName")
         if not node and self.bind and pod["spec"].get("schedulerName", "default-scheduler") == "default-scheduler":
-            if key not in self._containers:
-                self._containers[key] = _Container(pod)
+            if key not in self._binding:
+                self._binding.add(key)
                 asyncio.create_task(self._bind(key, pod))
             return
         if node not in self.nodes or node in self.lost:
@@ -341,11 +342,12 @@ class TestKubelet:
         namespace, name = key
         body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": namespace},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
-        try:
+        try:  # the watch then shows it bound, and it runs
             await self._call("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body, ok=(404, 409))
         except Exception as exc:
             self.errors.append(f"binding {namespace}/{name}: {exc}")
-        self._containers.pop(key, None)  # the watch shows it bound, and then it runs
+        finally:
+            self._binding.discard(key)
 
     async def _force_delete(self, key: tuple[str, str], uid: str) -> None:
         self._forget(key)

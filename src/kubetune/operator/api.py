@@ -19,6 +19,7 @@ from kubetune.core.crd import GROUP, VERSION
 from kubetune.core.pods import EXPERIMENT_LABEL
 
 API_THREADS = 32
+LIST_PAGE = 500  # objects per page of a listing: each page is shaped before the next is read, bounding memory
 THROTTLED_RETRIES = 5  # a 429 from API Priority and Fairness is retried this often, after its Retry-After
 
 
@@ -57,7 +58,8 @@ class Unavailable(ApiError):
 
 
 class ClusterApi(Protocol):
-    async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]: ...
+    async def list(self, kind: str, namespace: str, experiment: str,
+                   shape: Callable[[dict[str, Any]], dict[str, Any]] = ...) -> list[dict[str, Any]]: ...
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
@@ -104,12 +106,13 @@ class KubernetesApi:
         self._unreachable = (urllib3.exceptions.HTTPError, OSError)
         self._on_throttled = on_throttled
 
-    async def _call(self, function, *args, parse: bool = True, **kwargs):
+    async def _call(self, function, *args, parse: bool = True, then: Callable[[Any], Any] = lambda answer: answer,
+                    **kwargs):
         """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs,
-        or None when the caller has no use for them (``parse=False``). Failures become :class:`ApiError`
-        subclasses carrying the server's message."""
+        or None when the caller has no use for them (``parse=False``), passed through ``then`` in the same
+        thread. Failures become :class:`ApiError` subclasses carrying the server's message."""
         kwargs["_preload_content"] = False
-        call = functools.partial(_answer, function, parse, *args, **kwargs)
+        call = functools.partial(_answer, function, parse, then, *args, **kwargs)
         for attempt in range(THROTTLED_RETRIES + 1):
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._threads, call)
@@ -123,14 +126,31 @@ class KubernetesApi:
                 raise Unavailable(f"the API server could not be reached: {exc}") from None
         raise AssertionError("unreachable")
 
-    async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
+    async def list(self, kind: str, namespace: str, experiment: str,
+                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj) -> list[dict[str, Any]]:
+        """The experiment's objects of ``kind``, each passed through ``shape`` (to keep only what is needed),
+        read a page at a time so that thousands of full objects are never in memory at once."""
         selector = f"{EXPERIMENT_LABEL}={experiment}"
-        if kind == "pods":
-            result = await self._call(self._core.list_namespaced_pod, namespace, label_selector=selector)
-        else:
-            result = await self._call(self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, kind,
-                                      label_selector=selector)
-        return [item for item in (result or {}).get("items", []) if belongs(item, experiment)]
+
+        def page(answer: Any) -> tuple[list[dict[str, Any]], str | None]:
+            answer = answer or {}
+            items = [shape(item) for item in answer.get("items", []) if belongs(item, experiment)]
+            return items, (answer.get("metadata") or {}).get("continue")
+
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            options: dict[str, Any] = {"label_selector": selector, "limit": LIST_PAGE, "then": page}
+            if token:
+                options["_continue"] = token
+            if kind == "pods":
+                items, token = await self._call(self._core.list_namespaced_pod, namespace, **options)
+            else:
+                items, token = await self._call(self._custom.list_namespaced_custom_object, GROUP, VERSION,
+                                                namespace, kind, **options)
+            found.extend(items)
+            if not token:
+                return found
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         if kind == "pods":  # the operator has no use for the created pod (kilobytes to parse per trial)
@@ -169,18 +189,18 @@ class KubernetesApi:
                                 _content_type="application/merge-patch+json")
 
 
-def _answer(function: Callable[..., Any], parse: bool, *args: Any, **kwargs: Any) -> Any:
-    """Makes the call and reads and parses the whole answer, all in the calling (worker) thread: with
+def _answer(function: Callable[..., Any], parse: bool, then: Callable[[Any], Any], *args: Any, **kwargs: Any) -> Any:
+    """Makes the call and reads, parses and shapes the whole answer, all in the calling (worker) thread: with
     ``_preload_content=False`` the body is read only when asked for, and reading a listing of thousands of
     objects on the event loop would stall every experiment."""
     data = function(*args, **kwargs).data
     text = data.decode() if isinstance(data, bytes) else data
     if not text or not parse:
-        return None
+        return then(None)
     try:
-        return json.loads(text)
+        return then(json.loads(text))
     except ValueError:
-        return text
+        return then(text)
 
 
 def _api_error(exc: Any) -> ApiError:

@@ -112,16 +112,9 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
                              stopped: kopf.DaemonStopped, logger: Any) -> None:
     reported_invalid = False
     failures = 0
-    loop = asyncio.get_running_loop()
-    pass_seconds = 0.0
     while not stopped:
-        # Passes woken by a stream of ended trials are spaced so that they take at most a third of the time:
-        # a pass covers every trial that ended since the one before, so spacing them costs a refill at most
-        # that long, while back-to-back passes over thousands of trials would keep a core busy.
-        await asyncio.sleep(min(MAX_PASS_SPACING_SECONDS, 2 * pass_seconds))
         waker.clear()
         events = state.take_events(meta.namespace, meta.name)
-        started = loop.time()
         try:
             result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), events)
         except Exception as exc:  # the API refused or could not answer, or a bug: counted, logged, retried
@@ -133,7 +126,6 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
             await stopped.wait(delay)
             continue
         failures = 0
-        pass_seconds = loop.time() - started
         if result.status.get("reason") == "InvalidSpec" and not reported_invalid:
             kopf.warn(body, reason="InvalidSpec", message=result.status.get("message", ""))
             reported_invalid = True

@@ -19,6 +19,7 @@ gauges are rebuilt from the cluster by the first reconciliation pass of each exp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -96,8 +97,9 @@ class CountingApi:
         finally:
             self._metrics.api_requests.labels(verb, resource, outcome).inc()
 
-    async def list(self, kind: str, namespace: str, experiment: str) -> list[dict[str, Any]]:
-        return await self._count("list", kind, self._api.list(kind, namespace, experiment))
+    async def list(self, kind: str, namespace: str, experiment: str,
+                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj) -> list[dict[str, Any]]:
+        return await self._count("list", kind, self._api.list(kind, namespace, experiment, shape))
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._count("create", kind, self._api.create(kind, namespace, body))

@@ -44,7 +44,7 @@ from kubetune.core.resources import BestTrial, Condition, ExperimentStatus, Tria
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
 from kubetune.operator.metrics import OperatorMetrics
-from kubetune.operator.view import ACTIVE, ExperimentView, phase
+from kubetune.operator.view import ACTIVE, ExperimentView, phase, trial_essentials
 
 logger = logging.getLogger("kubetune.operator")
 STATUS_INTERVAL_SECONDS = 2.0
@@ -122,11 +122,11 @@ class Reconciler:
         else:
             await self.drain(key)  # a listing must not show a trial older than what the view already knows
             started = self.monotonic()
-            listed_trials, listed_pods = await asyncio.gather(self.api.list("trials", namespace, name),
-                                                              self.api.list("pods", namespace, name))
-            view = self._views[key] = ExperimentView(
-                (_without_managed_fields(t) for t in listed_trials), (essentials(pod) for pod in listed_pods),
-                experiment.spec.objective.direction, started)
+            listed_trials, listed_pods = await asyncio.gather(
+                self.api.list("trials", namespace, name, trial_essentials),
+                self.api.list("pods", namespace, name, essentials))
+            view = self._views[key] = ExperimentView(listed_trials, listed_pods, experiment.spec.objective.direction,
+                                                     started)
         cache = self._cache(body, experiment, view.trials)
         active = view.in_flight()
         # Trials whose pod ended (or has to be created) first, then refill the freed slots, and only then mark
@@ -347,7 +347,8 @@ class Reconciler:
             self.metrics.trials_created.inc()
         except Conflict:
             created = trial
-        trial = {**trial, "metadata": {**trial["metadata"], **((created or {}).get("metadata") or {})}}
+        known = (created or {}).get("metadata") or {}
+        trial = trial_essentials({**trial, "metadata": {**trial["metadata"], **known}})
         pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=1, owner=_owner(trial, "Trial"))
         trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
         view.add(trial)
@@ -427,11 +428,6 @@ def _retry_history(status: dict) -> str | None:
     """The notes of a retrying trial's earlier attempts ("attempt 1 failed (...)"), from its status message."""
     message = status.get("message") or ""
     return message.removesuffix(RETRYING)[-2000:] if message.endswith(RETRYING) else None
-
-
-def _without_managed_fields(obj: dict) -> dict:
-    obj.get("metadata", {}).pop("managedFields", None)
-    return obj
 
 
 def _owner(obj: dict, kind: str) -> dict[str, Any]:

@@ -99,6 +99,17 @@ class ExperimentView:
         return pod is None or has_ended(pod)
 
 
+TRIAL_METADATA = ("name", "namespace", "uid", "labels")
+
+
+def trial_essentials(trial: dict) -> dict:
+    """What the operator keeps of a Trial: its names, labels, spec and status (not its managed fields)."""
+    meta = trial.get("metadata") or {}
+    return {"apiVersion": trial.get("apiVersion"), "kind": trial.get("kind"),
+            "metadata": {key: meta[key] for key in TRIAL_METADATA if key in meta},
+            "spec": trial.get("spec") or {}, **({"status": trial["status"]} if trial.get("status") else {})}
+
+
 def phase(trial: dict) -> str:
     return (trial.get("status") or {}).get("phase", "Pending")
 
