@@ -392,3 +392,28 @@ def test_an_experiment_whose_last_results_could_not_be_written_does_not_end_unti
         assert trial_phases(cluster) == ["Succeeded"] * 3
 
     run(scenario())
+
+
+def test_a_pod_deleted_unseen_is_found_by_the_background_listing_and_its_trial_retried():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=2, parallelism=2, template={"retries": 1}))
+    now = [0.0]
+    reconciler = Reconciler(cluster, GpuSharing(), monotonic=lambda: now[0])
+
+    async def scenario():
+        await reconciler.reconcile(cluster.experiment("demo"))  # lists, creates demo-0 and demo-1
+        FakeKubelet(cluster).step(finish=0)
+        del cluster.objects[("pods", "default", "demo-0")]  # gone, and the watch never said so
+        await reconciler.reconcile(cluster.experiment("demo"), [])
+        assert cluster.lists == 2  # nothing new to learn yet: no listing
+        now[0] = reconcile_module.RELIST_SECONDS
+        await reconciler.reconcile(cluster.experiment("demo"), [])  # starts listing the pods in the background
+        await asyncio.sleep(0)
+        await reconciler.reconcile(cluster.experiment("demo"), [])  # folds the listing in: demo-0 went
+        return cluster.lists
+
+    lists = run(scenario())
+    assert lists == 3  # the pods only, once
+    trials = {t["metadata"]["name"]: t for t in cluster.of_kind("trials")}
+    assert trials["demo-0"]["status"]["message"] == "attempt 1 failed (the trial's pod disappeared); retrying"
+    assert ("pods", "default", "demo-0-r2") in cluster.objects

@@ -53,10 +53,11 @@ CONCURRENCY = 32
 # so that with thousands of trials starting at once it never delays the next pass's refills. A trial that ends
 # before its turn goes straight to its final state, one write fewer.
 RUNNING_UPDATES_PER_PASS = 64
-# A pass reads the experiment's Trials and Pods as the last listing left them, plus the operator's own writes
+# A pass reads the experiment's Trials and Pods as the first listing left them, plus the operator's own writes
 # since and the pods' watch events, instead of listing them again (listing 5,000 trials and their pods, 35 MB
-# of JSON from a real API server, took most of a pass). A full listing happens this often regardless, and
-# after any failed pass: a safety net for an event that never came, not the way changes are learnt.
+# of JSON from a real API server, took seconds). The pods are listed again in the background this often, a
+# safety net for an event the watch never delivered (a pod deleted while it was reconnecting, say); after a
+# failed pass everything is listed again.
 RELIST_SECONDS = 60.0
 WRITE_BEHIND_CONCURRENCY = 8
 
@@ -90,6 +91,7 @@ class Reconciler:
         self._experiments: dict[str, tuple[str, Experiment]] = {}
         self.write_behind = write_behind
         self._writing: dict[str, set[asyncio.Task]] = {}
+        self._refreshing: dict[str, tuple[asyncio.Task, int, float]] = {}  # pods listed again: (listing, since, at)
 
     async def reconcile(self, body: dict[str, Any], pod_events: list[tuple[str | None, dict]] | None = None
                         ) -> PassResult:
@@ -115,11 +117,12 @@ class Reconciler:
             return PassResult(dumped, done=True)
         experiment.metadata.namespace = namespace
         view = self._views.get(key)
-        fast = pod_events is not None and view is not None and self.monotonic() - view.listed_at < RELIST_SECONDS
-        if fast:
+        if pod_events is not None and view is not None:
             for event_type, pod in pod_events:
                 view.observe(event_type, pod)
+            self._refresh_pods(key, view, namespace, name)
         else:
+            self.forget_view(key)
             await self.drain(key)  # a listing must not show a trial older than what the view already knows
             started = self.monotonic()
             listed_trials, listed_pods = await asyncio.gather(
@@ -163,7 +166,7 @@ class Reconciler:
             status["phase"] = "Running"
         await self._patch_experiment_status(namespace, name, status, cache, force=done)
         if done:
-            self._views.pop(key, None)
+            self.forget_view(key)
             self._experiments.pop(key, None)
         self.metrics.experiment_seen(key, status["phase"], view.tally.count(*ACTIVE))
         return PassResult(status, done=done)
@@ -238,10 +241,35 @@ class Reconciler:
     def forget_view(self, uid: str) -> None:
         """The next pass of this experiment lists its Trials and Pods again."""
         self._views.pop(uid, None)
+        refreshing = self._refreshing.pop(uid, None)
+        if refreshing is not None:
+            refreshing[0].cancel()
+
+    def _refresh_pods(self, key: str, view: ExperimentView, namespace: str, name: str) -> None:
+        """Lists the experiment's pods again every ``RELIST_SECONDS``, in the background (a listing of
+        thousands of pods takes seconds, and refills must not wait for it), and folds the listing into the
+        view at the first pass after it arrived."""
+        refreshing = self._refreshing.get(key)
+        if refreshing is not None:
+            task, since, started = refreshing
+            if not task.done():
+                return
+            del self._refreshing[key]
+            if task.cancelled() or task.exception() is not None:
+                self.metrics.reconcile_errors.inc()
+                logger.warning("experiment %s: listing its pods again failed (tried again in %.0f s): %s", name,
+                               RELIST_SECONDS, None if task.cancelled() else task.exception())
+                view.listed_at = self.monotonic()
+            else:
+                view.refresh_pods(task.result(), since, started)
+        elif self.monotonic() - view.listed_at >= RELIST_SECONDS:
+            task = asyncio.create_task(self.api.list("pods", namespace, name, essentials))
+            self._refreshing[key] = (task, view.version, self.monotonic())
 
     def forget(self, uid: str) -> None:
         for task in self._writing.pop(uid, ()):
             task.cancel()
+        self.forget_view(uid)
         self._caches.pop(uid, None)
         self._views.pop(uid, None)
         self._experiments.pop(uid, None)

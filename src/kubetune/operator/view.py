@@ -30,6 +30,8 @@ class ExperimentView:
         self.tally = Tally(direction)
         self.active: dict[str, None] = {}  # the trials in flight, by number (an ordered set)
         self.best: str | None = None  # the first trial that reached the best value
+        self.version = 0  # counts what the view has learnt of pods since it was made
+        self._learnt: dict[str, int] = {}  # pod name -> the version at which the view last learnt of it
         for trial in sorted(trials, key=number):
             self.add(trial)
         for pod in pods:
@@ -68,6 +70,7 @@ class ExperimentView:
         trial, name = meta.get("labels", {}).get(TRIAL_LABEL), meta.get("name")
         if not trial or not name:
             return
+        self._learn(name)
         own = self.pods.setdefault(trial, {})
         if event_type == "DELETED":
             own.pop(name, None)
@@ -80,7 +83,36 @@ class ExperimentView:
 
     def created(self, trial: str, pod: dict) -> None:
         """A pod the operator created: known as rendered until the watch shows it."""
+        self._learn(pod["metadata"]["name"])
         self.pods.setdefault(trial, {}).setdefault(pod["metadata"]["name"], pod)
+
+    def _learn(self, pod: str) -> None:
+        self.version += 1
+        self._learnt[pod] = self.version
+
+    def refresh_pods(self, listed: Iterable[dict], since: int, listed_at: float) -> None:
+        """Takes a listing of the experiment's pods that began when the view was at version ``since``. It is
+        the truth for every pod the view has not heard of since: a pod the watch never showed, or one that
+        went while the watch was away. For the pods it has heard of since, the newer state wins, and one
+        it saw go stays gone."""
+        fresh: PodsByTrial = {}
+        for pod in listed:
+            name, trial = pod["metadata"]["name"], pod["metadata"].get("labels", {}).get(TRIAL_LABEL)
+            if not trial:
+                continue
+            if self._learnt.get(name, 0) > since:
+                known = self.pods.get(trial, {}).get(name)
+                if known is None:  # it went after the listing began
+                    continue
+                pod = known if pod_order(known) >= pod_order(pod) else pod
+            fresh.setdefault(trial, {})[name] = pod
+        for trial, own in self.pods.items():  # created or shown after the listing began
+            for name, pod in own.items():
+                if self._learnt.get(name, 0) > since:
+                    fresh.setdefault(trial, {}).setdefault(name, pod)
+        self.pods = fresh
+        self._learnt = {name: version for name, version in self._learnt.items() if version > since}
+        self.listed_at = listed_at
 
     def latest_pod(self, trial: dict) -> tuple[int, dict | None]:
         """The trial's number of attempts so far, and the pod of the latest (None when it is missing)."""

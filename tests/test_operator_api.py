@@ -1,0 +1,62 @@
+"""The operator's calls against the real API server: listings read a page at a time and shaped as they come,
+and what the server refuses or cannot answer turned into the errors the handlers explain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from kubernetes import client, config
+
+from kubetune.core.outcome import essentials
+from kubetune.core.pods import EXPERIMENT_LABEL, TRIAL_LABEL
+from kubetune.operator import api as api_module
+from kubetune.operator.api import Forbidden, KubernetesApi, NotFound, Unavailable
+
+RESTRICTED = {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def pod(name: str, experiment: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {EXPERIMENT_LABEL: experiment, TRIAL_LABEL: name}},
+            "spec": {"schedulerName": "nobody", "securityContext": RESTRICTED, "containers": [
+                {"name": "trial", "image": "python:3.12-slim",
+                 "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}}
+
+
+def admin_api(namespace) -> KubernetesApi:
+    return KubernetesApi(config.new_client_from_config(str(namespace.cluster.admin_kubeconfig)))
+
+
+def test_a_listing_is_read_a_page_at_a_time_and_shaped(namespace, monkeypatch):
+    for i in range(5):
+        namespace.cluster.request("POST", f"/api/v1/namespaces/{namespace.name}/pods", pod(f"demo-{i}", "demo"))
+    namespace.cluster.request("POST", f"/api/v1/namespaces/{namespace.name}/pods", pod("other-0", "other"))
+    monkeypatch.setattr(api_module, "LIST_PAGE", 2)
+    api = admin_api(namespace)
+    pages = []
+    answer = api_module._answer
+
+    def counting(function, parse, then, *args, **kwargs):
+        pages.append(kwargs.get("_continue"))
+        return answer(function, parse, then, *args, **kwargs)
+
+    monkeypatch.setattr(api_module, "_answer", counting)
+    listed = asyncio.run(api.list("pods", namespace.name, "demo", essentials))
+    assert sorted(p["metadata"]["name"] for p in listed) == [f"demo-{i}" for i in range(5)]
+    assert len(pages) == 3 and pages[0] is None and all(pages[1:])  # three pages, each after the one before
+    assert all("managedFields" not in p["metadata"] and "image" not in json.dumps(p) for p in listed)
+
+
+def test_refusals_and_an_absent_server_become_errors_that_say_what_happened(namespace, tmp_path):
+    nobody = namespace.cluster.service_account_kubeconfig(tmp_path / "nobody.kubeconfig", namespace.name, "default")
+    forbidden = KubernetesApi(config.new_client_from_config(str(nobody)))
+    with pytest.raises(Forbidden, match='cannot list resource "pods"'):
+        asyncio.run(forbidden.list("pods", namespace.name, "demo"))
+    with pytest.raises(NotFound):
+        asyncio.run(admin_api(namespace).delete("pods", namespace.name, "never-was"))
+    configuration = client.Configuration(host="https://127.0.0.1:1")
+    configuration.retries = 0
+    with pytest.raises(Unavailable, match="could not be reached"):
+        asyncio.run(KubernetesApi(client.ApiClient(configuration)).list("pods", namespace.name, "demo"))

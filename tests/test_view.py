@@ -1,0 +1,48 @@
+"""The operator's view of an experiment: counts kept as trials move, and a pod listing taken in the background
+folded in without undoing what the watch showed meanwhile."""
+
+from __future__ import annotations
+
+from kubetune.core.plan import Tally, TrialView
+from kubetune.operator.view import ExperimentView
+
+
+def trial(number: int, phase: str | None = None, value: float | None = None) -> dict:
+    status = {"phase": phase, **({"value": value} if value is not None else {})} if phase else {}
+    return {"metadata": {"name": f"demo-{number}"}, "spec": {"number": number, "params": {"x": number}},
+            **({"status": status} if status else {})}
+
+
+def pod(number: int, phase: str = "Running") -> dict:
+    name = f"demo-{number}"
+    return {"metadata": {"name": name, "labels": {"kubetune.io/trial": name}},
+            "spec": {"containers": [{"name": "trial"}]}, "status": {"phase": phase}}
+
+
+def test_counts_best_and_trials_in_flight_follow_every_status_change():
+    view = ExperimentView([trial(0, "Succeeded", 3.0), trial(1, "Running"), trial(2)], [], "minimize", 0.0)
+    assert [t["metadata"]["name"] for t in view.in_flight()] == ["demo-1", "demo-2"]
+    view.set_status(view.trials["demo-1"], {"phase": "Succeeded", "value": 1.0})
+    view.add(trial(3, "Pending"))
+    view.set_status(view.trials["demo-2"], {"phase": "Failed"})
+    view.set_status(view.trials["demo-3"], {"phase": "Succeeded", "value": 1.0})  # a tie: the first keeps it
+    assert view.best == "demo-1" and view.tally.best == 1.0
+    assert view.in_flight() == []
+    views = [TrialView(name, t["status"]["phase"], t["status"].get("value")) for name, t in view.trials.items()]
+    assert view.tally.counts == {**Tally.of(views, "minimize").counts, "Pending": 0, "Running": 0}
+
+
+def test_a_background_listing_adds_what_the_watch_missed_and_keeps_what_it_showed_since():
+    view = ExperimentView([trial(i, "Running") for i in range(5)], [pod(i) for i in range(4)], "minimize", 0.0)
+    since = view.version  # the listing begins: it will show demo-0 Succeeded, demo-1 gone, demo-4 running
+    view.observe("MODIFIED", pod(2, "Succeeded"))  # the watch meanwhile: demo-2 ended,
+    view.observe("DELETED", pod(3))  # demo-3 went,
+    view.created("demo-5", pod(5, "Pending"))  # and the operator created demo-5
+    listed = [pod(0, "Succeeded"), pod(2, "Running"), pod(3, "Running"), pod(4)]
+    view.refresh_pods(listed, since, listed_at=60.0)
+    phases = {name: p["status"]["phase"] for own in view.pods.values() for name, p in own.items()}
+    assert phases == {"demo-0": "Succeeded", "demo-2": "Succeeded", "demo-4": "Running", "demo-5": "Pending"}
+    assert view.listed_at == 60.0
+    # what was learnt before the listing is forgotten: the next listing is the truth for it
+    view.refresh_pods([pod(0, "Succeeded")], view.version, listed_at=120.0)
+    assert [name for name, own in view.pods.items() if own] == ["demo-0"]
