@@ -399,9 +399,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of the size")
     parser.add_argument("--only", nargs="*", help="run only these scenarios (by name)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "operator_scale.md")
+    parser.add_argument("--report", action="store_true", help="only write the report again from the results JSON")
     args = parser.parse_args()
-    chosen = [s for s in scenarios(10 if args.quick else 1) if not args.only or s.name in args.only]
     json_path = args.out.with_suffix(".json")
+    if args.report:
+        write_report(args.out, json.loads(json_path.read_text()))
+        return
+    chosen = [s for s in scenarios(10 if args.quick else 1) if not args.only or s.name in args.only]
     previous = {r["name"]: r for r in json.loads(json_path.read_text())} if json_path.exists() and args.only else {}
     for scenario in chosen:
         print(f"scenario: {scenario.label}", flush=True)
@@ -437,7 +441,8 @@ def write_report(path: Path, results: list[dict]) -> None:
             f"{r['operator_writes_per_trial']:.2f} | {r['operator_throttled']:.0f} | "
             f"{operator.get('rss_mib', 0):.0f} MiB | "
             f"{operator.get('cpu_seconds', 0) / max(r['trials'], 1) * 1000:.1f} ms |")
-    lines += ["", "Where the CPU went (seconds over the scenario) and peak RSS, per component:", "",
+    lines += ["", "## Targets", "", *targets(results), "", "## Evidence", "",
+              "Where the CPU went (seconds over the scenario) and peak RSS, per component:", "",
               "| scenario | " + " | ".join(COMPONENTS) + " |", "|---|" + "---:|" * len(COMPONENTS)]
     for r in results:
         usage = [r["usage"].get(c, {}) for c in COMPONENTS]
@@ -466,6 +471,50 @@ def write_report(path: Path, results: list[dict]) -> None:
 
 
 COMPONENTS = ("operator", "kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager", "test kubelet")
+CORES = os.cpu_count() or 1
+
+
+def targets(results: list[dict]) -> list[str]:
+    """Each target, met or not, and for a miss the busiest component with the evidence (CPU use)."""
+    by_name = {r["name"]: r for r in results}
+    lines = []
+
+    def check(name: str, what: str, value: str, met: bool) -> None:
+        verdict = "met" if met else f"**missed**; {bottleneck(by_name[name])}"
+        lines.append(f"- {what}: {value} ({by_name[name]['label']}): {verdict}.")
+
+    if "one-experiment" in by_name:
+        r = by_name["one-experiment"]
+        check("one-experiment", "refill p95 under 1 s at 2,000 parallel with realistic durations",
+              _ms(r["refill_p95"]), r["refill_p95"] < 1.0)
+    if "instant" in by_name:
+        r = by_name["instant"]
+        check("instant", "at least 100 trials/s with instant trials", f"{r['trials_per_second']:.1f} trials/s",
+              r["trials_per_second"] >= 100)
+    for r in results:
+        check(r["name"], "at most 4 operator writes per trial", f"{r['operator_writes_per_trial']:.2f}",
+              r["operator_writes_per_trial"] <= 4.0)
+    if "ten-thousand-running" in by_name:
+        r = by_name["ten-thousand-running"]
+        rss = r["usage"].get("operator", {}).get("rss_mib", 0)
+        check("ten-thousand-running", "operator RSS under 500 MB at 10,000 running",
+              f"{rss:.0f} MiB with {r['max_running']} running at once", rss < 500 and r["max_running"] >= 10_000)
+    throttled = ", ".join(f"{r['operator_throttled']:.0f} ({r['name']})" for r in results)
+    lines.append(f"- no 429 storm: the operator got {throttled} 429s.")
+    return lines
+
+
+def bottleneck(result: dict) -> str:
+    """The machine's CPU use over the scenario, and which component used the most of it."""
+    usage = {name: u.get("cpu_seconds", 0.0) for name, u in result["usage"].items()}
+    total = sum(usage.values())
+    busy = total / max(result["seconds"] * CORES, 1e-9)
+    top = sorted(usage.items(), key=lambda item: -item[1])[:3]
+    trials = max(result["trials"], 1)
+    shares = ", ".join(f"{name} {seconds / total:.0%} ({seconds / trials * 1000:.0f} ms per trial)"
+                       for name, seconds in top)
+    saturated = "saturated" if busy >= 0.85 else "not saturated"
+    return (f"the {CORES} cores were {busy:.0%} busy on average ({saturated}); of the CPU used, {shares}")
 
 
 def _ms(seconds: float) -> str:
