@@ -268,8 +268,16 @@ def object_bytes(cluster: ControlPlane, resource: str) -> float:
 
 
 def _ended(cluster: ControlPlane) -> tuple[int, int]:
-    """(experiments ended, trials succeeded so far) from the Experiments' status."""
-    items = cluster.get(f"/apis/kubetune.io/v1alpha1/namespaces/{NAMESPACE}/experiments")["items"]
+    """(experiments ended, trials succeeded so far) from the Experiments' status. A busy API server may
+    answer slowly: the benchmark's own reads are tried again rather than ending the scenario."""
+    for attempt in range(6):
+        try:
+            items = cluster.get(f"/apis/kubetune.io/v1alpha1/namespaces/{NAMESPACE}/experiments")["items"]
+            break
+        except (TimeoutError, OSError):
+            if attempt == 5:
+                raise
+            time.sleep(5)
     statuses = [item.get("status") or {} for item in items]
     return (sum(s.get("phase") in ("Succeeded", "Failed") for s in statuses),
             sum((s.get("trials") or {}).get("succeeded", 0) for s in statuses))

@@ -15,13 +15,23 @@ import pytest
 from conftest import manifest
 from kubetune.cli import main
 from kubetune.core.manifest import load_experiment
-from kubetune.runners.local import LocalRunner, RunnerError
+from kubetune.runners import local_runner
+from kubetune.runners.backend import RunnerError
 
 ROW_FIELDS = {"id", "params", "state", "metrics", "started", "finished"}
 
 
-def rows(out: Path) -> list[dict]:
+def attempt_rows(out: Path) -> list[dict]:
+    """Every row of trials.jsonl: one per ended attempt."""
     return [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+
+
+def rows(out: Path) -> list[dict]:
+    """The latest row of each trial, as a reader of trials.jsonl takes them."""
+    latest: dict[str, dict] = {}
+    for row in attempt_rows(out):
+        latest[row["id"]] = row
+    return list(latest.values())
 
 
 def run_cli(file: Path, out: Path, *extra: str) -> int:
@@ -169,15 +179,20 @@ def test_retries_rerun_a_failed_trial_in_its_slot(write_manifest, tmp_path):
     out = tmp_path / "out"
     assert run_cli(file, out) == 0
     trials = rows(out)
-    assert [(t["state"], t["attempts"]) for t in trials] == [("Succeeded", 3)] * 3
+    assert [(t["state"], t["attempt"]) for t in trials] == [("Succeeded", 3)] * 3
     assert len(list((out / "trials" / trials[0]["id"]).glob("attempt-*.stderr.log"))) == 3
+    every = attempt_rows(out)
+    assert len(every) == 9, "one row per attempt"
+    assert sorted((t["attempt"], t["state"], bool(t.get("retry"))) for t in every if t["id"] == trials[0]["id"]) == [
+        (1, "Failed", True), (2, "Failed", True), (3, "Succeeded", False)]
+    assert trials[0]["message"].startswith("attempt 1 failed (exited with status")
 
     state2 = tmp_path / "state2"
     state2.mkdir()
     file = write_manifest(manifest(maxTrials=2, maxFailedTrials=5, template={"retries": 1},
                                    args=["--x=${params.x}", "--fail-attempts=5", f"--state={state2}"]))
     assert run_cli(file, tmp_path / "out2") == 1
-    assert [(t["state"], t["attempts"]) for t in rows(tmp_path / "out2")] == [("Failed", 2)] * 2
+    assert [(t["state"], t["attempt"]) for t in rows(tmp_path / "out2")] == [("Failed", 2)] * 2
 
 
 def test_target_stops_the_experiment_early(write_manifest, tmp_path):
@@ -214,9 +229,9 @@ def test_refuses_to_overwrite_and_resumes_without_repeating(write_manifest, tmp_
     out = tmp_path / "out"
     assert run_cli(file, out) == 0
     assert run_cli(file, out) == 2, "an existing run is never overwritten"
-    first = rows(out)
+    first = attempt_rows(out)
     assert run_cli(file, out, "--resume", "--max-trials", "7") == 0
-    after = rows(out)
+    after = attempt_rows(out)
     assert after[:4] == first
     assert len(after) == 7 and len({t["id"] for t in after}) == 7
     xs = [t["params"]["x"] for t in after]
@@ -242,7 +257,7 @@ def test_gpu_shares_are_packed_onto_devices(write_manifest, tmp_path):
     out = tmp_path / "out"
     import asyncio
 
-    runner = LocalRunner(experiment, out, tmp_path, gpus=["0", "1"])
+    runner = local_runner(experiment, out, tmp_path, gpus=["0", "1"])
     outcome = asyncio.run(runner.run())
     assert outcome.phase == "Succeeded"
     devices = sorted(r.devices[0] for r in outcome.records)
@@ -269,7 +284,7 @@ def test_gpu_request_without_gpu_is_an_error_unless_no_gpu(write_manifest, tmp_p
     document["spec"]["trialTemplate"]["spec"]["containers"][0].update(command=[sys.executable, "-c", script], args=[])
     experiment = load_experiment(document)
     with pytest.raises(RunnerError, match="--no-gpu"):
-        LocalRunner(experiment, tmp_path / "out", tmp_path, gpus=[])
+        local_runner(experiment, tmp_path / "out", tmp_path, gpus=[]).prepare()
     file = write_manifest(document)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run([sys.executable, "-m", "kubetune.cli", "run", str(file), "--out", str(tmp_path / "o")],

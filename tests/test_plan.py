@@ -5,13 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubetune.core.plan import Limits, Tally, TrialView, decide, should_retry
+from kubetune.core.lifecycle import TrialState
+from kubetune.core.plan import Limits, Tally, Trial, decide
 
 LIMITS = Limits(parallelism=3, max_trials=5, max_failed_trials=1, direction="maximize", target=0.9)
 
 
 def trials(*states_values):
-    return [TrialView(str(i), s, v) for i, (s, v) in enumerate(states_values)]
+    return [Trial(str(i), TrialState(s), v) for i, (s, v) in enumerate(states_values)]
 
 
 def test_fills_free_slots_up_to_max_trials():
@@ -66,13 +67,6 @@ def test_minimize_target():
     assert decide(limits, trials(("Succeeded", 0.05))).reason == "TargetReached"
 
 
-def test_retries_only_failed_attempts_within_budget():
-    assert should_retry("Failed", attempts=1, retries=1)
-    assert not should_retry("Failed", attempts=2, retries=1)
-    assert not should_retry("MetricsUnavailable", attempts=1, retries=3)
-    assert not should_retry("Failed", attempts=1, retries=0)
-
-
 LIFECYCLES = st.lists(st.tuples(
     st.sampled_from([("Queued", "Running"), ("Pending", "Running"), ("Pending",), ("Queued",), ()]),
     st.sampled_from(["Succeeded", "Failed", "MetricsUnavailable", "Killed", None]),
@@ -88,10 +82,10 @@ def test_a_tally_kept_as_trials_move_is_the_tally_of_where_they_ended(lifecycles
     for trial, states, value in moves:
         before = None
         for state in states:
-            kept.moved(trial, before, state, value if state == "Succeeded" else None)
+            kept.moved(trial, before, TrialState(state), value if state == "Succeeded" else None)
             before = state
         if states:
-            final.append(TrialView(trial, states[-1], value if states[-1] == "Succeeded" else None))
+            final.append(Trial(trial, TrialState(states[-1]), value if states[-1] == "Succeeded" else None))
     counted = Tally.of(final, direction)
     assert {k: v for k, v in kept.counts.items() if v} == {k: v for k, v in counted.counts.items() if v}
     assert kept.best == counted.best and kept.total == counted.total and kept.queued == counted.queued

@@ -415,5 +415,5 @@ def test_a_pod_deleted_unseen_is_found_by_the_background_listing_and_its_trial_r
     lists = run(scenario())
     assert lists == 3  # the pods only, once
     trials = {t["metadata"]["name"]: t for t in cluster.of_kind("trials")}
-    assert trials["demo-0"]["status"]["message"] == "attempt 1 failed (the trial's pod disappeared); retrying"
+    assert trials["demo-0"]["status"]["history"] == ["attempt 1 failed (the trial's pod disappeared)"]
     assert ("pods", "default", "demo-0-r2") in cluster.objects

@@ -3,7 +3,8 @@ folded in without undoing what the watch showed meanwhile."""
 
 from __future__ import annotations
 
-from kubetune.core.plan import Tally, TrialView
+from kubetune.core.lifecycle import TrialState
+from kubetune.core.plan import Tally, Trial
 from kubetune.operator.view import ExperimentView
 
 
@@ -28,7 +29,7 @@ def test_counts_best_and_trials_in_flight_follow_every_status_change():
     view.set_status(view.trials["demo-3"], {"phase": "Succeeded", "value": 1.0})  # a tie: the first keeps it
     assert view.best == "demo-1" and view.tally.best == 1.0
     assert view.in_flight() == []
-    views = [TrialView(name, t["status"]["phase"], t["status"].get("value")) for name, t in view.trials.items()]
+    views = [Trial(name, TrialState(t["status"]["phase"]), t["status"].get("value")) for name, t in view.trials.items()]
     assert view.tally.counts == {**Tally.of(views, "minimize").counts, "Pending": 0, "Running": 0}
 
 

@@ -25,11 +25,14 @@ from kubetune.core.crd import all_crds
 from kubetune.core.engine import Optimizer
 from kubetune.core.errors import ManifestError
 from kubetune.core.gpu_sharing import MODES, GpuSharing
+from kubetune.core.lifecycle import TrialRecord
 from kubetune.core.manifest import load_experiment_file
-from kubetune.core.records import TrialRecord, ranked
 from kubetune.core.spec import Experiment
+from kubetune.core.summary import ranked
 from kubetune.core.template import substitute_all
-from kubetune.runners.local import LocalRunner, Outcome, RunnerError
+from kubetune.runners import local_runner
+from kubetune.runners.backend import RunnerError
+from kubetune.runners.driver import RunOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -190,18 +193,19 @@ def _run(args: argparse.Namespace) -> int:
     def on_trial_end(record: TrialRecord) -> None:
         if not args.quiet:
             progress.console.print(_trial_line(record))
-        runner_records = [r for r in runner.records.values() if r.state not in ("Queued", "Running")]
+        runner_records = [r for r in runner.records.values() if r.state.is_finished]
         best = ranked(runner_records, spec.objective.direction)
         progress.update(
             task,
             completed=len(runner_records),
             running=len(runner.running),
-            failed=sum(r.state in ("Failed", "MetricsUnavailable") for r in runner_records),
+            failed=sum(r.state.is_failure for r in runner_records),
             best=f"{best[0].value:.6g}" if best else "-",
         )
 
-    runner = LocalRunner(experiment, out, args.file.resolve().parent, resume=args.resume, no_gpu=args.no_gpu,
-                         on_trial_end=on_trial_end)
+    runner = local_runner(experiment, out, args.file.resolve().parent, resume=args.resume, no_gpu=args.no_gpu,
+                          on_trial_end=on_trial_end)
+    runner.prepare()
     for warning in runner.warnings:
         errors.print(f"[yellow]warning:[/] {escape(str(warning))}", markup=True)
     pace = f"{runner.at_once} at a time"
@@ -210,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
     console.print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
                   f"trials, {pace}; results in {out}")
     with progress:
-        done_before = sum(r.state not in ("Queued", "Running") for r in runner.records.values())
+        done_before = sum(r.state.is_finished for r in runner.records.values())
         progress.update(task, completed=done_before)
         outcome = asyncio.run(runner.run())
     _print_outcome(outcome, experiment, out, args.file)
@@ -229,7 +233,7 @@ def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _print_outcome(outcome: Outcome, experiment: Experiment, out: Path, file: Path) -> None:
+def _print_outcome(outcome: RunOutcome, experiment: Experiment, out: Path, file: Path) -> None:
     spec = experiment.spec
     best = ranked(outcome.records, spec.objective.direction)[:5]
     if best:

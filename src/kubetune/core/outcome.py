@@ -11,26 +11,11 @@ otherwise from the container log, which the caller fetches only when :func:`need
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, field
 from typing import Any
 
-from kubetune.core.metrics import MetricLog, final_metrics, objective_value, parse_text
+from kubetune.core.collect import Source, from_output, from_summary
+from kubetune.core.lifecycle import AttemptResult, TrialState
 from kubetune.core.spec import Objective
-
-
-@dataclass
-class Outcome:
-    state: str  # Pending | Running | Succeeded | Failed | MetricsUnavailable
-    value: float | None = None
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    reason: str | None = None
-    message: str | None = None
-    exit_code: int | None = None
-
-    @property
-    def ended(self) -> bool:
-        return self.state not in ("Pending", "Running")
 
 
 def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -95,53 +80,31 @@ def has_ended(pod: dict[str, Any]) -> bool:
     return pod.get("status", {}).get("phase") in ("Succeeded", "Failed") or _terminated(pod) is not None
 
 
-def outcome(pod: dict[str, Any], objective: Objective, log: str | None = None) -> Outcome:
+def outcome(pod: dict[str, Any], objective: Objective, log: str | None = None) -> AttemptResult:
+    """How the attempt in ``pod`` stands: ``Pending``/``Running``, or ended with its result (``log``: the
+    container's log, when :func:`needs_log` asked for it)."""
     status = pod.get("status", {})
     phase = status.get("phase", "Pending")
     terminated = _terminated(pod)
     if phase in ("Pending", "Running") and terminated is None:
-        return Outcome(phase)
+        return AttemptResult(TrialState(phase))
     disruption = _disruption(status)
     if phase == "Failed" and (terminated is None or status.get("reason") or disruption):
         # the pod's own reason (Evicted, DeadlineExceeded) or disruption says more than its container's exit code
         reason = status.get("reason") or (disruption or {}).get("reason") or "PodFailed"
         if reason == "DeadlineExceeded":
-            return Outcome("Failed", reason="Timeout", message="ran longer than timeoutSeconds")
+            return AttemptResult(TrialState.FAILED, reason="Timeout", message="ran longer than timeoutSeconds")
         message = status.get("message") or (disruption or {}).get("message") or f"the pod failed ({reason})"
-        return Outcome("Failed", reason=reason, message=f"{reason}: {message}" if reason not in message else message)
+        return AttemptResult(TrialState.FAILED, reason=reason,
+                             message=f"{reason}: {message}" if reason not in message else message)
     terminated = terminated or {}
     exit_code = terminated.get("exitCode")
     if exit_code != 0:
         reason = terminated.get("reason") or "Error"
         detail = (terminated.get("message") or "").strip().splitlines()[-3:]
         message = f"exited with status {exit_code} ({reason})" + (": " + " | ".join(detail) if detail else "")
-        return Outcome("Failed", reason="ExitCode", message=message[:500], exit_code=exit_code)
-    return _metrics_outcome(terminated.get("message"), log, objective)
-
-
-def _metrics_outcome(message: str | None, log: str | None, objective: Objective) -> Outcome:
-    names = [objective.metric, *objective.additional_metrics]
-    summary = summary_from_message(message)
+        return AttemptResult(TrialState.FAILED, reason="ExitCode", message=message[:500], exit_code=exit_code)
+    summary = summary_from_message(terminated.get("message"))
     if summary is not None:
-        value = _summary_value(summary.get(objective.metric), objective.strategy)
-        metrics = {n: _finite(summary[n].get("latest")) for n in names if n in summary}
-        if objective.metric in summary:
-            metrics[objective.metric] = value
-    else:
-        parsed: MetricLog = parse_text(log or "", names)
-        value = objective_value(parsed, objective.metric, objective.strategy)
-        metrics = final_metrics(parsed, objective.metric, objective.strategy)
-    if value is None:
-        return Outcome("MetricsUnavailable", metrics=metrics, reason="MetricsUnavailable", exit_code=0,
-                       message=f"the trial exited 0 without a finite {objective.metric}")
-    return Outcome("Succeeded", value=value, metrics=metrics, exit_code=0)
-
-
-def _summary_value(entry: dict[str, float] | None, strategy: str) -> float | None:
-    if not entry:
-        return None
-    return _finite(entry.get(strategy))
-
-
-def _finite(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+        return from_summary(objective, summary)
+    return from_output(objective, [Source("its log", log or "")])

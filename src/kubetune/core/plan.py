@@ -5,24 +5,19 @@ It is a pure function of the present state (level-triggered, as a Kubernetes con
 caller lists its trials, calls :func:`decide`, and carries out the decision. Nothing is remembered between
 calls, so a restarted runner or operator decides exactly as the one before it would have.
 
-States: ``Queued`` (created, not started: a trial re-run after an interruption), ``Pending`` and
-``Running`` (started), ``Succeeded``, ``Failed``, ``MetricsUnavailable`` and ``Killed``. Both ``Failed`` and
-``MetricsUnavailable`` count towards ``maxFailedTrials``: a trial that never reports its metric is as
-useless to the search as one that crashed.
+The trial states and their sets are those of :mod:`kubetune.core.lifecycle`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
+from kubetune.core.lifecycle import ACTIVE, FAILED, STARTED, TrialState
 from kubetune.core.spec import ExperimentSpec
 
 Phase = Literal["Running", "Succeeded", "Failed"]
-STARTED = ("Pending", "Running")
-ACTIVE = ("Queued", *STARTED)
-FAILED = ("Failed", "MetricsUnavailable")
 
 
 @dataclass(frozen=True)
@@ -53,10 +48,25 @@ class Limits:
         return value >= self.target if self.direction == "maximize" else value <= self.target
 
 
+class TrialView(Protocol):
+    """What a decision reads of a trial (a :class:`~kubetune.core.lifecycle.TrialRecord` is one)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def state(self) -> TrialState: ...
+
+    @property
+    def value(self) -> float | None: ...
+
+
 @dataclass(frozen=True)
-class TrialView:
+class Trial:
+    """A bare :class:`TrialView`."""
+
     id: str
-    state: str
+    state: TrialState
     value: float | None = None
 
 
@@ -67,6 +77,7 @@ class Decision:
     message: str
     start: list[str] = field(default_factory=list)  # queued trials to start now
     create: int = 0  # new trials to ask the optimizer for and start now
+    stop: list[str] = field(default_factory=list)  # started trials to stop now (early stopping's seam)
     stop_running: bool = False  # the experiment is over: stop what still runs
 
 
@@ -77,7 +88,7 @@ class Tally:
     (:meth:`moved`) rather than count thousands of trials for every decision."""
 
     direction: Literal["minimize", "maximize"]
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[TrialState, int] = field(default_factory=dict)
     best: float | None = None
     queued: list[str] = field(default_factory=list)
 
@@ -88,24 +99,24 @@ class Tally:
             tally.moved(trial.id, None, trial.state, trial.value)
         return tally
 
-    def moved(self, trial: str, before: str | None, after: str, value: float | None = None) -> None:
+    def moved(self, trial: str, before: TrialState | None, after: TrialState, value: float | None = None) -> None:
         """Trial ``trial`` went from state ``before`` (None: it is new) to ``after``, with ``value`` once
         Succeeded. A Succeeded trial is final: it never moves again."""
         if before is not None:
             self.counts[before] -= 1
-            if before == "Queued":
+            if before == TrialState.QUEUED:
                 self.queued.remove(trial)
         self.counts[after] = self.counts.get(after, 0) + 1
-        if after == "Queued":
+        if after == TrialState.QUEUED:
             self.queued.append(trial)
-        if after == "Succeeded" and value is not None and (self.best is None or self.improves(value)):
+        if after == TrialState.SUCCEEDED and value is not None and (self.best is None or self.improves(value)):
             self.best = value
 
     def improves(self, value: float) -> bool:
         assert self.best is not None
         return value > self.best if self.direction == "maximize" else value < self.best
 
-    def count(self, *states: str) -> int:
+    def count(self, states: Iterable[TrialState]) -> int:
         return sum(self.counts.get(state, 0) for state in states)
 
     @property
@@ -118,9 +129,9 @@ def decide(limits: Limits, trials: Iterable[TrialView] | Tally, exhausted: bool 
     assignment to give."""
     tally = trials if isinstance(trials, Tally) else Tally.of(trials, limits.direction)
     counts = tally.counts
-    failed = tally.count(*FAILED)
-    started = tally.count(*STARTED)
-    active = started + tally.count("Queued")
+    failed = tally.count(FAILED)
+    started = tally.count(STARTED)
+    active = tally.count(ACTIVE)
     best = tally.best
 
     if best is not None and limits.reaches_target(best):
@@ -133,7 +144,7 @@ def decide(limits: Limits, trials: Iterable[TrialView] | Tally, exhausted: bool 
     remaining = limits.max_trials - tally.total
     if active == 0 and (remaining <= 0 or exhausted):
         reason = "MaxTrialsReached" if remaining <= 0 else "SearchSpaceExhausted"
-        if counts.get("Succeeded", 0) == 0:
+        if counts.get(TrialState.SUCCEEDED, 0) == 0:
             return Decision("Failed", "NoSuccessfulTrial", f"{reason}: no trial reported the objective")
         return Decision("Succeeded", reason, f"{tally.total} trials finished; best objective {best}")
     if limits.suspend:
@@ -143,22 +154,3 @@ def decide(limits: Limits, trials: Iterable[TrialView] | Tally, exhausted: bool 
     create = 0 if exhausted else max(min(free - len(start), remaining), 0)
     return Decision("Running", "TrialsRunning", f"{started + len(start) + create} trials running",
                     start=start, create=create)
-
-
-def should_retry(state: str, attempts: int, retries: int) -> bool:
-    """A trial whose attempt ``attempts`` (1-based) ended in ``state`` runs again in its own slot."""
-    return state == "Failed" and attempts <= retries
-
-
-def count_states(trials: Iterable[TrialView]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state] = counts.get(t.state, 0) + 1
-    return counts
-
-
-def best_value(trials: Iterable[TrialView], direction: str) -> float | None:
-    values = [t.value for t in trials if t.state == "Succeeded" and t.value is not None]
-    if not values:
-        return None
-    return max(values) if direction == "maximize" else min(values)

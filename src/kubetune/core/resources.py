@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-TrialPhase = Literal["Pending", "Running", "Succeeded", "Failed", "MetricsUnavailable", "Killed"]
+from kubetune.core.lifecycle import TrialState
+
 ExperimentPhase = Literal["Created", "Running", "Succeeded", "Failed"]
 
 
@@ -28,10 +29,11 @@ class TrialSpec(_Record):
 
 
 class TrialStatus(_Record):
-    phase: TrialPhase = Field(default="Pending", description="Where the trial is in its life.")
+    phase: TrialState = Field(default=TrialState.PENDING, description="Where the trial is in its life.")
     value: float | None = Field(default=None, description="The objective value, once Succeeded.")
     metrics: dict[str, float | None] = Field(default_factory=dict, description="Final value of each metric.")
     attempts: int = Field(default=0, ge=0, description="Pods started for this trial (retries included).")
+    history: list[str] = Field(default_factory=list, description="Why each earlier attempt failed, when retried.")
     pod: str | None = Field(default=None, description="The pod of the current or last attempt.")
     reason: str | None = Field(default=None, description="Why the trial ended as it did, in one word.")
     message: str | None = Field(default=None, description="Why the trial ended as it did, for people.")
@@ -48,6 +50,16 @@ class TrialCounts(_Record):
     failed: int = 0
     metrics_unavailable: int = 0
     killed: int = 0
+
+    @classmethod
+    def of(cls, counts: dict[TrialState, int], pending: int, running: int) -> TrialCounts:
+        """Counts of trials by state; ``pending`` and ``running`` as the pods say (they know first)."""
+        finished = {FINISHED_FIELDS[state]: n for state, n in counts.items() if state in FINISHED_FIELDS}
+        return cls(created=sum(counts.values()), pending=pending, running=running, **finished)
+
+
+FINISHED_FIELDS = {TrialState.SUCCEEDED: "succeeded", TrialState.FAILED: "failed",
+                   TrialState.METRICS_UNAVAILABLE: "metrics_unavailable", TrialState.KILLED: "killed"}
 
 
 class BestTrial(_Record):

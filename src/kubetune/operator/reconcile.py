@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,16 +35,27 @@ from kubetune.core.crd import GROUP, VERSION
 from kubetune.core.engine import Optimizer
 from kubetune.core.errors import ManifestError
 from kubetune.core.gpu_sharing import GpuSharing, GpuSharingError, place
+from kubetune.core.lifecycle import (
+    ACTIVE,
+    AttemptResult,
+    TrialRecord,
+    TrialState,
+    build_optimizer,
+    inform,
+    iso,
+    kill,
+    settle,
+    trial_name,
+)
 from kubetune.core.manifest import load_experiment
 from kubetune.core.outcome import essentials, needs_log, outcome
-from kubetune.core.plan import Limits, decide, should_retry
+from kubetune.core.plan import Limits, decide
 from kubetune.core.pods import EXPERIMENT_LABEL, TRIAL_LABEL, render_pod
-from kubetune.core.records import iso, trial_name
 from kubetune.core.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
 from kubetune.operator.metrics import OperatorMetrics
-from kubetune.operator.view import ACTIVE, ExperimentView, phase, trial_essentials
+from kubetune.operator.view import ExperimentView, phase, trial_essentials
 
 logger = logging.getLogger("kubetune.operator")
 STATUS_INTERVAL_SECONDS = 2.0
@@ -66,7 +77,6 @@ WRITE_BEHIND_CONCURRENCY = 8
 class _Cache:
     optimizer: Optimizer
     generation_key: tuple
-    pending: set[str] = field(default_factory=set)  # trial numbers the optimizer holds as pending
     last_status: dict[str, Any] | None = None
     last_patch: float = 0.0
 
@@ -146,7 +156,7 @@ class Reconciler:
             # the trials whose pod runs but who are not marked Running yet (following any other trial that has
             # not settled would change nothing)
             settled = {id(t) for t in settling}
-            starting = [t for t in active if id(t) not in settled and phase(t) != "Running"
+            starting = [t for t in active if id(t) not in settled and phase(t) is not TrialState.RUNNING
                         and view.pod_phase(t) == "Running"]
             await self._each(starting[:RUNNING_UPDATES_PER_PASS],
                              lambda trial: self._follow(experiment, trial, view, cache, results))
@@ -156,7 +166,7 @@ class Reconciler:
             else:
                 await self._each(results, lambda write: write())
         status = self._status(experiment, view, decision, current)
-        done = decision.phase != "Running" and view.tally.count(*ACTIVE) == 0
+        done = decision.phase != "Running" and view.tally.count(ACTIVE) == 0
         if done:
             await self.drain(key)
             # a result that could not be written (its view was dropped) keeps the experiment going: the next pass
@@ -168,7 +178,7 @@ class Reconciler:
         if done:
             self.forget_view(key)
             self._experiments.pop(key, None)
-        self.metrics.experiment_seen(key, status["phase"], view.tally.count(*ACTIVE))
+        self.metrics.experiment_seen(key, status["phase"], view.tally.count(ACTIVE))
         return PassResult(status, done=done)
 
     async def report_problem(self, body: dict[str, Any], reason: str, message: str) -> None:
@@ -209,11 +219,8 @@ class Reconciler:
         cache = self._caches.get(uid)
         if cache is not None and cache.generation_key == key:
             return cache
-        past = [{"id": str(t["spec"]["number"]), "params": t["spec"]["params"], "state": phase(t),
-                 "value": (t.get("status") or {}).get("value")} for t in trials.values()]
-        optimizer = Optimizer(spec.parameters, direction=spec.objective.direction, algorithm=spec.algorithm.name,
-                              settings=spec.algorithm.settings, seed=spec.seed, trials=past)
-        cache = _Cache(optimizer, key, pending=set(optimizer.pending))
+        optimizer = build_optimizer(spec, [TrialRecord.from_trial(t) for t in trials.values()])
+        cache = _Cache(optimizer, key)
         self._caches[uid] = cache
         return cache
 
@@ -281,67 +288,51 @@ class Reconciler:
         """Brings one trial up to date with its pod. Its final state is written into the view at once and its
         status patch appended to ``results``, for the pass to write after its refills."""
         namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
-        status = dict(trial.get("status") or {})
-        attempts, pod = view.latest_pod(trial)
-        if attempts == 0:
-            await self._start_pod(experiment, trial, 1, status, view)
+        record = TrialRecord.from_trial(trial)
+        record.attempts, pod = view.latest_pod(trial)
+        if record.attempts == 0:
+            await self._start_pod(experiment, trial, record, view)
             return
-        if pod is None:
-            result_state, reason, message = "Failed", "PodDeleted", "the trial's pod disappeared"
-            result = None
-        else:
-            log = None
-            if needs_log(pod):
-                try:
-                    container = pod["spec"]["containers"][0]["name"]
-                    log = await self.api.pod_log(namespace, pod["metadata"]["name"], container)
-                except NotFound:
-                    log = ""
-            result = outcome(pod, experiment.spec.objective, log)
-            if not result.ended:
-                if result.state == "Running" and status.get("phase") != "Running":
-                    status.update(phase="Running", attempts=attempts, pod=pod["metadata"]["name"])
-                    await self._patch_trial(namespace, trial, status, view)
-                return
-            result_state, reason, message = result.state, result.reason, result.message
-        history = _retry_history(status)
-        if should_retry(result_state, attempts, experiment.spec.trial_template.retries):
-            note = f"attempt {attempts} failed ({message})"
-            status.update(message=f"{history}; {note}{RETRYING}" if history else f"{note}{RETRYING}")
-            await self._start_pod(experiment, trial, attempts + 1, status, view)
+        result = await self._attempt(experiment, pod)
+        if not result.ended:
+            if result.state is TrialState.RUNNING and record.state is not TrialState.RUNNING:
+                record.state, record.pod = TrialState.RUNNING, pod["metadata"]["name"] if pod else record.pod
+                await self._patch_trial(namespace, trial, record.status(), view)
             return
-        if history:  # why the trial needed more than one attempt stays in its record
-            message = f"{history}; attempt {attempts} {'succeeded' if message is None else f'failed ({message})'}"
-        status.update(phase=result_state, attempts=attempts, reason=reason, message=message,
-                      completionTime=iso(self.clock()))
-        if result is not None:
-            status.update(value=result.value, metrics=result.metrics, exitCode=result.exit_code)
-        final = {k: v for k, v in status.items() if v is not None}
+        if settle(record, result, experiment.spec.trial_template.retries, self.clock()):
+            await self._start_pod(experiment, trial, record, view)
+            return
+        final = record.status()
         view.set_status(trial, final)
         results.append(lambda: self.api.patch_status("trials", namespace, name, final))
-        self.metrics.trials_finished.labels(result_state).inc()
-        self._record(cache, trial, result_state, status.get("value"))
+        self.metrics.trials_finished.labels(str(record.state)).inc()
+        inform(cache.optimizer, record)
 
-    def _record(self, cache: _Cache, trial: dict, state: str, value: float | None) -> None:
-        number = str(trial["spec"]["number"])
-        if number not in cache.pending:
-            return
-        cache.pending.discard(number)
-        if state == "Succeeded" and value is not None:
-            cache.optimizer.tell(number, value)
-        else:
-            cache.optimizer.fail(number)
+    async def _attempt(self, experiment: Experiment, pod: dict | None) -> AttemptResult:
+        """How the trial's latest attempt stands, from its pod (and its log, when the result is only there)."""
+        if pod is None:
+            return AttemptResult(TrialState.FAILED, reason="PodDeleted", message="the trial's pod disappeared")
+        log = None
+        if needs_log(pod):
+            try:
+                container = pod["spec"]["containers"][0]["name"]
+                log = await self.api.pod_log(experiment.metadata.namespace, pod["metadata"]["name"], container)
+            except NotFound:
+                log = ""
+        return outcome(pod, experiment.spec.objective, log)
 
-    async def _start_pod(self, experiment: Experiment, trial: dict, attempt: int, status: dict,
-                         view: ExperimentView) -> None:
+    async def _start_pod(self, experiment: Experiment, trial: dict, record: TrialRecord, view: ExperimentView
+                         ) -> None:
+        """Starts the trial's next attempt: its pod, and the status that says so."""
         namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
-        owner = _owner(trial, "Trial")
-        pod = render_pod(experiment, name, trial["spec"]["params"], self.sharing, attempt=attempt, owner=owner)
+        record.start(self.clock())
+        pod = render_pod(experiment, name, trial["spec"]["params"], self.sharing, attempt=record.attempts,
+                         owner=_owner(trial, "Trial"))
         with contextlib.suppress(Conflict):  # created by an earlier pass that was cut short
             await self.api.create("pods", namespace, pod)
         view.created(name, essentials(pod))
-        status.update(phase="Pending", attempts=attempt, pod=pod["metadata"]["name"], startTime=iso(self.clock()))
-        await self._patch_trial(namespace, trial, status, view)
+        record.pod = pod["metadata"]["name"]
+        await self._patch_trial(namespace, trial, record.status(), view)
 
     async def _patch_trial(self, namespace: str, trial: dict, status: dict, view: ExperimentView) -> None:
         await self.api.patch_status("trials", namespace, trial["metadata"]["name"], status)
@@ -354,8 +345,6 @@ class Reconciler:
         with self.metrics.suggestion_seconds.time():
             suggestions = await asyncio.to_thread(cache.optimizer.ask, count)
         self.metrics.suggestions.inc(len(suggestions))
-        for suggestion in suggestions:
-            cache.pending.add(suggestion.id)
         await self._each(suggestions, lambda suggestion: self._launch(experiment, body, view, suggestion))
 
     async def _launch(self, experiment: Experiment, body: dict, view: ExperimentView, suggestion) -> None:
@@ -377,8 +366,12 @@ class Reconciler:
             created = trial
         known = (created or {}).get("metadata") or {}
         trial = trial_essentials({**trial, "metadata": {**trial["metadata"], **known}})
-        pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=1, owner=_owner(trial, "Trial"))
-        trial["status"] = {"phase": "Pending", "attempts": 1, "pod": pod["metadata"]["name"]}
+        record = TrialRecord(name, number, suggestion.params)
+        record.start(self.clock())
+        pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=record.attempts,
+                         owner=_owner(trial, "Trial"))
+        record.pod = pod["metadata"]["name"]
+        trial["status"] = record.status()  # known to the view; written with the trial's next change
         view.add(trial)
         with contextlib.suppress(Conflict):
             await self.api.create("pods", namespace, pod)
@@ -390,15 +383,14 @@ class Reconciler:
     async def _kill(self, experiment: Experiment, trial: dict, view: ExperimentView, reason: str,
                     cache: _Cache) -> None:
         namespace = experiment.metadata.namespace
-        status = dict(trial.get("status") or {})
         for pod in list(view.pods.get(trial["metadata"]["name"], {}).values()):
             with contextlib.suppress(NotFound):
                 await self.api.delete("pods", namespace, pod["metadata"]["name"])
-        status.update(phase="Killed", reason=reason, message=f"experiment ended: {reason}",
-                      completionTime=iso(self.clock()))
-        await self._patch_trial(namespace, trial, status, view)
-        self.metrics.trials_finished.labels("Killed").inc()
-        self._record(cache, trial, "Killed", None)
+        record = TrialRecord.from_trial(trial)
+        kill(record, reason, self.clock())
+        await self._patch_trial(namespace, trial, record.status(), view)
+        self.metrics.trials_finished.labels(str(record.state)).inc()
+        inform(cache.optimizer, record)
 
     async def _each(self, items, action, limit: int = CONCURRENCY) -> None:
         """Runs ``action`` on every item, at most ``limit`` API conversations at a time: a pass that
@@ -413,16 +405,8 @@ class Reconciler:
 
     # -- experiment status ---------------------------------------------------------------------------------
     def _status(self, experiment: Experiment, view: ExperimentView, decision, current: dict) -> dict[str, Any]:
-        counts = TrialCounts(created=view.tally.total)
-        for state, count in view.tally.counts.items():
-            if state not in ACTIVE:
-                field_name = {"MetricsUnavailable": "metrics_unavailable"}.get(state, state.lower())
-                setattr(counts, field_name, count)
-        for trial in view.in_flight():  # the pod knows first (a trial's own Running mark may lag behind at scale)
-            if phase(trial) == "Running" or view.pod_phase(trial) == "Running":
-                counts.running += 1
-            else:
-                counts.pending += 1
+        running = sum(phase(t) is TrialState.RUNNING or view.pod_phase(t) == "Running" for t in view.in_flight())
+        counts = TrialCounts.of(view.tally.counts, pending=len(view.active) - running, running=running)
         best = None
         if view.best is not None and view.tally.best is not None:
             top = view.trials[view.best]
@@ -447,15 +431,6 @@ class Reconciler:
             return
         await self.api.patch_status("experiments", namespace, name, status)
         cache.last_status, cache.last_patch = comparable, now
-
-
-RETRYING = "; retrying"
-
-
-def _retry_history(status: dict) -> str | None:
-    """The notes of a retrying trial's earlier attempts ("attempt 1 failed (...)"), from its status message."""
-    message = status.get("message") or ""
-    return message.removesuffix(RETRYING)[-2000:] if message.endswith(RETRYING) else None
 
 
 def _owner(obj: dict, kind: str) -> dict[str, Any]:

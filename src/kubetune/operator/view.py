@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from kubetune.core.lifecycle import TrialState
 from kubetune.core.outcome import has_ended
 from kubetune.core.plan import Tally
 from kubetune.core.pods import ATTEMPT_LABEL, TRIAL_LABEL, pod_name
 
-ACTIVE = ("Pending", "Running")
 PHASE_ORDER = {"Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
 PodsByTrial = dict[str, dict[str, dict]]  # trial name -> pod name -> pod
 
@@ -47,7 +47,7 @@ class ExperimentView:
         trial["status"] = status
         self._moved(trial, before)
 
-    def _moved(self, trial: dict, before: str | None) -> None:
+    def _moved(self, trial: dict, before: TrialState | None) -> None:
         name, after = trial["metadata"]["name"], phase(trial)
         if before == after:
             return
@@ -55,7 +55,7 @@ class ExperimentView:
         self.tally.moved(name, before, after, (trial.get("status") or {}).get("value"))
         if self.tally.best != best:
             self.best = name
-        if after in ACTIVE:
+        if after.is_active:
             self.active[name] = None
         else:
             self.active.pop(name, None)
@@ -142,8 +142,9 @@ def trial_essentials(trial: dict) -> dict:
             "spec": trial.get("spec") or {}, **({"status": trial["status"]} if trial.get("status") else {})}
 
 
-def phase(trial: dict) -> str:
-    return (trial.get("status") or {}).get("phase", "Pending")
+def phase(trial: dict) -> TrialState:
+    """The trial's state as its status says (a Trial is created with its first pod, so it starts Pending)."""
+    return TrialState((trial.get("status") or {}).get("phase", "Pending"))
 
 
 def number(trial: dict) -> int:

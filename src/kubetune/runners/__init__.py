@@ -1,1 +1,20 @@
-"""Shells that run an experiment's trials: the local process runner (and, later, Ray)."""
+"""Running an experiment without a cluster: :class:`~kubetune.runners.driver.Runner` over a backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from kubetune.core.lifecycle import TrialRecord
+from kubetune.core.spec import Experiment
+from kubetune.runners.driver import Runner
+from kubetune.runners.process import ProcessBackend
+from kubetune.runners.run_folder import RunFolder
+
+
+def local_runner(experiment: Experiment, out: Path, workdir: Path, *, resume: bool = False, no_gpu: bool = False,
+                 gpus: list[str] | None = None,
+                 on_trial_end: Callable[[TrialRecord], None] = lambda _record: None) -> Runner:
+    """The runner of ``kubetune run``: trials as processes on this machine, results in ``out``."""
+    backend = ProcessBackend(experiment.spec.trial_template.resources.gpu, no_gpu=no_gpu, gpus=gpus)
+    return Runner(experiment, RunFolder(out), backend, workdir, resume=resume, on_trial_end=on_trial_end)

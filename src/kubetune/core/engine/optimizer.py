@@ -75,6 +75,7 @@ class Optimizer:
         self._rng = np.random.default_rng(self.seed)
         self._taken: set[tuple] = set()
         self._next_number = 0
+        self._gave_up = False
         for record in self.trials:
             self._restore(record)
 
@@ -95,6 +96,8 @@ class Optimizer:
             chosen.extend(self._add(p) for p in proposals[: n - len(chosen)] if self._claim(p))
         if len(chosen) < n and self._capacity <= ENUMERATION_LIMIT and not self._strategy_is_exhaustive:
             chosen.extend(self._add(p) for p in self._fill_from_enumeration(n - len(chosen)))
+        if len(chosen) < n:
+            self._gave_up = True
         return chosen
 
     def tell(self, trial_id: str, value: float) -> None:
@@ -113,6 +116,10 @@ class Optimizer:
     def pending(self) -> list[str]:
         return [t.id for t in self._trials.values() if t.state == "pending"]
 
+    def is_pending(self, trial_id: str) -> bool:
+        trial = self._trials.get(str(trial_id))
+        return trial is not None and trial.state == "pending"
+
     @property
     def best(self) -> tuple[Params, float] | None:
         completed = [t for t in self._trials.values() if t.state == "completed"]
@@ -126,8 +133,9 @@ class Optimizer:
 
     @property
     def exhausted(self) -> bool:
-        """True when every assignment of a finite space has been tried or is running."""
-        return len(self._taken) >= self._capacity
+        """True when the space has nothing new to give: every assignment of a finite space has been tried or
+        is running, or an ask found fewer new assignments than it was asked for."""
+        return self._gave_up or len(self._taken) >= self._capacity
 
     # -- internals ----------------------------------------------------------------------------------------
     def _loss(self, value: float) -> float:

@@ -15,6 +15,12 @@ class RandomSettings(StrategySettings):
 class RandomSearch:
     def __init__(self, space: Space, settings: RandomSettings):
         self.space = space
+        self._started = False
 
     def propose(self, n: int, history: History, rng: np.random.Generator) -> list[Params]:
+        if not self._started:
+            # A resumed run continues the seeded stream where the trials so far left it (one draw per column
+            # and trial) instead of replaying their points.
+            self._started = True
+            rng.bit_generator.advance(len(history.taken_keys) * self.space.n_columns)
         return self.space.decode_many(rng.random((n, self.space.n_columns)))

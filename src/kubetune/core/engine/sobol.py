@@ -22,14 +22,18 @@ class SobolSearch:
         self.settings = settings
         self._engine: qmc.Sobol | None = None
 
-    def points(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """The next ``n`` points of the sequence, ``(n, n_columns)``; the sequence is seeded from ``rng``."""
+    def points(self, n: int, rng: np.random.Generator, skip: int = 0) -> np.ndarray:
+        """The next ``n`` points of the sequence, ``(n, n_columns)``; the sequence is seeded from ``rng``, and
+        starts ``skip`` points in when this is the first call."""
         if self._engine is None:
             self._engine = qmc.Sobol(self.space.n_columns, scramble=self.settings.scramble, seed=rng)
+            # A resumed run goes on where the trials so far left the sequence, instead of replaying it.
+            if skip:
+                self._engine.fast_forward(skip)
         with warnings.catch_warnings():
             # Balance is best at powers of two, but trials are asked for one slot at a time.
             warnings.simplefilter("ignore", UserWarning)
             return self._engine.random(n)
 
     def propose(self, n: int, history: History, rng: np.random.Generator) -> list[Params]:
-        return self.space.decode_many(self.points(n, rng))
+        return self.space.decode_many(self.points(n, rng, skip=len(history.taken_keys)))
