@@ -1,0 +1,160 @@
+"""One scenario suite, two shells: the same experiments run by the local runner (trials as processes) and by
+the operator's reconciler (against the in-memory cluster and its test kubelet) end the same way, so the
+shells cannot drift apart. Each trial does what the scenario's plan says for its number and attempt
+(``tests/trials/scenario.py`` locally, the test kubelet in the cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_cluster import FakeCluster, FakeKubelet
+
+from conftest import TRIALS, manifest
+from kubetune.core.gpu_sharing import GpuSharing
+from kubetune.core.lifecycle import TrialRecord
+from kubetune.core.manifest import load_experiment
+from kubetune.core.summary import latest_by_id, parse_rows
+from kubetune.operator.reconcile import Reconciler
+from kubetune.runners import local_runner
+
+
+@dataclass
+class Ended:
+    phase: str
+    reason: str
+    trials: dict[int, dict[str, Any]]  # number -> state, attempts, params
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    spec: dict[str, Any]
+    plan: dict[str, list[str]]
+    interrupt_after: int | None = None  # the runner is interrupted (locally) or restarted (the operator) then
+
+
+SCENARIOS = [
+    Scenario("retry", {"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 0, "template": {"retries": 1}},
+             {"default": ["ok"], "0": ["fail", "ok"], "2": ["fail", "fail"]}),
+    Scenario("target", {"maxTrials": 20, "parallelism": 1,
+                        "objective": {"metric": "loss", "direction": "minimize", "target": 1000}},
+             {"default": ["ok"]}),
+    Scenario("stop", {"maxTrials": 20, "parallelism": 3,
+                      "objective": {"metric": "loss", "direction": "minimize", "target": 1000}},
+             {"default": ["slow"], "0": ["ok"]}),
+    Scenario("max-failed", {"maxTrials": 10, "parallelism": 1, "maxFailedTrials": 1},
+             {"default": ["fail"], "1": ["nometrics"]}),
+    Scenario("exhausted space", {"maxTrials": 10, "parallelism": 2, "algorithm": {"name": "grid"},
+                                 "parameters": [{"name": "x", "type": "int", "min": 0, "max": 2}]},
+             {"default": ["ok"]}),
+    Scenario("resume after an interruption", {"maxTrials": 8, "parallelism": 2}, {"default": ["ok"]},
+             interrupt_after=3),
+]
+EXPECTED = {
+    "retry": ("Failed", "MaxFailedTrialsReached", {0: ("Succeeded", 2), 2: ("Failed", 2)}),
+    "target": ("Succeeded", "TargetReached", {0: ("Succeeded", 1)}),
+    "stop": ("Succeeded", "TargetReached", {0: ("Succeeded", 1), 1: ("Killed", 1), 2: ("Killed", 1)}),
+    "max-failed": ("Failed", "MaxFailedTrialsReached", {0: ("Failed", 1), 1: ("MetricsUnavailable", 1)}),
+    "exhausted space": ("Succeeded", "SearchSpaceExhausted", {0: ("Succeeded", 1), 1: ("Succeeded", 1),
+                                                              2: ("Succeeded", 1)}),
+    "resume after an interruption": ("Succeeded", "MaxTrialsReached",
+                                     {n: ("Succeeded", None) for n in range(8)}),
+}
+
+
+def document(scenario: Scenario) -> dict[str, Any]:
+    spec = {"algorithm": {"name": "random"}, **scenario.spec}
+    doc = manifest(**spec)
+    container = doc["spec"]["trialTemplate"]["spec"]["containers"][0]
+    container.update(command=[sys.executable, str(TRIALS / "scenario.py")], args=[],
+                     env=[{"name": "SCENARIO_PLAN", "value": json.dumps(scenario.plan)}])
+    return doc
+
+
+def run_locally(scenario: Scenario, tmp_path: Path) -> Ended:
+    doc = document(scenario)
+    state = tmp_path / "state"
+    state.mkdir()
+    doc["spec"]["trialTemplate"]["spec"]["containers"][0]["env"].append(
+        {"name": "SCENARIO_STATE", "value": str(state)})
+    experiment = load_experiment(doc)
+    out = tmp_path / "out"
+    ended: list[TrialRecord] = []
+
+    def interrupt(record: TrialRecord) -> None:
+        ended.append(record)
+        if len(ended) == scenario.interrupt_after:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = asyncio.run(local_runner(experiment, out, tmp_path, on_trial_end=interrupt).run())
+    if scenario.interrupt_after is not None:
+        assert first.phase == "Interrupted"
+        first = asyncio.run(local_runner(experiment, out, tmp_path, resume=True).run())
+    rows, problems = parse_rows((out / "trials.jsonl").read_text().splitlines())
+    assert not problems
+    latest = latest_by_id(rows).values()
+    return Ended(first.phase, first.reason, {r.number: {"state": str(r.state), "attempts": r.attempts,
+                                                        "params": r.params} for r in latest},
+                 Counter(str(r.state) for r in latest))
+
+
+def run_in_cluster(scenario: Scenario) -> Ended:
+    cluster = FakeCluster()
+    doc = document(scenario)
+    doc["spec"]["trialTemplate"]["spec"]["containers"][0]["image"] = "python:3.12-slim"
+    cluster.add_experiment(doc)
+
+    def behaviour(params: dict[str, Any], pod: dict[str, Any]) -> str:
+        labels = pod["metadata"]["labels"]
+        number = labels["kubetune.io/trial"].rsplit("-", 1)[1]
+        attempt = int(labels["kubetune.io/attempt"])
+        endings = scenario.plan.get(number, scenario.plan["default"])
+        return {"ok": "sdk", "slow": "sdk", "fail": "fail", "nometrics": "nometrics"}[endings[min(attempt, len(endings)) - 1]]
+
+    async def drive() -> dict[str, Any]:
+        reconciler, kubelet = Reconciler(cluster, GpuSharing()), FakeKubelet(cluster, behaviour)
+        for number in range(300):
+            if number == scenario.interrupt_after:
+                reconciler = Reconciler(cluster, GpuSharing())  # the operator restarted
+            result = await reconciler.reconcile(cluster.experiment("demo"))
+            if result.done:
+                return result.status
+            kubelet.step(finish=1)
+        raise AssertionError("the experiment did not end")
+
+    status = asyncio.run(drive())
+    trials = {int(t["spec"]["number"]): {"state": t["status"]["phase"], "attempts": t["status"]["attempts"],
+                                         "params": t["spec"]["params"]} for t in cluster.of_kind("trials")}
+    return Ended(status["phase"], status["reason"], trials, Counter(t["state"] for t in trials.values()))
+
+
+@pytest.mark.parametrize("shell", ["local", "operator"])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_both_shells_end_a_scenario_alike(scenario, shell, tmp_path):
+    ended = run_locally(scenario, tmp_path) if shell == "local" else run_in_cluster(scenario)
+    phase, reason, trials = EXPECTED[scenario.name]
+    assert (ended.phase, ended.reason) == (phase, reason), ended
+    for number, (state, attempts) in trials.items():
+        assert ended.trials[number]["state"] == state, (number, ended.trials[number])
+        if attempts is not None:
+            assert ended.trials[number]["attempts"] == attempts, (number, ended.trials[number])
+    params = [json.dumps(t["params"], sort_keys=True) for t in ended.trials.values()]
+    assert len(set(params)) == len(params), "no assignment ran twice as two trials"
+    if scenario.name == "resume after an interruption":
+        assert len(ended.trials) == 8 and set(ended.counts) == {"Succeeded"}
+    if scenario.name == "max-failed":
+        assert ended.counts == Counter({"Failed": 1, "MetricsUnavailable": 1})
+    if scenario.name == "target":
+        assert len(ended.trials) == 1
+    if scenario.name == "stop":  # the experiment's end stops what still runs
+        assert len(ended.trials) == 3 and ended.counts == Counter({"Succeeded": 1, "Killed": 2})
