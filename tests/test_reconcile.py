@@ -299,7 +299,7 @@ def test_a_fast_pass_takes_a_pod_it_created_for_pending_and_a_stale_listing_for_
     ended = next(p for p in cluster.of_kind("pods") if p["status"]["phase"] == "Succeeded")
     older = json.loads(json.dumps(ended))
     older["status"] = {"phase": "Running"}
-    view = next(iter(reconciler._views.values()))
+    view = next(iter(reconciler._states.values())).view
     view.observe("MODIFIED", older)
     assert view.pods[ended["metadata"]["labels"]["kubetune.io/trial"]][ended["metadata"]["name"]] == ended
 

@@ -119,7 +119,8 @@ def run_in_cluster(scenario: Scenario) -> Ended:
         number = labels["kubetune.io/trial"].rsplit("-", 1)[1]
         attempt = int(labels["kubetune.io/attempt"])
         endings = scenario.plan.get(number, scenario.plan["default"])
-        return {"ok": "sdk", "slow": "sdk", "fail": "fail", "nometrics": "nometrics"}[endings[min(attempt, len(endings)) - 1]]
+        ending = endings[min(attempt, len(endings)) - 1]
+        return {"ok": "sdk", "slow": "sdk", "fail": "fail", "nometrics": "nometrics"}[ending]
 
     async def drive() -> dict[str, Any]:
         reconciler, kubelet = Reconciler(cluster, GpuSharing()), FakeKubelet(cluster, behaviour)

@@ -1,5 +1,6 @@
 """The trial of the scenario suite: reports (x - 2)^2, or fails, as the plan in $SCENARIO_PLAN says for its
-trial number and attempt (ok, slow: after 20 s, fail, nometrics; {"default": ["ok"], "0": ["fail", "ok"]}: trial 0 fails its first attempt)."""
+trial number and attempt: ok, slow (ok after 20 s), fail or nometrics ({"default": ["ok"], "0": ["fail",
+"ok"]}: trial 0 fails its first attempt)."""
 
 import json
 import os

@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,19 +42,18 @@ from kubetune.core.lifecycle import (
     TrialState,
     build_optimizer,
     inform,
-    iso,
     kill,
     settle,
     trial_name,
 )
 from kubetune.core.manifest import load_experiment
 from kubetune.core.outcome import essentials, needs_log, outcome
-from kubetune.core.plan import Limits, decide
+from kubetune.core.plan import Decision, Limits, decide
 from kubetune.core.pods import EXPERIMENT_LABEL, TRIAL_LABEL, render_pod
-from kubetune.core.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
 from kubetune.operator.metrics import OperatorMetrics
+from kubetune.operator.status import experiment_status, invalid_spec_status, problem_status
 from kubetune.operator.view import ExperimentView, phase, trial_essentials
 
 logger = logging.getLogger("kubetune.operator")
@@ -71,14 +70,35 @@ RUNNING_UPDATES_PER_PASS = 64
 # failed pass everything is listed again.
 RELIST_SECONDS = 60.0
 WRITE_BEHIND_CONCURRENCY = 8
+Writes = list[Callable[[], Awaitable[None]]]
 
 
 @dataclass
-class _Cache:
-    optimizer: Optimizer
-    generation_key: tuple
+class _Relisting:
+    task: asyncio.Task[list[dict]]
+    since: int  # the view's version when the listing began
+    started: float
+
+
+@dataclass
+class ExperimentState:
+    """What the operator keeps of one experiment between passes; all of it can be rebuilt from the cluster."""
+
+    fingerprint: str | None = None  # of the spec and annotations the experiment was validated from
+    experiment: Experiment | None = None
+    optimizer: Optimizer | None = None
+    optimizer_key: str | None = None  # what the optimizer was built from (parameters, objective, algorithm)
+    view: ExperimentView | None = None
+    relisting: _Relisting | None = None
+    writing: set[asyncio.Task[None]] = field(default_factory=set)  # results being written behind
     last_status: dict[str, Any] | None = None
     last_patch: float = 0.0
+
+    def forget_view(self) -> None:
+        self.view = None
+        if self.relisting is not None:
+            self.relisting.task.cancel()
+            self.relisting = None
 
 
 @dataclass
@@ -96,12 +116,8 @@ class Reconciler:
         self.sharing = sharing
         self.clock = clock
         self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
-        self._caches: dict[str, _Cache] = {}
-        self._views: dict[str, ExperimentView] = {}
-        self._experiments: dict[str, tuple[str, Experiment]] = {}
         self.write_behind = write_behind
-        self._writing: dict[str, set[asyncio.Task]] = {}
-        self._refreshing: dict[str, tuple[asyncio.Task, int, float]] = {}  # pods listed again: (listing, since, at)
+        self._states: dict[str, ExperimentState] = {}
 
     async def reconcile(self, body: dict[str, Any], pod_events: list[tuple[str | None, dict]] | None = None
                         ) -> PassResult:
@@ -110,181 +126,197 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name = meta.get("namespace", "default"), meta["name"]
         current = body.get("status") or {}
-        key = meta.get("uid") or f"{namespace}/{name}"
+        key = _key(meta)
         if current.get("phase") in ("Succeeded", "Failed"):
             self.metrics.experiment_seen(key, current["phase"], 0)
             return PassResult(current, done=True)
+        state = self._states.setdefault(key, ExperimentState())
         try:
-            experiment = self._experiment(key, body)
+            experiment = self._validated(state, body)
         except (ManifestError, GpuSharingError) as exc:
-            message = exc.describe() if isinstance(exc, ManifestError) else str(exc)
-            status = ExperimentStatus(phase="Failed", reason="InvalidSpec", message=message, conditions=[
-                Condition(type="Ready", status="False", reason="InvalidSpec", message=message,
-                          last_transition_time=iso(self.clock()))])
-            dumped = status.model_dump(by_alias=True, exclude_none=True)
-            await self.api.patch_status("experiments", namespace, name, dumped)
+            status = invalid_spec_status(exc.describe() if isinstance(exc, ManifestError) else str(exc), self.clock())
+            await self.api.patch_status("experiments", namespace, name, status)
             self.metrics.experiment_seen(key, "Failed", 0)
-            return PassResult(dumped, done=True)
-        experiment.metadata.namespace = namespace
-        view = self._views.get(key)
-        if pod_events is not None and view is not None:
-            for event_type, pod in pod_events:
-                view.observe(event_type, pod)
-            self._refresh_pods(key, view, namespace, name)
-        else:
-            self.forget_view(key)
-            await self.drain(key)  # a listing must not show a trial older than what the view already knows
-            started = self.monotonic()
-            listed_trials, listed_pods = await asyncio.gather(
-                self.api.list("trials", namespace, name, trial_essentials),
-                self.api.list("pods", namespace, name, essentials))
-            view = self._views[key] = ExperimentView(listed_trials, listed_pods, experiment.spec.objective.direction,
-                                                     started)
-        cache = self._cache(body, experiment, view.trials)
-        active = view.in_flight()
-        # Trials whose pod ended (or has to be created) first, then refill the freed slots, and only then mark
-        # the others Running: with thousands of trials in flight that bookkeeping must not delay a refill.
-        settling = [t for t in active if view.may_settle(t)]
-        results: list[Callable[[], Awaitable[None]]] = []
-        await self._each(settling, lambda trial: self._follow(experiment, trial, view, cache, results))
-        decision = decide(Limits.from_spec(experiment.spec), view.tally, cache.optimizer.exhausted)
-        if decision.stop_running:
-            await self._stop(experiment, view, decision.reason, cache)
-        else:
-            if decision.create:
-                await self._create(experiment, body, view, decision.create, cache)
-            # the trials whose pod runs but who are not marked Running yet (following any other trial that has
-            # not settled would change nothing)
-            settled = {id(t) for t in settling}
-            starting = [t for t in active if id(t) not in settled and phase(t) is not TrialState.RUNNING
-                        and view.pod_phase(t) == "Running"]
-            await self._each(starting[:RUNNING_UPDATES_PER_PASS],
-                             lambda trial: self._follow(experiment, trial, view, cache, results))
-        if results:
-            if self.write_behind:
-                self._write_behind(key, results)
-            else:
-                await self._each(results, lambda write: write())
-        status = self._status(experiment, view, decision, current)
-        done = decision.phase != "Running" and view.tally.count(ACTIVE) == 0
-        if done:
-            await self.drain(key)
-            # a result that could not be written (its view was dropped) keeps the experiment going: the next pass
-            # lists the trials again and writes it
-            done = key in self._views
-        if not done and status["phase"] != "Running":
-            status["phase"] = "Running"
-        await self._patch_experiment_status(namespace, name, status, cache, force=done)
-        if done:
-            self.forget_view(key)
-            self._experiments.pop(key, None)
-        self.metrics.experiment_seen(key, status["phase"], view.tally.count(ACTIVE))
-        return PassResult(status, done=done)
+            return PassResult(status, done=True)
+        view = await self._refresh_view(state, experiment, pod_events)
+        optimizer = self._optimizer(state, experiment, view)
+        results: Writes = []
+        settling = await self._settle(experiment, view, optimizer, results)
+        decision = decide(Limits.from_spec(experiment.spec), view.tally, optimizer.exhausted)
+        await self._act(experiment, body, view, optimizer, decision, settling, results)
+        await self._write_results(state, results)
+        return await self._publish_status(state, experiment, view, decision, current, key)
 
-    async def report_problem(self, body: dict[str, Any], reason: str, message: str) -> None:
-        """Shows in the Experiment's status why passes fail (a missing permission, say); the next pass that
-        succeeds writes the status again."""
-        meta = body["metadata"]
-        current = body.get("status") or {}
-        phase = current.get("phase") if current.get("phase") in ("Running", "Created") else "Running"
-        condition = Condition(type="Ready", status="False", reason=reason, message=message,
-                              last_transition_time=iso(self.clock()))
-        status = {**current, "phase": phase, "reason": reason, "message": message,
-                  "conditions": [condition.model_dump(by_alias=True, exclude_none=True)]}
-        cache = self._caches.get(meta.get("uid") or f"{meta.get('namespace', 'default')}/{meta['name']}")
-        if cache is not None:
-            cache.last_status = None
-        await self.api.patch_status("experiments", meta.get("namespace", "default"), meta["name"], status)
-
-    def _experiment(self, key: str, body: dict[str, Any]) -> Experiment:
+    # -- the steps of a pass --------------------------------------------------------------------------------
+    def _validated(self, state: ExperimentState, body: dict[str, Any]) -> Experiment:
         """The validated manifest; validated again only when the spec or the annotations changed (a pass runs
         for every few ended trials, and validation would dominate one)."""
         manifest = {k: v for k, v in body.items() if k != "status"}
         fingerprint = json.dumps([manifest.get("spec"), manifest.get("metadata", {}).get("annotations")],
                                  sort_keys=True, default=str)
-        known = self._experiments.get(key)
-        if known is not None and known[0] == fingerprint:
-            return known[1]
-        experiment = load_experiment(manifest)
-        place(experiment.spec.trial_template.resources.gpu,
-              self.sharing.for_experiment(body["metadata"].get("annotations") or {}))
-        self._experiments[key] = (fingerprint, experiment)
-        return experiment
+        if state.experiment is None or state.fingerprint != fingerprint:
+            experiment = load_experiment(manifest)
+            place(experiment.spec.trial_template.resources.gpu,
+                  self.sharing.for_experiment(body["metadata"].get("annotations") or {}))
+            experiment.metadata.namespace = body["metadata"].get("namespace", "default")
+            state.experiment, state.fingerprint = experiment, fingerprint
+        return state.experiment
 
-    # -- optimizer cache -----------------------------------------------------------------------------------
-    def _cache(self, body: dict[str, Any], experiment: Experiment, trials: dict[str, dict]) -> _Cache:
+    async def _refresh_view(self, state: ExperimentState, experiment: Experiment,
+                            pod_events: list[tuple[str | None, dict]] | None) -> ExperimentView:
+        """The view brought up to date: the watch's pod events folded in, or everything listed again."""
+        namespace, name = experiment.metadata.namespace, experiment.name
+        if pod_events is not None and state.view is not None:
+            for event_type, pod in pod_events:
+                state.view.observe(event_type, pod)
+            self._relist_pods(state, namespace, name)
+            return state.view
+        state.forget_view()
+        await self._drain(state)  # a listing must not show a trial older than what the view already knows
+        started = self.monotonic()
+        listed_trials, listed_pods = await asyncio.gather(
+            self.api.list("trials", namespace, name, trial_essentials),
+            self.api.list("pods", namespace, name, essentials))
+        state.view = ExperimentView(listed_trials, listed_pods, experiment.spec.objective.direction, started)
+        return state.view
+
+    def _optimizer(self, state: ExperimentState, experiment: Experiment, view: ExperimentView) -> Optimizer:
+        """The experiment's optimizer: kept between passes, built again from the Trials after a restart or when
+        what it depends on changed."""
         spec = experiment.spec
-        key = (spec.model_dump_json(include={"parameters", "objective", "algorithm", "seed"}),)
-        uid = body["metadata"].get("uid") or f"{experiment.metadata.namespace}/{experiment.name}"
-        cache = self._caches.get(uid)
-        if cache is not None and cache.generation_key == key:
-            return cache
-        optimizer = build_optimizer(spec, [TrialRecord.from_trial(t) for t in trials.values()])
-        cache = _Cache(optimizer, key)
-        self._caches[uid] = cache
-        return cache
+        key = spec.model_dump_json(include={"parameters", "objective", "algorithm", "seed"})
+        if state.optimizer is None or state.optimizer_key != key:
+            state.optimizer = build_optimizer(spec, [TrialRecord.from_trial(t) for t in view.trials.values()])
+            state.optimizer_key = key
+        return state.optimizer
+
+    async def _settle(self, experiment: Experiment, view: ExperimentView, optimizer: Optimizer,
+                      results: Writes) -> set[int]:
+        """Follows the trials whose pod ended or is missing (ended trials are settled in the view and in the
+        optimizer at once, their status writes added to ``results``); returns them (by ``id``)."""
+        settling = [t for t in view.in_flight() if phase(t) is not TrialState.QUEUED and view.may_settle(t)]
+        await self._each(settling, lambda trial: self._follow(experiment, trial, view, optimizer, results))
+        return {id(t) for t in settling}
+
+    async def _act(self, experiment: Experiment, body: dict[str, Any], view: ExperimentView, optimizer: Optimizer,
+                   decision: Decision, settled: set[int], results: Writes) -> None:
+        """Carries out the decision: stop everything, or start the queued trials it names, create new ones, and
+        then mark Running the trials whose pod runs (bookkeeping that must not delay a refill)."""
+        if decision.stop_running:
+            await self._each(view.in_flight(), lambda trial: self._kill(experiment, trial, view, decision.reason,
+                                                                         optimizer))
+            return
+        queued = [view.trials[name] for name in decision.start]
+        await self._each(queued, lambda trial: self._follow(experiment, trial, view, optimizer, results))
+        if decision.create:
+            await self._create(experiment, body, view, decision.create, optimizer)
+        starting = [t for t in view.in_flight() if id(t) not in settled and phase(t) is TrialState.PENDING
+                    and view.pod_phase(t) == "Running"]
+        await self._each(starting[:RUNNING_UPDATES_PER_PASS],
+                         lambda trial: self._follow(experiment, trial, view, optimizer, results))
+
+    async def _write_results(self, state: ExperimentState, results: Writes) -> None:
+        """Writes the ended trials' results: behind the pass in the operator (the next pass need not wait for
+        them), at once otherwise."""
+        if not results:
+            return
+        if self.write_behind:
+            task = asyncio.create_task(self._write_all(state, results))
+            state.writing.add(task)
+            task.add_done_callback(state.writing.discard)
+        else:
+            await self._each(results, lambda write: write())
+
+    async def _publish_status(self, state: ExperimentState, experiment: Experiment, view: ExperimentView,
+                              decision: Decision, current: dict[str, Any], key: str) -> PassResult:
+        """Patches the Experiment's status (when it changed, at a bounded rate); the experiment is done once
+        nothing is in flight and every result is written."""
+        status = experiment_status(view, decision, current, self.clock())
+        done = decision.phase != "Running" and view.tally.count(ACTIVE) == 0
+        if done:
+            await self._drain(state)
+            # a result that could not be written (its view was dropped) keeps the experiment going: the next pass
+            # lists the trials again and writes it
+            done = state.view is not None
+        if not done and status["phase"] != "Running":
+            status["phase"] = "Running"
+        await self._patch_experiment_status(experiment, status, state, force=done)
+        if done:
+            state.forget_view()
+            state.experiment = None
+        self.metrics.experiment_seen(key, status["phase"], view.tally.count(ACTIVE))
+        return PassResult(status, done=done)
+
+    # -- problems, restarts and deletions -------------------------------------------------------------------
+    async def report_problem(self, body: dict[str, Any], reason: str, message: str) -> None:
+        """Shows in the Experiment's status why passes fail (a missing permission, say); the next pass that
+        succeeds writes the status again."""
+        meta = body["metadata"]
+        state = self._states.get(_key(meta))
+        if state is not None:
+            state.last_status = None
+        status = problem_status(body.get("status") or {}, reason, message, self.clock())
+        await self.api.patch_status("experiments", meta.get("namespace", "default"), meta["name"], status)
+
+    def forget_view(self, key: str) -> None:
+        """The next pass of this experiment lists its Trials and Pods again."""
+        state = self._states.get(key)
+        if state is not None:
+            state.forget_view()
+
+    def forget(self, key: str) -> None:
+        """The experiment is gone: nothing of it is kept."""
+        state = self._states.pop(key, None)
+        if state is not None:
+            for task in state.writing:
+                task.cancel()
+            state.forget_view()
+        self.metrics.experiment_gone(key)
+
+    async def drain(self) -> None:
+        """Waits for the results still being written, of every experiment."""
+        for state in list(self._states.values()):
+            await self._drain(state)
 
     # -- results written behind the refills ----------------------------------------------------------------
-    def _write_behind(self, key: str, writes: list[Callable[[], Awaitable[None]]]) -> None:
-        task = asyncio.create_task(self._write_all(key, writes))
-        running = self._writing.setdefault(key, set())
-        running.add(task)
-        task.add_done_callback(running.discard)
-
-    async def _write_all(self, key: str, writes: list[Callable[[], Awaitable[None]]]) -> None:
+    async def _write_all(self, state: ExperimentState, writes: Writes) -> None:
         try:
             await self._each(writes, lambda write: write(), limit=WRITE_BEHIND_CONCURRENCY)
         except Exception as exc:  # the trials stay as the cluster has them; a listing settles them again
-            self.forget_view(key)
+            state.forget_view()
             self.metrics.reconcile_errors.inc()
             logger.warning("recording trial results failed (they are recorded again after a listing): %s", exc)
 
-    async def drain(self, key: str | None = None) -> None:
-        """Waits for the results still being written (of one experiment, or of all)."""
-        tasks = [t for k, running in self._writing.items() if key in (None, k) for t in running]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+    @staticmethod
+    async def _drain(state: ExperimentState) -> None:
+        if state.writing:
+            await asyncio.gather(*state.writing, return_exceptions=True)
 
-    def forget_view(self, uid: str) -> None:
-        """The next pass of this experiment lists its Trials and Pods again."""
-        self._views.pop(uid, None)
-        refreshing = self._refreshing.pop(uid, None)
-        if refreshing is not None:
-            refreshing[0].cancel()
-
-    def _refresh_pods(self, key: str, view: ExperimentView, namespace: str, name: str) -> None:
+    def _relist_pods(self, state: ExperimentState, namespace: str, name: str) -> None:
         """Lists the experiment's pods again every ``RELIST_SECONDS``, in the background (a listing of
         thousands of pods takes seconds, and refills must not wait for it), and folds the listing into the
         view at the first pass after it arrived."""
-        refreshing = self._refreshing.get(key)
-        if refreshing is not None:
-            task, since, started = refreshing
-            if not task.done():
+        view = state.view
+        assert view is not None
+        relisting = state.relisting
+        if relisting is not None:
+            if not relisting.task.done():
                 return
-            del self._refreshing[key]
-            if task.cancelled() or task.exception() is not None:
+            state.relisting = None
+            if relisting.task.cancelled() or relisting.task.exception() is not None:
                 self.metrics.reconcile_errors.inc()
                 logger.warning("experiment %s: listing its pods again failed (tried again in %.0f s): %s", name,
-                               RELIST_SECONDS, None if task.cancelled() else task.exception())
+                               RELIST_SECONDS, None if relisting.task.cancelled() else relisting.task.exception())
                 view.listed_at = self.monotonic()
             else:
-                view.refresh_pods(task.result(), since, started)
+                view.refresh_pods(relisting.task.result(), relisting.since, relisting.started)
         elif self.monotonic() - view.listed_at >= RELIST_SECONDS:
             task = asyncio.create_task(self.api.list("pods", namespace, name, essentials))
-            self._refreshing[key] = (task, view.version, self.monotonic())
-
-    def forget(self, uid: str) -> None:
-        for task in self._writing.pop(uid, ()):
-            task.cancel()
-        self.forget_view(uid)
-        self._caches.pop(uid, None)
-        self._views.pop(uid, None)
-        self._experiments.pop(uid, None)
-        self.metrics.experiment_gone(uid)
+            state.relisting = _Relisting(task, view.version, self.monotonic())
 
     # -- following running trials --------------------------------------------------------------------------
-    async def _follow(self, experiment: Experiment, trial: dict, view: ExperimentView, cache: _Cache,
-                      results: list[Callable[[], Awaitable[None]]]) -> None:
+    async def _follow(self, experiment: Experiment, trial: dict, view: ExperimentView, optimizer: Optimizer,
+                      results: Writes) -> None:
         """Brings one trial up to date with its pod. Its final state is written into the view at once and its
         status patch appended to ``results``, for the pass to write after its refills."""
         namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
@@ -306,7 +338,7 @@ class Reconciler:
         view.set_status(trial, final)
         results.append(lambda: self.api.patch_status("trials", namespace, name, final))
         self.metrics.trials_finished.labels(str(record.state)).inc()
-        inform(cache.optimizer, record)
+        inform(optimizer, record)
 
     async def _attempt(self, experiment: Experiment, pod: dict | None) -> AttemptResult:
         """How the trial's latest attempt stands, from its pod (and its log, when the result is only there)."""
@@ -340,10 +372,10 @@ class Reconciler:
 
     # -- creating and stopping -------------------------------------------------------------------------------
     async def _create(self, experiment: Experiment, body: dict, view: ExperimentView, count: int,
-                      cache: _Cache) -> None:
+                      optimizer: Optimizer) -> None:
         # The GP may take a while with thousands of trials: keep the event loop free for other experiments.
         with self.metrics.suggestion_seconds.time():
-            suggestions = await asyncio.to_thread(cache.optimizer.ask, count)
+            suggestions = await asyncio.to_thread(optimizer.ask, count)
         self.metrics.suggestions.inc(len(suggestions))
         await self._each(suggestions, lambda suggestion: self._launch(experiment, body, view, suggestion))
 
@@ -377,11 +409,8 @@ class Reconciler:
             await self.api.create("pods", namespace, pod)
         view.created(name, essentials(pod))
 
-    async def _stop(self, experiment: Experiment, view: ExperimentView, reason: str, cache: _Cache) -> None:
-        await self._each(view.in_flight(), lambda trial: self._kill(experiment, trial, view, reason, cache))
-
     async def _kill(self, experiment: Experiment, trial: dict, view: ExperimentView, reason: str,
-                    cache: _Cache) -> None:
+                    optimizer: Optimizer) -> None:
         namespace = experiment.metadata.namespace
         for pod in list(view.pods.get(trial["metadata"]["name"], {}).values()):
             with contextlib.suppress(NotFound):
@@ -390,7 +419,7 @@ class Reconciler:
         kill(record, reason, self.clock())
         await self._patch_trial(namespace, trial, record.status(), view)
         self.metrics.trials_finished.labels(str(record.state)).inc()
-        inform(cache.optimizer, record)
+        inform(optimizer, record)
 
     async def _each(self, items, action, limit: int = CONCURRENCY) -> None:
         """Runs ``action`` on every item, at most ``limit`` API conversations at a time: a pass that
@@ -403,37 +432,23 @@ class Reconciler:
 
         await asyncio.gather(*(bounded(item) for item in items))
 
-    # -- experiment status ---------------------------------------------------------------------------------
-    def _status(self, experiment: Experiment, view: ExperimentView, decision, current: dict) -> dict[str, Any]:
-        running = sum(phase(t) is TrialState.RUNNING or view.pod_phase(t) == "Running" for t in view.in_flight())
-        counts = TrialCounts.of(view.tally.counts, pending=len(view.active) - running, running=running)
-        best = None
-        if view.best is not None and view.tally.best is not None:
-            top = view.trials[view.best]
-            best = BestTrial(trial=view.best, params=top["spec"]["params"], value=view.tally.best)
-        done = decision.phase != "Running"
-        status = ExperimentStatus(
-            phase=decision.phase, reason=decision.reason, message=decision.message, trials=counts, best=best,
-            start_time=current.get("startTime") or iso(self.clock()),
-            completion_time=iso(self.clock()) if done else None,
-            conditions=[Condition(type="Ready", status="True" if not done else "False", reason=decision.reason,
-                                  message=decision.message)],
-        )
-        return status.model_dump(by_alias=True, exclude_none=True)
-
-    async def _patch_experiment_status(self, namespace: str, name: str, status: dict, cache: _Cache,
+    async def _patch_experiment_status(self, experiment: Experiment, status: dict, state: ExperimentState,
                                        force: bool) -> None:
         comparable = {k: v for k, v in status.items() if k not in ("completionTime",)}
-        if comparable == cache.last_status:
+        if comparable == state.last_status:
             return
         now = self.monotonic()
-        if not force and now - cache.last_patch < STATUS_INTERVAL_SECONDS and cache.last_status is not None:
+        if not force and now - state.last_patch < STATUS_INTERVAL_SECONDS and state.last_status is not None:
             return
-        await self.api.patch_status("experiments", namespace, name, status)
-        cache.last_status, cache.last_patch = comparable, now
+        await self.api.patch_status("experiments", experiment.metadata.namespace, experiment.name, status)
+        state.last_status, state.last_patch = comparable, now
 
 
 def _owner(obj: dict, kind: str) -> dict[str, Any]:
     meta = obj.get("metadata", {})
     return {"apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"), "kind": kind, "name": meta["name"],
             "uid": meta.get("uid", ""), "controller": True, "blockOwnerDeletion": True}
+
+
+def _key(meta: dict[str, Any]) -> str:
+    return meta.get("uid") or f"{meta.get('namespace', 'default')}/{meta['name']}"

@@ -1,0 +1,47 @@
+"""The ``status`` the operator writes on an Experiment: its phase, counts, best trial and conditions, from
+the view of its trials and the last decision (see :class:`kubetune.core.resources.ExperimentStatus`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kubetune.core.lifecycle import TrialState, iso
+from kubetune.core.plan import Decision
+from kubetune.core.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
+from kubetune.operator.view import ExperimentView, phase
+
+
+def experiment_status(view: ExperimentView, decision: Decision, current: dict[str, Any], now: datetime
+                      ) -> dict[str, Any]:
+    # the pod knows first that a trial runs (a trial's own Running mark may lag behind at scale)
+    running = sum(phase(t) is TrialState.RUNNING or view.pod_phase(t) == "Running" for t in view.in_flight())
+    counts = TrialCounts.of(view.tally.counts, pending=len(view.active) - running, running=running)
+    best = None
+    if view.best is not None and view.tally.best is not None:
+        best = BestTrial(trial=view.best, params=view.trials[view.best]["spec"]["params"], value=view.tally.best)
+    done = decision.phase != "Running"
+    status = ExperimentStatus(
+        phase=decision.phase, reason=decision.reason, message=decision.message, trials=counts, best=best,
+        start_time=current.get("startTime") or iso(now), completion_time=iso(now) if done else None,
+        conditions=[Condition(type="Ready", status="True" if not done else "False", reason=decision.reason,
+                              message=decision.message)],
+    )
+    return status.model_dump(by_alias=True, exclude_none=True)
+
+
+def invalid_spec_status(message: str, now: datetime) -> dict[str, Any]:
+    """The status of an experiment whose manifest cannot run: Failed, with the reason InvalidSpec."""
+    status = ExperimentStatus(phase="Failed", reason="InvalidSpec", message=message, conditions=[
+        Condition(type="Ready", status="False", reason="InvalidSpec", message=message,
+                  last_transition_time=iso(now))])
+    return status.model_dump(by_alias=True, exclude_none=True)
+
+
+def problem_status(current: dict[str, Any], reason: str, message: str, now: datetime) -> dict[str, Any]:
+    """The status that says why passes fail (a missing permission, say), keeping what the last one wrote."""
+    phase_now = current.get("phase") if current.get("phase") in ("Running", "Created") else "Running"
+    condition = Condition(type="Ready", status="False", reason=reason, message=message,
+                          last_transition_time=iso(now))
+    return {**current, "phase": phase_now, "reason": reason, "message": message,
+            "conditions": [condition.model_dump(by_alias=True, exclude_none=True)]}
