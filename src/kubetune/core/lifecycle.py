@@ -113,8 +113,8 @@ class TrialRecord:
             "id": self.id, "number": self.number, "attempt": self.attempts, "params": self.params,
             "state": str(TrialState.FAILED if self.retry else self.state), "value": self.value,
             "metrics": self.metrics, "started": self.started, "finished": self.finished, "reason": self.reason,
-            "message": self.message, "exit_code": self.exit_code, "retry": self.retry or None, "history": self.history or None,
-            "devices": self.devices or None,
+            "message": self.message, "exit_code": self.exit_code, "retry": self.retry or None,
+            "history": self.history or None, "devices": self.devices or None,
         }
         return {key: value for key, value in row.items() if value is not None}
 
