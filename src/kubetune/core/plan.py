@@ -12,12 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal, Protocol
 
 from kubetune.core.lifecycle import ACTIVE, FAILED, STARTED, TrialState
 from kubetune.core.spec import ExperimentSpec
 
-Phase = Literal["Running", "Succeeded", "Failed"]
+
+class ExperimentPhase(StrEnum):
+    CREATED = "Created"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def is_over(self) -> bool:
+        return self in (ExperimentPhase.SUCCEEDED, ExperimentPhase.FAILED)
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ class Trial:
 
 @dataclass(frozen=True)
 class Decision:
-    phase: Phase
+    phase: ExperimentPhase
     reason: str
     message: str
     start: list[str] = field(default_factory=list)  # queued trials to start now
@@ -135,22 +145,23 @@ def decide(limits: Limits, trials: Iterable[TrialView] | Tally, exhausted: bool 
     best = tally.best
 
     if best is not None and limits.reaches_target(best):
-        return Decision("Succeeded", "TargetReached", f"objective {best} reached the target {limits.target}",
+        return Decision(ExperimentPhase.SUCCEEDED, "TargetReached",
+                        f"objective {best} reached the target {limits.target}",
                         stop_running=True)
     if failed > limits.max_failed_trials:
-        return Decision("Failed", "MaxFailedTrialsReached",
+        return Decision(ExperimentPhase.FAILED, "MaxFailedTrialsReached",
                         f"{failed} trials failed, more than maxFailedTrials ({limits.max_failed_trials})",
                         stop_running=True)
     remaining = limits.max_trials - tally.total
     if active == 0 and (remaining <= 0 or exhausted):
         reason = "MaxTrialsReached" if remaining <= 0 else "SearchSpaceExhausted"
         if counts.get(TrialState.SUCCEEDED, 0) == 0:
-            return Decision("Failed", "NoSuccessfulTrial", f"{reason}: no trial reported the objective")
-        return Decision("Succeeded", reason, f"{tally.total} trials finished; best objective {best}")
+            return Decision(ExperimentPhase.FAILED, "NoSuccessfulTrial", f"{reason}: no trial reported the objective")
+        return Decision(ExperimentPhase.SUCCEEDED, reason, f"{tally.total} trials finished; best objective {best}")
     if limits.suspend:
-        return Decision("Running", "Suspended", f"suspended with {started} trials still running")
+        return Decision(ExperimentPhase.RUNNING, "Suspended", f"suspended with {started} trials still running")
     free = max(limits.parallelism - started, 0)
     start = tally.queued[:free]
     create = 0 if exhausted else max(min(free - len(start), remaining), 0)
-    return Decision("Running", "TrialsRunning", f"{started + len(start) + create} trials running",
+    return Decision(ExperimentPhase.RUNNING, "TrialsRunning", f"{started + len(start) + create} trials running",
                     start=start, create=create)

@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from kubetune.core.lifecycle import TrialState
-
-ExperimentPhase = Literal["Created", "Running", "Succeeded", "Failed"]
+from kubetune.core.plan import ExperimentPhase
 
 
 class _Record(BaseModel):
@@ -77,7 +76,8 @@ class Condition(_Record):
 
 
 class ExperimentStatus(_Record):
-    phase: ExperimentPhase = Field(default="Created", description="Created, Running, Succeeded or Failed.")
+    phase: ExperimentPhase = Field(default=ExperimentPhase.CREATED,
+                                   description="Created, Running, Succeeded or Failed.")
     reason: str | None = Field(default=None, description="Why the experiment is in its phase, in one word.")
     message: str | None = Field(default=None, description="Why the experiment is in its phase, for people.")
     trials: TrialCounts = Field(default_factory=TrialCounts, description="Trials by state.")

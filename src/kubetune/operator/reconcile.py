@@ -48,7 +48,7 @@ from kubetune.core.lifecycle import (
 )
 from kubetune.core.manifest import load_experiment
 from kubetune.core.outcome import essentials, needs_log, outcome
-from kubetune.core.plan import Decision, Limits, decide
+from kubetune.core.plan import Decision, ExperimentPhase, Limits, decide
 from kubetune.core.pods import EXPERIMENT_LABEL, TRIAL_LABEL, render_pod
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
@@ -127,7 +127,7 @@ class Reconciler:
         namespace, name = meta.get("namespace", "default"), meta["name"]
         current = body.get("status") or {}
         key = _key(meta)
-        if current.get("phase") in ("Succeeded", "Failed"):
+        if current.get("phase") in (ExperimentPhase.SUCCEEDED, ExperimentPhase.FAILED):
             self.metrics.experiment_seen(key, current["phase"], 0)
             return PassResult(current, done=True)
         state = self._states.setdefault(key, ExperimentState())
@@ -136,7 +136,7 @@ class Reconciler:
         except (ManifestError, GpuSharingError) as exc:
             status = invalid_spec_status(exc.describe() if isinstance(exc, ManifestError) else str(exc), self.clock())
             await self.api.patch_status("experiments", namespace, name, status)
-            self.metrics.experiment_seen(key, "Failed", 0)
+            self.metrics.experiment_seen(key, ExperimentPhase.FAILED, 0)
             return PassResult(status, done=True)
         view = await self._refresh_view(state, experiment, pod_events)
         optimizer = self._optimizer(state, experiment, view)
@@ -232,14 +232,14 @@ class Reconciler:
         """Patches the Experiment's status (when it changed, at a bounded rate); the experiment is done once
         nothing is in flight and every result is written."""
         status = experiment_status(view, decision, current, self.clock())
-        done = decision.phase != "Running" and view.tally.count(ACTIVE) == 0
+        done = decision.phase is not ExperimentPhase.RUNNING and view.tally.count(ACTIVE) == 0
         if done:
             await self._drain(state)
             # a result that could not be written (its view was dropped) keeps the experiment going: the next pass
             # lists the trials again and writes it
             done = state.view is not None
-        if not done and status["phase"] != "Running":
-            status["phase"] = "Running"
+        if not done and status["phase"] != ExperimentPhase.RUNNING:
+            status["phase"] = str(ExperimentPhase.RUNNING)
         await self._patch_experiment_status(experiment, status, state, force=done)
         if done:
             state.forget_view()

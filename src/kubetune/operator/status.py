@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from kubetune.core.lifecycle import TrialState, iso
-from kubetune.core.plan import Decision
+from kubetune.core.plan import Decision, ExperimentPhase
 from kubetune.core.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
 from kubetune.operator.view import ExperimentView, phase
 
@@ -20,7 +20,7 @@ def experiment_status(view: ExperimentView, decision: Decision, current: dict[st
     best = None
     if view.best is not None and view.tally.best is not None:
         best = BestTrial(trial=view.best, params=view.trials[view.best]["spec"]["params"], value=view.tally.best)
-    done = decision.phase != "Running"
+    done = decision.phase is not ExperimentPhase.RUNNING
     status = ExperimentStatus(
         phase=decision.phase, reason=decision.reason, message=decision.message, trials=counts, best=best,
         start_time=current.get("startTime") or iso(now), completion_time=iso(now) if done else None,
@@ -32,7 +32,7 @@ def experiment_status(view: ExperimentView, decision: Decision, current: dict[st
 
 def invalid_spec_status(message: str, now: datetime) -> dict[str, Any]:
     """The status of an experiment whose manifest cannot run: Failed, with the reason InvalidSpec."""
-    status = ExperimentStatus(phase="Failed", reason="InvalidSpec", message=message, conditions=[
+    status = ExperimentStatus(phase=ExperimentPhase.FAILED, reason="InvalidSpec", message=message, conditions=[
         Condition(type="Ready", status="False", reason="InvalidSpec", message=message,
                   last_transition_time=iso(now))])
     return status.model_dump(by_alias=True, exclude_none=True)
@@ -40,7 +40,8 @@ def invalid_spec_status(message: str, now: datetime) -> dict[str, Any]:
 
 def problem_status(current: dict[str, Any], reason: str, message: str, now: datetime) -> dict[str, Any]:
     """The status that says why passes fail (a missing permission, say), keeping what the last one wrote."""
-    phase_now = current.get("phase") if current.get("phase") in ("Running", "Created") else "Running"
+    known = current.get("phase") in (ExperimentPhase.RUNNING, ExperimentPhase.CREATED)
+    phase_now = current.get("phase") if known else str(ExperimentPhase.RUNNING)
     condition = Condition(type="Ready", status="False", reason=reason, message=message,
                           last_transition_time=iso(now))
     return {**current, "phase": phase_now, "reason": reason, "message": message,

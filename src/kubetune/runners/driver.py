@@ -35,7 +35,7 @@ from kubetune.core.lifecycle import (
     trial_name,
 )
 from kubetune.core.local import local_command
-from kubetune.core.plan import Decision, Limits, Tally, decide
+from kubetune.core.plan import Decision, ExperimentPhase, Limits, Tally, decide
 from kubetune.core.spec import Experiment
 from kubetune.core.summary import sitting, summarize
 from kubetune.core.template import substitute_all, trial_environment
@@ -109,7 +109,7 @@ class Runner:
                     if decision.stop_running and (self.running or self._queued()):
                         await self._stop_all(decision.reason)
                         continue
-                    if decision.phase != "Running" and not self.running:
+                    if decision.phase is not ExperimentPhase.RUNNING and not self.running:
                         return self._finish(decision, started)
                     self._launch(decision)
                     if not self.running:
@@ -119,8 +119,8 @@ class Runner:
                     ends = await self._wait_any(interrupted)
                     if ends is None:
                         await self._stop_all(INTERRUPTED)
-                        return self._finish(Decision("Running", INTERRUPTED, "stopped by the user"), started,
-                                            phase="Interrupted")
+                        stopped = Decision(ExperimentPhase.RUNNING, INTERRUPTED, "stopped by the user")
+                        return self._finish(stopped, started, phase="Interrupted")
                     for end in ends:
                         self._settle(end)
 

@@ -19,9 +19,11 @@ from kubetune.core.engine.base import History
 from kubetune.core.engine.registry import DEFAULT_ALGORITHM, build_strategy
 from kubetune.core.space import Params, Space
 
-TrialState = Literal["pending", "completed", "failed"]
+# How the optimizer sees a trial: still out, told a value, or given up on.
+Standing = Literal["pending", "completed", "failed"]
 # Trial states as runners and the operator record them, mapped to what the optimizer needs to know.
-RECORD_STATES: dict[str, TrialState] = {
+RECORD_STATES: dict[str, Standing] = {
+    "queued": "pending",
     "pending": "pending",
     "running": "pending",
     "succeeded": "completed",
@@ -46,7 +48,7 @@ class Suggestion:
 class _Trial:
     id: str
     params: Params
-    state: TrialState
+    state: Standing
     value: float | None = None
     x: np.ndarray | None = None  # the unit-cube encoding
     key: tuple = ()
@@ -161,7 +163,7 @@ class Optimizer:
         history.pending_x = np.array(pending_x).reshape(-1, width)
         return history
 
-    def _new_trial(self, trial_id: str, params: Params, state: TrialState, value: float | None = None) -> _Trial:
+    def _new_trial(self, trial_id: str, params: Params, state: Standing, value: float | None = None) -> _Trial:
         return _Trial(trial_id, params, state, value, self.space.encode(params), self.space.key(params))
 
     def _is_taken(self, params: Params) -> bool:
