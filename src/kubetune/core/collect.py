@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubetune.core.lifecycle import AttemptResult, TrialState
 from kubetune.core.metrics import MetricLog, final_metrics, objective_value, parse_text
-from kubetune.core.spec import Objective
+from kubetune.core.spec import MetricsCollector, Objective
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,39 @@ class Source:
 
     where: str
     text: str
+
+
+class Collector(Protocol):
+    path: str | None  # the file the trial writes its metrics to (placeholders not yet substituted), if any
+
+    def sources(self, stdout: str, stderr: str, file: str | None) -> list[Source]:
+        """Where a trial run as a process left its metrics, in the order they are read."""
+
+
+@dataclass(frozen=True)
+class OutputCollector:
+    """``kind: stdout``: the trial's output."""
+
+    path: None = None
+
+    def sources(self, stdout: str, stderr: str, file: str | None) -> list[Source]:
+        return [Source("its stdout", stdout), Source("its stderr", stderr)]
+
+
+@dataclass(frozen=True)
+class FileCollector:
+    """``kind: file``: a file the trial writes (``KUBETUNE_METRICS_FILE``; :func:`kubetune.report` writes it)."""
+
+    path: str
+
+    def sources(self, stdout: str, stderr: str, file: str | None) -> list[Source]:
+        return [Source(self.path, file or "")]
+
+
+def collector(spec: MetricsCollector) -> Collector:
+    if spec.kind == "file" and spec.path:
+        return FileCollector(spec.path)
+    return OutputCollector()
 
 
 def from_output(objective: Objective, sources: Sequence[Source]) -> AttemptResult:

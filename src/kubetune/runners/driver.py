@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubetune.core.collect import Source, from_output
+from kubetune.core.collect import collector, from_output
 from kubetune.core.engine import Optimizer
 from kubetune.core.lifecycle import (
     INTERRUPTED,
@@ -68,6 +68,7 @@ class Runner:
         self.clock = clock
         self.limits = Limits.from_spec(self.spec)
         self.container = self.spec.trial_template.spec["containers"][0]
+        self.collector = collector(self.spec.trial_template.metrics_collector)
         self.records: dict[str, TrialRecord] = {}
         self.running: set[str] = set()
         self.attempts_run = 0
@@ -170,10 +171,9 @@ class Runner:
         return env
 
     def _metrics_file(self, record: TrialRecord) -> Path | None:
-        collector = self.spec.trial_template.metrics_collector
-        if collector.kind != "file" or not collector.path:
+        if self.collector.path is None:
             return None
-        return self.workdir / substitute_all(collector.path, record.params, record.id, self.experiment.name)
+        return self.workdir / substitute_all(self.collector.path, record.params, record.id, self.experiment.name)
 
     async def _wait_any(self, interrupted: asyncio.Event) -> list[AttemptEnd] | None:
         stop = asyncio.ensure_future(interrupted.wait())
@@ -208,10 +208,7 @@ class Runner:
             return AttemptResult(TrialState.FAILED, reason="ExitCode", exit_code=end.exit_code,
                                  message=exit_message(end.exit_code, _read(stderr)))
         metrics_file = self._metrics_file(record)
-        if metrics_file is not None:
-            sources = [Source(str(metrics_file), _read(metrics_file))]
-        else:
-            sources = [Source("its stdout", _read(stdout)), Source("its stderr", _read(stderr))]
+        sources = self.collector.sources(_read(stdout), _read(stderr), metrics_file and _read(metrics_file))
         return from_output(self.spec.objective, sources)
 
     async def _stop_all(self, reason: str) -> None:
