@@ -172,6 +172,9 @@ class Reconciler:
             self._relist_pods(state, namespace, name)
             return state.view
         state.forget_view()
+        # The optimizer is built again with the view: after a failed pass it may hold suggestions whose Trial
+        # was never created.
+        state.optimizer = None
         await self._drain(state)  # a listing must not show a trial older than what the view already knows
         started = self.monotonic()
         listed_trials, listed_pods = await asyncio.gather(
