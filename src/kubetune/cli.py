@@ -23,7 +23,7 @@ from rich.table import Table
 
 from kubetune.core.crd import all_crds
 from kubetune.core.engine import Optimizer
-from kubetune.core.errors import ManifestError
+from kubetune.core.errors import ManifestError, Problem
 from kubetune.core.gpu_sharing import MODES, GpuSharing
 from kubetune.core.manifest import load_experiment_file
 from kubetune.core.records import TrialRecord, ranked
@@ -44,9 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     except ManifestError as exc:
         errors.print(f"[red]error:[/] {escape(exc.describe())}", markup=True, soft_wrap=True)
         return EXIT_BAD_INPUT
-    except (RunnerError, OperatorStartError) as exc:
+    except (RunnerError, OperatorStartError, CommandLineError) as exc:
         errors.print(f"[red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
         return EXIT_BAD_INPUT
+
+
+class CommandLineError(Exception):
+    """An option that cannot be used as given (nothing has run)."""
 
 
 class OperatorStartError(Exception):
@@ -160,17 +164,34 @@ def _positive(text: str) -> int:
     return value
 
 
+# The spec fields the options of ``run`` override, by option.
+OVERRIDES = {"parallelism": "parallelism", "max_trials": "maxTrials", "seed": "seed"}
+
+
 def _load(args: argparse.Namespace) -> Experiment:
-    experiment = load_experiment_file(args.file)
-    overrides = {
-        "parallelism": getattr(args, "parallelism", None),
-        "max_trials": getattr(args, "max_trials", None),
-        "seed": getattr(args, "seed", None),
-    }
-    for field, value in overrides.items():
-        if value is not None:
-            setattr(experiment.spec, field, value)
-    return experiment
+    """The manifest with the command line's overrides applied and validated like the fields they replace; a
+    problem with an override is reported under the option's name."""
+    overrides = {field: getattr(args, option) for option, field in OVERRIDES.items()
+                 if getattr(args, option, None) is not None}
+    try:
+        return load_experiment_file(args.file, overrides)
+    except ManifestError as exc:
+        options = {f"spec.{field}": "--" + option.replace("_", "-") for option, field in OVERRIDES.items()
+                   if field in overrides}
+        exc.problems = [Problem(f"{options[p.path]} (overrides {p.path})", p.message) if p.path in options else p
+                        for p in exc.problems]
+        raise
+
+
+def _output_folder(out: Path) -> Path:
+    """Refuses an output folder that cannot be one: a file, or a path below a file."""
+    for candidate in (out, *out.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                what = "is a file" if candidate == out else f"is below {candidate}, which is a file"
+                raise CommandLineError(f"--out {out}: {what}, not a folder")
+            break
+    return out
 
 
 # -- run ----------------------------------------------------------------------------------------------------
@@ -178,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
     experiment = _load(args)
     if experiment.spec.suspend:
         raise RunnerError("spec.suspend is true: the experiment is suspended, so no trial would start")
-    out = args.out or Path("kubetune-runs") / experiment.name
+    out = _output_folder(args.out or Path("kubetune-runs") / experiment.name)
     spec = experiment.spec
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -200,8 +221,11 @@ def _run(args: argparse.Namespace) -> int:
             best=f"{best[0].value:.6g}" if best else "-",
         )
 
-    runner = LocalRunner(experiment, out, args.file.resolve().parent, resume=args.resume, no_gpu=args.no_gpu,
-                         on_trial_end=on_trial_end)
+    try:
+        runner = LocalRunner(experiment, out, args.file.resolve().parent, resume=args.resume,
+                             no_gpu=args.no_gpu, on_trial_end=on_trial_end)
+    except OSError as exc:  # the results folder cannot be made or written
+        raise CommandLineError(f"--out {out}: {exc.strerror or exc}") from None
     for warning in runner.warnings:
         errors.print(f"[yellow]warning:[/] {escape(str(warning))}", markup=True)
     pace = f"{runner.at_once} at a time"

@@ -7,7 +7,7 @@ trial template names a defined parameter, and the algorithm's settings fit the a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +20,28 @@ from kubetune.core.spec import Experiment, ExperimentSpec
 from kubetune.core.template import EXPERIMENT_FIELDS, PLACEHOLDER, TRIAL_FIELDS
 
 
-def load_experiment_file(path: str | Path) -> Experiment:
+def load_experiment_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Experiment:
+    """Reads and validates a manifest file; ``overrides`` replace fields of its ``spec`` (by their manifest
+    names, such as ``maxTrials``) before validation, so an override is checked like the field itself."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ManifestError([Problem("", f"cannot read the manifest: {exc.strerror}")], str(path)) from None
-    return load_experiment_text(text, source=str(path))
+        raise ManifestError([Problem("", f"cannot read the manifest: {exc.strerror or exc}")], str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"the manifest is not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} cannot be read"
+        raise ManifestError([Problem("", problem)], str(path)) from None
+    return load_experiment_text(text, source=str(path), overrides=overrides)
 
 
-def load_experiment_text(text: str, source: str | None = None) -> Experiment:
+def load_experiment_text(text: str, source: str | None = None,
+                         overrides: Mapping[str, Any] | None = None) -> Experiment:
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except RecursionError:
+        raise ManifestError([Problem("", "not valid YAML: nested too deeply")], source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -39,18 +49,22 @@ def load_experiment_text(text: str, source: str | None = None) -> Experiment:
         raise ManifestError([Problem("", f"not valid YAML: {where}{reason}")], source) from None
     experiments = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Experiment"]
     if len(documents) == 1:
-        return load_experiment(documents[0], source)
+        return load_experiment(documents[0], source, overrides)
     if len(experiments) != 1:
         raise ManifestError(
             [Problem("", f"expected one Experiment document, found {len(experiments)}")], source
         )
-    return load_experiment(experiments[0], source)
+    return load_experiment(experiments[0], source, overrides)
 
 
-def load_experiment(document: Any, source: str | None = None) -> Experiment:
+def load_experiment(document: Any, source: str | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> Experiment:
     """Validates a manifest given as a dict (a parsed YAML document or a Kubernetes object)."""
     if not isinstance(document, dict):
         raise ManifestError([Problem("", "the manifest must be a mapping (an Experiment object)")], source)
+    if overrides:
+        spec = document.get("spec")
+        document = {**document, "spec": {**spec, **overrides} if isinstance(spec, dict) else spec}
     try:
         experiment = Experiment.model_validate(document)
     except ValidationError as exc:

@@ -21,6 +21,8 @@ EXPERIMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_EXPERIMENT_NAME = 50
 QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkKMGTPE]i?|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
+# Bounds of int parameters: 64-bit integers, as a Kubernetes object stores them.
+INT_LIMIT = 2**63 - 1
 ParameterType = Literal["double", "int", "discrete", "categorical"]
 Scalar = str | int | float | bool
 
@@ -107,8 +109,13 @@ class Parameter(_Model):
                 raise ValueError(f"{bound} of parameter {self.name!r} must be finite, got {value}")
             if kind == "int" and value != int(value):
                 raise ValueError(f"{bound} of int parameter {self.name!r} must be a whole number, got {value}")
+            if kind == "int" and abs(value) > INT_LIMIT:
+                raise ValueError(f"{bound} of int parameter {self.name!r} must be between -{INT_LIMIT} and "
+                                 f"{INT_LIMIT} (64-bit integers), got {_num(value)}")
         if self.max <= self.min:
             raise ValueError(f"max ({_num(self.max)}) must be greater than min ({_num(self.min)})")
+        if not math.isfinite(self.max - self.min):
+            raise ValueError(f"the range of parameter {self.name!r} is too wide: max - min must be a finite number")
         if self.scale == "log" and self.min <= 0:
             raise ValueError(
                 f"log scale needs min > 0, but parameter {self.name!r} has min {_num(self.min)}"
@@ -241,7 +248,7 @@ class ExperimentSpec(_Model):
     objective: Objective
     parameters: list[Parameter] = Field(min_length=1, description="The search space.")
     algorithm: Algorithm = Field(default_factory=Algorithm)
-    seed: int | None = Field(default=None, ge=0, description="Seed for reproducible suggestions.")
+    seed: int | None = Field(default=None, ge=0, le=INT_LIMIT, description="Seed for reproducible suggestions.")
     parallelism: int = Field(default=1, ge=1, description="Trials running at once.")
     max_trials: int = Field(default=20, ge=1, description="Trials to run in total.")
     max_failed_trials: int = Field(
