@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from kubetune.core.crd import all_crds
 from kubetune.core.engine import Optimizer
 from kubetune.core.errors import ManifestError, Problem
 from kubetune.core.gpu_sharing import MODES, GpuSharing
-from kubetune.core.manifest import load_experiment_file
+from kubetune.core.manifest import load_experiment_file, local_run_problems
 from kubetune.core.records import TrialRecord, ranked
 from kubetune.core.spec import Experiment
 from kubetune.core.template import substitute_all
@@ -303,8 +304,15 @@ def _validate(args: argparse.Namespace) -> int:
         trial = f"{experiment.name}-0"
         container = substitute_all(spec.trial_template.spec["containers"][0], example[0].params, trial,
                                    experiment.name)
-        command = " ".join(str(c) for c in container.get("command", []) + container.get("args", []))
-        console.print(f"First trial would run: {command}", soft_wrap=True, markup=False)
+        command = shlex.join(str(c) for c in (container.get("command") or []) + (container.get("args") or []))
+        if container.get("command"):
+            console.print(f"First trial would run: {command}", soft_wrap=True, markup=False)
+        else:
+            console.print(f"First trial would run, in a cluster: the image's entrypoint {command}".rstrip(),
+                          soft_wrap=True, markup=False)
+    for problem in local_run_problems(spec):
+        errors.print(f"[yellow]warning:[/] {escape(str(problem))}; kubetune run refuses it, a cluster runs the "
+                     "image's entrypoint", markup=True, soft_wrap=True)
     return EXIT_OK
 
 

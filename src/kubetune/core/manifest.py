@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from kubetune.core.engine.registry import parse_settings
 from kubetune.core.errors import ManifestError, Problem, format_path, problems_from_validation
 from kubetune.core.spec import Experiment, ExperimentSpec
-from kubetune.core.template import EXPERIMENT_FIELDS, PLACEHOLDER, TRIAL_FIELDS
+from kubetune.core.template import placeholder_problems
 
 
 def load_experiment_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Experiment:
@@ -78,22 +78,13 @@ def load_experiment(document: Any, source: str | None = None,
 def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
     """Problems that involve more than one field of an otherwise well-formed spec."""
     defined = {p.name for p in spec.parameters}
-    for loc, text in _template_strings(spec.trial_template.spec, ["spec", "trialTemplate", "spec"]):
-        for match in PLACEHOLDER.finditer(text):
-            scope, name = match.group(1), match.group(2)
-            if scope == "params" and name not in defined:
-                known = ", ".join(sorted(defined))
-                yield Problem(
-                    format_path(loc),
-                    f"references ${{params.{name}}}, but no parameter {name!r} is defined (defined: {known})",
-                )
-            fields = {"trial": TRIAL_FIELDS, "experiment": EXPERIMENT_FIELDS}.get(scope)
-            if fields is not None and name not in fields:
-                yield Problem(
-                    format_path(loc),
-                    f"references ${{{scope}.{name}}}; {scope} placeholders are "
-                    + ", ".join(f"${{{scope}.{f}}}" for f in fields),
-                )
+    template = spec.trial_template
+    strings = list(_template_strings(template.spec, ["spec", "trialTemplate", "spec"]))
+    if template.metrics_collector.path:
+        strings.append((["spec", "trialTemplate", "metricsCollector", "path"], template.metrics_collector.path))
+    for loc, text in strings:
+        for message in placeholder_problems(text, defined):
+            yield Problem(format_path(loc), message)
     algorithm = spec.algorithm
     try:
         settings = parse_settings(algorithm.name, algorithm.settings)
@@ -120,3 +111,17 @@ def _template_strings(node: Any, loc: list[str | int]) -> Iterator[tuple[list[st
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from _template_strings(value, [*loc, index])
+
+
+LOCAL_COMMAND_PATH = "spec.trialTemplate.spec.containers[0].command"
+
+
+def local_run_problems(spec: ExperimentSpec) -> list[Problem]:
+    """What keeps a valid experiment from running as local processes (``kubetune run``) although a cluster
+    could run it: the first container must have a ``command``, since only a cluster knows the image's
+    entrypoint. ``kubetune validate`` reports these as warnings and the local runner refuses to start."""
+    container = spec.trial_template.spec["containers"][0]
+    if container.get("command"):
+        return []
+    return [Problem(LOCAL_COMMAND_PATH, "locally the first container needs a command to run (the image's "
+                    "entrypoint is not known without a cluster)")]

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from kubetune.core.template import env_name
+
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Trial names are "<experiment>-<n>" and end up in label values (at most 63 characters).
 EXPERIMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -261,10 +263,18 @@ class ExperimentSpec(_Model):
     @classmethod
     def _unique_names(cls, value: list[Parameter]) -> list[Parameter]:
         seen: set[str] = set()
+        variables: dict[str, str] = {}
         for parameter in value:
             if parameter.name in seen:
                 raise ValueError(f"parameter name {parameter.name!r} is used more than once")
             seen.add(parameter.name)
+            variable = env_name(parameter.name)
+            if variable in variables:
+                raise ValueError(
+                    f"parameters {variables[variable]!r} and {parameter.name!r} would both be passed to the "
+                    f"trial as the environment variable {variable}; rename one of them"
+                )
+            variables[variable] = parameter.name
         return value
 
 
