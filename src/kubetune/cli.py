@@ -288,8 +288,7 @@ def _validate(args: argparse.Namespace) -> int:
     for column in ("parameter", "type", "range / values", "scale"):
         table.add_column(column)
     for p in spec.parameters:
-        span = f"[{p.min:g}, {p.max:g}]" if p.values is None else ", ".join(map(str, p.values))
-        table.add_row(p.name, p.type, span, p.scale if p.values is None else "")
+        table.add_row(p.name, p.type, *p.describe())
     console.print(table)
     objective = spec.objective
     target = f", stop at {objective.target}" if objective.target is not None else ""

@@ -94,12 +94,11 @@ def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
     if algorithm.name == "grid":
         default_steps = getattr(settings, "steps", None)
         for index, parameter in enumerate(spec.parameters):
-            if parameter.type == "double" and parameter.steps is None and default_steps is None:
-                yield Problem(
-                    f"spec.parameters[{index}]",
-                    f"grid search needs steps for double parameter {parameter.name!r}: set steps on the "
-                    "parameter or in spec.algorithm.settings",
-                )
+            try:
+                parameter.axis(default_steps)
+            except ValueError as exc:
+                yield Problem(f"spec.parameters[{index}]",
+                              f"{exc}: set steps on the parameter or in spec.algorithm.settings")
 
 
 def _template_strings(node: Any, loc: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
