@@ -3,9 +3,15 @@ traceback and nothing run."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 import yaml
 
+import kubetune
 from conftest import manifest
 from kubetune.cli import main
 
@@ -70,3 +76,54 @@ def test_overrides_are_validated_like_the_fields_they_replace(option, value, fie
     err = _refused(["run", str(file), option, value, "--out", str(tmp_path / "out")], capsys)
     assert f"{option} (overrides {field})" in err
     assert not (tmp_path / "out").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_operator_without_a_reachable_cluster_says_so_in_one_line(tmp_path):
+    server = f"https://127.0.0.1:{_closed_port()}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "me", "user": {"token": "x"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "me"}}],
+    }))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "operator", "-A", "--metrics-port", "0",
+         "--liveness", f"http://127.0.0.1:{_closed_port()}/healthz"],
+        capture_output=True, text=True, timeout=60, env={**env, "KUBECONFIG": str(kubeconfig)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot reach the Kubernetes API server at {server}: Connection refused (is the cluster running, "
+        "and KUBECONFIG the right one?)"]
+
+
+def test_help_and_version_are_plain_and_load_no_heavy_module():
+    code = ("import sys; from kubetune.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = ('numpy', 'scipy', 'pydantic', 'kopf', 'kubernetes', 'rich')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().endswith("[]"), result.stdout
+    assert "`" not in result.stdout and "exit status: 0 finished" in " ".join(result.stdout.split())
+    version = subprocess.run([sys.executable, "-m", "kubetune.cli", "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"kubetune {kubetune.__version__}"
+
+
+def test_validate_says_units_and_counts_and_quotes_commands(write_manifest, capsys):
+    document = manifest(args=["--x=${params.x}", "--note=two words", "line one\nline two"],
+                        template={"timeoutSeconds": 60, "retries": 1})
+    assert main(["validate", str(write_manifest(document))]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 retry each, timeout 60 s" in out
+    assert "'--note=two words' 'line one line two'" in out
+    document["spec"]["trialTemplate"].update(timeoutSeconds=None, retries=2)
+    assert main(["validate", str(write_manifest(document))]) == 0
+    assert "2 retries each, no timeout" in capsys.readouterr().out

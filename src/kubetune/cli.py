@@ -1,65 +1,91 @@
-"""The ``kubetune`` command: ``run`` an experiment on this machine, ``validate`` a manifest.
+"""The ``kubetune`` command: ``run`` an experiment on this machine, ``validate`` a manifest, run the
+``operator``, write the ``crds``.
 
 Exit status: 0 when the experiment finished, 1 when it failed (for example maxFailedTrials was exceeded),
 2 on bad input (nothing runs), 130 when interrupted (finished trials are kept; ``--resume`` continues).
+Each command imports what it needs when it runs, so ``kubetune --help`` loads no numpy, pydantic or
+Kubernetes client.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import logging
+import functools
 import os
-import shlex
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from kubetune import __version__
+from kubetune.core.gpu_sharing import MODES
 
-from kubetune.core.crd import all_crds
-from kubetune.core.engine import Optimizer
-from kubetune.core.errors import ManifestError, Problem
-from kubetune.core.gpu_sharing import MODES, GpuSharing
-from kubetune.core.manifest import load_experiment_file, local_run_problems
-from kubetune.core.records import TrialRecord, ranked
-from kubetune.core.spec import Experiment
-from kubetune.core.template import substitute_all
-from kubetune.runners.local import LocalRunner, Outcome, RunnerError
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kubetune.core.records import TrialRecord
+    from kubetune.core.spec import Experiment
+    from kubetune.runners.local import Outcome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+DESCRIPTION = ("Hyperparameter optimization: run an Experiment manifest's trials on this machine, check a "
+               "manifest, or run the Kubernetes operator.")
+EPILOG = ("exit status: 0 finished, 1 failed (maxFailedTrials exceeded, or no trial succeeded), 2 bad input "
+          "(nothing ran), 130 interrupted (continue with --resume)")
 
-console = Console(highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False)
+
+@functools.cache
+def console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@functools.cache
+def errors() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from kubetune.core.errors import ManifestError
+
     try:
         return args.handler(args)
     except ManifestError as exc:
-        errors.print(f"[red]error:[/] {escape(exc.describe())}", markup=True, soft_wrap=True)
+        _error(exc.describe())
         return EXIT_BAD_INPUT
-    except (RunnerError, OperatorStartError, CommandLineError) as exc:
-        errors.print(f"[red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+    except (OperatorStartError, CommandLineError) as exc:
+        _error(str(exc))
         return EXIT_BAD_INPUT
+
+
+def _error(message: str) -> None:
+    from rich.markup import escape
+
+    errors().print(f"[red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+
+
+def _warning(message: str) -> None:
+    from rich.markup import escape
+
+    errors().print(f"[yellow]warning:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 class CommandLineError(Exception):
-    """An option that cannot be used as given (nothing has run)."""
+    """Input that cannot be used as given (nothing has run)."""
 
 
 class OperatorStartError(Exception):
-    """The operator cannot start: no cluster configuration, or a port it was told to serve on is taken."""
+    """The operator cannot start: no cluster configuration, no reachable API server, or a port it was told to
+    serve on is taken."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubetune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kubetune", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"kubetune {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run an experiment's trials as local processes")
@@ -172,6 +198,9 @@ OVERRIDES = {"parallelism": "parallelism", "max_trials": "maxTrials", "seed": "s
 def _load(args: argparse.Namespace) -> Experiment:
     """The manifest with the command line's overrides applied and validated like the fields they replace; a
     problem with an override is reported under the option's name."""
+    from kubetune.core.errors import ManifestError, Problem
+    from kubetune.core.manifest import load_experiment_file
+
     overrides = {field: getattr(args, option) for option, field in OVERRIDES.items()
                  if getattr(args, option, None) is not None}
     try:
@@ -197,15 +226,31 @@ def _output_folder(out: Path) -> Path:
 
 # -- run ----------------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
+    from kubetune.runners.local import RunnerError
+
+    try:
+        return _run_experiment(args)
+    except RunnerError as exc:
+        raise CommandLineError(str(exc)) from None
+
+
+def _run_experiment(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kubetune.core.records import ranked
+    from kubetune.runners.local import LocalRunner
+
     experiment = _load(args)
     if experiment.spec.suspend:
-        raise RunnerError("spec.suspend is true: the experiment is suspended, so no trial would start")
+        raise CommandLineError("spec.suspend is true: the experiment is suspended, so no trial would start")
     out = _output_folder(args.out or Path("kubetune-runs") / experiment.name)
     spec = experiment.spec
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("running {task.fields[running]}  failed {task.fields[failed]}  best {task.fields[best]}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TimeElapsedColumn(), console=console(), transient=False,
     )
     task = progress.add_task(experiment.name, total=spec.max_trials, running=0, failed=0, best="-")
 
@@ -228,12 +273,12 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:  # the results folder cannot be made or written
         raise CommandLineError(f"--out {out}: {exc.strerror or exc}") from None
     for warning in runner.warnings:
-        errors.print(f"[yellow]warning:[/] {escape(str(warning))}", markup=True)
+        _warning(str(warning))
     pace = f"{runner.at_once} at a time"
     if runner.at_once < spec.parallelism:
         pace += f" (parallelism {spec.parallelism}, but only {runner.at_once} fit on this machine's GPUs)"
-    console.print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
-                  f"trials, {pace}; results in {out}")
+    console().print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
+                    f"trials, {pace}; results in {out}")
     with progress:
         done_before = sum(r.state not in ("Queued", "Running") for r in runner.records.values())
         progress.update(task, completed=done_before)
@@ -243,6 +288,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _trial_line(record: TrialRecord) -> str:
+    from rich.markup import escape
+
     colour = {"Succeeded": "green", "Killed": "yellow"}.get(record.state, "red")
     params = ", ".join(f"{k}={_short(v)}" for k, v in record.params.items())
     value = f" value={record.value:.6g}" if record.value is not None else ""
@@ -255,6 +302,11 @@ def _short(value: object) -> str:
 
 
 def _print_outcome(outcome: Outcome, experiment: Experiment, out: Path, file: Path) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from kubetune.core.records import ranked
+
     spec = experiment.spec
     best = ranked(outcome.records, spec.objective.direction)[:5]
     if best:
@@ -265,62 +317,90 @@ def _print_outcome(outcome: Outcome, experiment: Experiment, out: Path, file: Pa
             table.add_column(name, justify="right")
         for record in best:
             table.add_row(record.id, f"{record.value:.6g}", *(_short(v) for v in record.params.values()))
-        console.print(table)
+        console().print(table)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.summary["counts"].items()))
     colour = {"Succeeded": "green", "Interrupted": "yellow"}.get(outcome.phase, "red")
-    console.print(f"[{colour}]{outcome.phase}[/] ({outcome.reason}): {escape(outcome.message)}. "
-                  f"Trials: {counts or 'none'}.")
+    console().print(f"[{colour}]{outcome.phase}[/] ({outcome.reason}): {escape(outcome.message)}. "
+                    f"Trials: {counts or 'none'}.")
     if best:
         params = ", ".join(f"{k}={_short(v)}" for k, v in best[0].params.items())
-        console.print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})",
-                      markup=False)
-    console.print(f"Results: {out / 'trials.jsonl'}, {out / 'summary.json'}")
+        console().print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})",
+                        markup=False)
+    console().print(f"Results: {out / 'trials.jsonl'}, {out / 'summary.json'}")
     if outcome.phase == "Interrupted":
-        console.print(f"Continue with: kubetune run {file} --out {out} --resume")
+        console().print(f"Continue with: kubetune run {file} --out {out} --resume")
 
 
 # -- validate -----------------------------------------------------------------------------------------------
 def _validate(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     experiment = _load(args)
     spec = experiment.spec
-    console.print(f"[green]valid[/]: Experiment [bold]{experiment.name}[/] ({args.file})")
+    console().print(f"[green]valid[/]: Experiment [bold]{experiment.name}[/] ({args.file})")
     table = Table(title="Search space")
     for column in ("parameter", "type", "range / values", "scale"):
         table.add_column(column)
     for p in spec.parameters:
         table.add_row(p.name, p.type, *p.describe())
-    console.print(table)
+    console().print(table)
     objective = spec.objective
     target = f", stop at {objective.target}" if objective.target is not None else ""
-    console.print(f"Objective: {objective.direction} {objective.metric} ({objective.strategy} value{target})")
-    console.print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}", markup=False)
-    console.print(f"Trials: {spec.max_trials} in all, {spec.parallelism} at a time, up to "
-                  f"{spec.max_failed_trials} failures, {spec.trial_template.retries} retries each, "
-                  f"timeout {spec.trial_template.timeout_seconds or 'none'}")
-    example = Optimizer(parameters=spec.parameters, direction=objective.direction, algorithm=spec.algorithm.name,
-                        settings=spec.algorithm.settings, seed=spec.seed).ask(1)
-    if example:
-        trial = f"{experiment.name}-0"
-        container = substitute_all(spec.trial_template.spec["containers"][0], example[0].params, trial,
-                                   experiment.name)
-        command = shlex.join(str(c) for c in (container.get("command") or []) + (container.get("args") or []))
-        if container.get("command"):
-            console.print(f"First trial would run: {command}", soft_wrap=True, markup=False)
-        else:
-            console.print(f"First trial would run, in a cluster: the image's entrypoint {command}".rstrip(),
-                          soft_wrap=True, markup=False)
+    console().print(f"Objective: {objective.direction} {objective.metric} ({objective.strategy} value{target})")
+    console().print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}".rstrip(), markup=False)
+    template = spec.trial_template
+    timeout = f"timeout {template.timeout_seconds} s" if template.timeout_seconds else "no timeout"
+    console().print(f"Trials: {spec.max_trials} in all, {spec.parallelism} at a time, up to "
+                    f"{_count(spec.max_failed_trials, 'failure', 'failures')}, "
+                    f"{_count(template.retries, 'retry', 'retries')} each, {timeout}")
+    _print_first_trial(experiment)
+    from kubetune.core.manifest import local_run_problems
+
     for problem in local_run_problems(spec):
-        errors.print(f"[yellow]warning:[/] {escape(str(problem))}; kubetune run refuses it, a cluster runs the "
-                     "image's entrypoint", markup=True, soft_wrap=True)
+        _warning(f"{problem}; kubetune run refuses it, a cluster runs the image's entrypoint")
     return EXIT_OK
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _print_first_trial(experiment: Experiment) -> None:
+    import shlex
+
+    from kubetune.core.engine import Optimizer
+    from kubetune.core.template import substitute_all
+
+    spec = experiment.spec
+    example = Optimizer(parameters=spec.parameters, direction=spec.objective.direction,
+                        algorithm=spec.algorithm.name, settings=spec.algorithm.settings, seed=spec.seed).ask(1)
+    if not example:
+        return
+    container = substitute_all(spec.trial_template.spec["containers"][0], example[0].params,
+                               f"{experiment.name}-0", experiment.name)
+    command = shlex.join(str(c) for c in (container.get("command") or []) + (container.get("args") or []))
+    if container.get("command"):
+        console().print(f"First trial would run: {command}", soft_wrap=True, markup=False)
+    else:
+        console().print(f"First trial would run, in a cluster: the image's entrypoint {command}".rstrip(),
+                        soft_wrap=True, markup=False)
 
 
 # -- operator -----------------------------------------------------------------------------------------------
 def _operator(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import logging
+
     _few_malloc_arenas()
     import kopf
+    from kubernetes.config import ConfigException
 
+    from kubetune.core.gpu_sharing import GpuSharing
+    from kubetune.core.leadership import ElectionTiming
     from kubetune.operator import handlers
+    from kubetune.operator.api import KubernetesApi
+    from kubetune.operator.leader import LeaderElection, lead
 
     kopf.configure(debug=args.log_level == "debug", quiet=args.log_level == "warning")
     if args.log_level != "debug":  # one line per pod event is noise at thousands of trials
@@ -336,12 +416,6 @@ def _operator(args: argparse.Namespace) -> int:
         await kopf.operator(clusterwide=args.all_namespaces, namespaces=args.namespace or [], standalone=True,
                             liveness_endpoint=args.liveness, stop_flag=stop)
 
-    from kubernetes.config import ConfigException
-
-    from kubetune.core.leadership import ElectionTiming
-    from kubetune.operator.api import KubernetesApi
-    from kubetune.operator.leader import LeaderElection, lead
-
     async def elect_then_operate() -> int:
         duration = args.lease_duration
         timing = ElectionTiming(duration, renew_deadline_seconds=duration * 2 / 3, retry_seconds=duration / 7.5)
@@ -350,6 +424,7 @@ def _operator(args: argparse.Namespace) -> int:
 
     try:
         KubernetesApi()  # fails at once, before kopf starts, when there is no cluster configuration
+        _reach_api_server()
         _check_port("--liveness", args.liveness)
         if args.metrics_port:
             _check_port("--metrics-port", f"http://0.0.0.0:{args.metrics_port}/")
@@ -362,6 +437,40 @@ def _operator(args: argparse.Namespace) -> int:
                                  ) from None
     except OSError as exc:  # the liveness or metrics port is taken, or may not be bound
         raise OperatorStartError(f"the operator could not start: {exc}") from None
+
+
+PROBE_TIMEOUT_SECONDS = 10.0
+
+
+def _reach_api_server() -> None:
+    """Asks the API server for its version (any client may) before kopf starts: kopf would otherwise log a
+    chain of tracebacks and retry every minute when the configured server cannot be reached or refuses the
+    credentials."""
+    import urllib3
+    from kubernetes import client
+
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = False  # one attempt, and no log line per retry
+    host = configuration.host
+    try:
+        client.VersionApi(client.ApiClient(configuration)).get_code(_request_timeout=PROBE_TIMEOUT_SECONDS)
+    except client.exceptions.ApiException as exc:
+        if exc.status == 401:
+            raise OperatorStartError(f"the Kubernetes API server at {host} refused the operator's credentials "
+                                     "(401 Unauthorized)") from None
+        # any other answer comes from a server that is there; RBAC problems are reported per experiment
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise OperatorStartError(f"cannot reach the Kubernetes API server at {host}: {_why(exc)} (is the "
+                                 "cluster running, and KUBECONFIG the right one?)") from None
+
+
+def _why(exc: BaseException) -> str:
+    """The innermost reason of a connection failure ("Connection refused"), not urllib3's chain of wrappers."""
+    import re
+
+    text = str(getattr(exc, "reason", None) or exc)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return found.group(1).strip() if found else text
 
 
 def _few_malloc_arenas() -> None:
@@ -380,6 +489,8 @@ M_ARENA_MAX = -8  # glibc's malloc.h
 
 # -- crds ---------------------------------------------------------------------------------------------------
 def _crds(args: argparse.Namespace) -> int:
+    from kubetune.core.crd import all_crds
+
     documents = all_crds()
     if args.out is None:
         sys.stdout.write("---\n".join(render_yaml(crd) for crd in documents.values()))
@@ -387,11 +498,13 @@ def _crds(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name, crd in documents.items():
         (args.out / name).write_text(render_yaml(crd))
-        console.print(f"wrote {args.out / name}")
+        console().print(f"wrote {args.out / name}")
     return EXIT_OK
 
 
-def render_yaml(document: dict) -> str:
+def render_yaml(document: dict[str, Any]) -> str:
+    import yaml
+
     header = "# Generated by `kubetune crds` from the pydantic models; do not edit by hand.\n"
     return header + yaml.safe_dump(document, sort_keys=False, width=120)
 
