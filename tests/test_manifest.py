@@ -177,6 +177,21 @@ BAD = {
         manifest(template={"metricsCollector": {"kind": "file", "path": "out/${trial.name}.json"}}),
         "spec.trialTemplate.metricsCollector.path", "trial placeholders are ${trial.id}",
     ),
+    "categorical value beyond 64 bits": (
+        _parameter(name="k", type="categorical", values=[1, 10**400]), "spec.parameters[0]", "beyond 64-bit integers",
+    ),
+    "categorical value not a number": (
+        _parameter(name="k", type="categorical", values=["a", float("nan")]), "spec.parameters[0]", "not finite",
+    ),
+    "infinite gpu": (
+        manifest(template={"resources": {"gpu": float("inf")}}), "spec.trialTemplate.resources.gpu",
+        "finite number",
+    ),
+    "grid steps beyond any grid": (
+        _parameter(name="x", type="double", min=0, max=1, steps=10**9), "spec.parameters[0].steps",
+        "less than or equal to 100000",
+    ),
+    "parallelism beyond 64 bits": (manifest(parallelism=2**63), "spec.parallelism", "less than or equal to"),
     "unknown trial placeholder": (
         manifest(args=["--x=${params.x}", "--out=${trial.dir}"]), "spec.trialTemplate.spec.containers[0].args[1]",
         "${trial.id}",

@@ -28,7 +28,8 @@ def parameters(draw):
         values = draw(st.lists(st.floats(-1e3, 1e3, allow_nan=False) | st.integers(-1000, 1000),
                                min_size=1, max_size=6, unique_by=float))
         return {"type": kind, "values": values}
-    values = draw(st.lists(st.text(min_size=1, max_size=4) | st.integers() | st.booleans(), min_size=1, max_size=6,
+    values = draw(st.lists(st.text(min_size=1, max_size=4) | st.integers(-(2**63) + 1, 2**63 - 1) | st.booleans(),
+                           min_size=1, max_size=6,
                            unique_by=lambda v: (type(v) is bool, type(v) is str, v)))
     return {"type": kind, "values": values}
 

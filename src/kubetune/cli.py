@@ -91,16 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run an experiment's trials as local processes")
     run.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
     run.add_argument("--out", type=Path, help="results folder (default kubetune-runs/<metadata.name>)")
-    run.add_argument("--parallelism", type=_positive, help="override spec.parallelism")
-    run.add_argument("--max-trials", type=_positive, help="override spec.maxTrials")
-    run.add_argument("--seed", type=int, help="override spec.seed")
+    _add_overrides(run)
     run.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
     run.add_argument("--no-gpu", action="store_true", help="run GPU trials without a GPU")
     run.add_argument("--quiet", action="store_true", help="no line per finished trial")
     run.set_defaults(handler=_run)
 
     validate = commands.add_parser("validate", help="check a manifest and show what it would run")
-    validate.add_argument("file", type=Path)
+    validate.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
+    _add_overrides(validate)
     validate.set_defaults(handler=_validate)
 
     operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf)")
@@ -134,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     crds.add_argument("--out", type=Path, help="folder to write them to (default: print them)")
     crds.set_defaults(handler=_crds)
     return parser
+
+
+def _add_overrides(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--parallelism", type=_positive, help="override spec.parallelism")
+    command.add_argument("--max-trials", type=_positive, help="override spec.maxTrials")
+    command.add_argument("--seed", type=int, help="override spec.seed")
 
 
 def _mig_profile(text: str) -> tuple[float, str]:
@@ -185,7 +190,10 @@ def _own_identity() -> str:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

@@ -32,6 +32,8 @@ from kubetune.core.manifest_model import INT_LIMIT, ManifestModel
 
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 Scalar = str | int | float | bool
+# Grid values along one parameter at most (a grid lists them): far more than any grid search can visit.
+MAX_GRID_STEPS = 100_000
 # Fields a parameter of some kind may have besides name and type, for the message about a misplaced one.
 _KIND_FIELDS = ("min", "max", "scale", "steps", "values")
 
@@ -133,7 +135,7 @@ class _RangeParameter(ParameterBase):
     max: float
     scale: Literal["linear", "log"] = Field(default="linear", description="Search on a linear or log scale.")
     steps: int | None = Field(
-        default=None, ge=2, description="Grid search: number of evenly spaced values."
+        default=None, ge=2, le=MAX_GRID_STEPS, description="Grid search: number of evenly spaced values."
     )
     own_fields: ClassVar[tuple[str, ...]] = ("min", "max", "scale", "steps")
     takes: ClassVar[str] = "min and max"
@@ -284,6 +286,12 @@ class _ChoiceParameter(ParameterBase):
     def _distinct_values(self) -> _ChoiceParameter:
         if not self.values:
             raise ValueError(f"{self.type} parameter {self.name!r} needs a non-empty list of values")
+        for value in self.values:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{self.type} parameter {self.name!r} has a value that is not finite")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+                raise ValueError(f"{self.type} parameter {self.name!r} has the value {value}, beyond 64-bit "
+                                 "integers")
         keys = [_value_key(v) for v in self.values]
         if len(set(keys)) != len(keys):
             duplicate = next(v for i, v in enumerate(self.values) if _value_key(v) in keys[:i])
@@ -337,8 +345,6 @@ class DiscreteParameter(_ChoiceParameter):
             raise ValueError(
                 f"discrete parameter {self.name!r} takes numbers; use type categorical for other values"
             )
-        if any(not math.isfinite(v) for v in self.values):
-            raise ValueError(f"discrete parameter {self.name!r} has a value that is not finite")
         return self
 
     def choices(self) -> list[Scalar]:
@@ -416,7 +422,7 @@ def _value_key(value: Scalar) -> tuple[str, Scalar]:
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, int | float):
-        return ("number", float(value))
+        return ("number", value)  # 1 == 1.0 and their hashes agree; no float() of a huge int
     return ("str", value)
 
 
@@ -424,5 +430,5 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
-        return float(a) == float(b)
-    return a == b
+        return a == b
+    return isinstance(a, str) == isinstance(b, str) and a == b

@@ -87,7 +87,8 @@ class Resources(ManifestModel):
     cpu: str | int | float | None = Field(default=None, description="CPU request, a Kubernetes quantity.")
     memory: str | int | None = Field(default=None, description="Memory request, a Kubernetes quantity.")
     gpu: float = Field(
-        default=0, ge=0, description="GPUs per trial; a fraction below 1 shares a GPU, above 1 whole GPUs."
+        default=0, ge=0, allow_inf_nan=False,
+        description="GPUs per trial; a fraction below 1 shares a GPU, above 1 whole GPUs.",
     )
 
     @field_validator("cpu", "memory")
@@ -125,8 +126,12 @@ class MetricsCollector(ManifestModel):
 class TrialTemplate(ManifestModel):
     """How each trial runs."""
 
-    timeout_seconds: int | None = Field(default=None, gt=0, description="Kill a trial running longer.")
-    retries: int = Field(default=0, ge=0, description="Re-runs of a failed trial before it counts as failed.")
+    timeout_seconds: int | None = Field(
+        default=None, gt=0, le=INT_LIMIT, description="Kill a trial running longer."
+    )
+    retries: int = Field(
+        default=0, ge=0, le=INT_LIMIT, description="Re-runs of a failed trial before it counts as failed."
+    )
     resources: Resources = Field(default_factory=Resources)
     metrics_collector: MetricsCollector = Field(default_factory=MetricsCollector)
     spec: dict[str, Any] = Field(
@@ -178,11 +183,13 @@ class ExperimentSpec(ManifestModel):
     objective: Objective
     parameters: list[Parameter] = Field(min_length=1, description="The search space.")
     algorithm: Algorithm = Field(default_factory=Algorithm)
-    seed: int | None = Field(default=None, ge=0, le=INT_LIMIT, description="Seed for reproducible suggestions.")
-    parallelism: int = Field(default=1, ge=1, description="Trials running at once.")
-    max_trials: int = Field(default=20, ge=1, description="Trials to run in total.")
+    seed: int | None = Field(
+        default=None, ge=0, le=INT_LIMIT, description="Seed for reproducible suggestions."
+    )
+    parallelism: int = Field(default=1, ge=1, le=INT_LIMIT, description="Trials running at once.")
+    max_trials: int = Field(default=20, ge=1, le=INT_LIMIT, description="Trials to run in total.")
     max_failed_trials: int = Field(
-        default=3, ge=0, description="The experiment fails once more trials than this have failed."
+        default=3, ge=0, le=INT_LIMIT, description="The experiment fails once more trials than this have failed."
     )
     suspend: bool = Field(default=False, description="Start no new trials while true.")
     trial_template: TrialTemplate
