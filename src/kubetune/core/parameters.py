@@ -414,7 +414,10 @@ def _whole_number(value: Any, bound: str, name: Any) -> Any:
 
 
 def _num(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
+    """A bound as a user wrote it: ``1000`` rather than ``1000.0``, ``1e+300`` rather than 301 digits."""
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return repr(value)
 
 
 def _value_key(value: Scalar) -> tuple[str, Scalar]:
