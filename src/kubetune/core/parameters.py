@@ -56,6 +56,7 @@ class ParameterBase(ManifestModel):
     ``(n, width)``."""
 
     name: str = Field(description="Parameter name, referenced in the trial template as ${params.NAME}.")
+    type: str = Field(description="double | int | discrete | categorical.")  # a Literal in each kind
     own_fields: ClassVar[tuple[str, ...]] = ()
     takes: ClassVar[str] = ""  # the fields that define the kind, for messages
     # A range of numbers (double, int) on one column, which the GP engine warps.
@@ -269,7 +270,7 @@ class IntParameter(_RangeParameter):
 
     def axis(self, default_steps: int | None) -> Axis:
         steps = self.steps or default_steps
-        if self.steps is None and steps is None:
+        if steps is None:  # every int
             low = self.min
             return Axis(self.max - self.min + 1, lambda i: low + i)
         return Axis.of(sorted({min(max(int(round(x)), self.min), self.max) for x in self._spaced(steps)}))

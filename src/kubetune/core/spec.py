@@ -60,7 +60,7 @@ class Algorithm(ManifestModel):
 
     name: str = Field(
         default="gp", description="Search strategy: gp (asynchronous constant-liar GP) | random | grid | sobol.",
-        json_schema_extra=lambda schema: schema.update(enum=algorithm_names()),
+        json_schema_extra=lambda schema: schema.update(enum=[*algorithm_names()]),
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="Algorithm-specific settings.")
 
