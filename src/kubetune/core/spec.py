@@ -59,7 +59,8 @@ class Algorithm(ManifestModel):
     """The search strategy and its settings."""
 
     name: str = Field(
-        default="gp", description="Search strategy: gp (asynchronous constant-liar GP) | random | grid | sobol.",
+        default="gp", description="Search strategy, one of the registered algorithms (gp, the default: an "
+        "asynchronous constant-liar Gaussian process).",
         json_schema_extra=lambda schema: schema.update(enum=[*algorithm_names()]),
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="Algorithm-specific settings.")
