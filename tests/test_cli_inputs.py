@@ -127,3 +127,11 @@ def test_validate_says_units_and_counts_and_quotes_commands(write_manifest, caps
     document["spec"]["trialTemplate"].update(timeoutSeconds=None, retries=2)
     assert main(["validate", str(write_manifest(document))]) == 0
     assert "2 retries each, no timeout" in capsys.readouterr().out
+
+
+def test_a_default_results_folder_below_a_file_is_refused(write_manifest, tmp_path, monkeypatch, capsys):
+    file = write_manifest(manifest())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kubetune-runs").write_text("")
+    err = _refused(["run", str(file)], capsys)
+    assert "the results folder kubetune-runs/demo (choose another with --out): is below kubetune-runs" in err

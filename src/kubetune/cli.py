@@ -201,15 +201,18 @@ def _load(args: argparse.Namespace) -> Experiment:
         raise
 
 
-def _output_folder(out: Path) -> Path:
-    """Refuses an output folder that cannot be one: a file, or a path below a file."""
-    for candidate in (out, *out.parents):
+def _output_folder(out: Path | None, default: Path) -> Path:
+    """The results folder (``--out``, else ``default``); refused when it cannot be one: a file, or a path
+    below a file."""
+    folder = out or default
+    for candidate in (folder, *folder.parents):
         if candidate.exists():
             if not candidate.is_dir():
-                what = "is a file" if candidate == out else f"is below {candidate}, which is a file"
-                raise CommandLineError(f"--out {out}: {what}, not a folder")
+                what = "is a file" if candidate == folder else f"is below {candidate}, which is a file"
+                name = f"--out {folder}" if out else f"the results folder {folder} (choose another with --out)"
+                raise CommandLineError(f"{name}: {what}, not a folder")
             break
-    return out
+    return folder
 
 
 # -- run ----------------------------------------------------------------------------------------------------
@@ -233,7 +236,7 @@ def _run_experiment(args: argparse.Namespace) -> int:
     experiment = _load(args)
     if experiment.spec.suspend:
         raise CommandLineError("spec.suspend is true: the experiment is suspended, so no trial would start")
-    out = _output_folder(args.out or Path("kubetune-runs") / experiment.name)
+    out = _output_folder(args.out, Path("kubetune-runs") / experiment.name)
     spec = experiment.spec
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
