@@ -1,9 +1,11 @@
 """Loading an Experiment manifest: YAML or a dict in, a validated :class:`Experiment` or a
 :class:`ManifestError` listing every problem out.
 
-Per-field checks live on the pydantic model; the checks here span fields: every ``${params.NAME}`` in the
-trial template names a defined parameter, and the algorithm's settings fit the algorithm and the space.
-"""
+Per-field checks live on the pydantic models; the checks here span fields: every placeholder of the trial
+template and the metrics file's path is one kubetune knows (:func:`kubetune.core.template.placeholder_problems`),
+and the algorithm's settings fit the algorithm and the space. Command-line overrides are applied before
+validation, so they are checked like the fields they replace. :func:`local_run_problems` is the one rule
+that only running trials as local processes adds."""
 
 from __future__ import annotations
 
