@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -93,40 +94,41 @@ class ParameterBase(ManifestModel):
     def width(self) -> int:
         return 1
 
+    @abstractmethod
     def size(self) -> float:
         """Number of distinct values (``inf`` for a double)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def encode(self, value: Any) -> np.ndarray:
         """``(width,)`` point for one value."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, u: np.ndarray) -> list[Any]:
-        raise NotImplementedError
+        """The value each row stands for."""
 
+    @abstractmethod
     def snap(self, u: np.ndarray) -> np.ndarray:
         """Vectorised ``encode(decode(u))``."""
-        raise NotImplementedError
 
     def keys(self, u: np.ndarray) -> list[Any]:
         """``[key(v) for v in decode(u)]``."""
         return [self.key(v) for v in self.decode(u)]
 
+    @abstractmethod
     def key(self, value: Any) -> Any:
         """Hashable identity of a value: equal keys mean the same value."""
-        raise NotImplementedError
 
+    @abstractmethod
     def canonical(self, value: Any) -> Any:
         """``value`` in its canonical type; ValueError when it is not a value of this parameter."""
-        raise NotImplementedError
 
+    @abstractmethod
     def axis(self, default_steps: int | None) -> Axis:
         """What a grid search visits; ValueError when that needs steps and none are given."""
-        raise NotImplementedError
 
+    @abstractmethod
     def describe(self) -> tuple[str, str]:
         """The range or values, and the scale, as ``kubetune validate`` shows them."""
-        raise NotImplementedError
 
 
 class _RangeParameter(ParameterBase):
@@ -318,8 +320,9 @@ class _ChoiceParameter(ParameterBase):
     def keys(self, u: np.ndarray) -> list[Any]:
         return self._indices(u).tolist()
 
+    @abstractmethod
     def _indices(self, u: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Index of the chosen value for each row."""
 
     def decode(self, u: np.ndarray) -> list[Any]:
         choices = self.choices()
