@@ -191,7 +191,7 @@ BAD = {
         _parameter(name="x", type="double", min=0, max=1, steps=10**9), "spec.parameters[0].steps",
         "less than or equal to 100000",
     ),
-    "parallelism beyond 64 bits": (manifest(parallelism=2**63), "spec.parallelism", "less than or equal to"),
+    "parallelism beyond a JSON integer": (manifest(parallelism=2**53), "spec.parallelism", "less than or equal to"),
     "unknown trial placeholder": (
         manifest(args=["--x=${params.x}", "--out=${trial.dir}"]), "spec.trialTemplate.spec.containers[0].args[1]",
         "${trial.id}",

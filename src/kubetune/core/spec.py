@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from kubetune.core.manifest_model import INT_LIMIT, ManifestModel
+from kubetune.core.manifest_model import JSON_INT_LIMIT, ManifestModel
 from kubetune.core.parameters import Parameter
 from kubetune.core.template import env_name
 
@@ -128,10 +128,10 @@ class TrialTemplate(ManifestModel):
     """How each trial runs."""
 
     timeout_seconds: int | None = Field(
-        default=None, gt=0, le=INT_LIMIT, description="Kill a trial running longer."
+        default=None, gt=0, le=JSON_INT_LIMIT, description="Kill a trial running longer."
     )
     retries: int = Field(
-        default=0, ge=0, le=INT_LIMIT, description="Re-runs of a failed trial before it counts as failed."
+        default=0, ge=0, le=JSON_INT_LIMIT, description="Re-runs of a failed trial before it counts as failed."
     )
     resources: Resources = Field(default_factory=Resources)
     metrics_collector: MetricsCollector = Field(default_factory=MetricsCollector)
@@ -185,12 +185,12 @@ class ExperimentSpec(ManifestModel):
     parameters: list[Parameter] = Field(min_length=1, description="The search space.")
     algorithm: Algorithm = Field(default_factory=Algorithm)
     seed: int | None = Field(
-        default=None, ge=0, le=INT_LIMIT, description="Seed for reproducible suggestions."
+        default=None, ge=0, le=JSON_INT_LIMIT, description="Seed for reproducible suggestions."
     )
-    parallelism: int = Field(default=1, ge=1, le=INT_LIMIT, description="Trials running at once.")
-    max_trials: int = Field(default=20, ge=1, le=INT_LIMIT, description="Trials to run in total.")
+    parallelism: int = Field(default=1, ge=1, le=JSON_INT_LIMIT, description="Trials running at once.")
+    max_trials: int = Field(default=20, ge=1, le=JSON_INT_LIMIT, description="Trials to run in total.")
     max_failed_trials: int = Field(
-        default=3, ge=0, le=INT_LIMIT, description="The experiment fails once more trials than this have failed."
+        default=3, ge=0, le=JSON_INT_LIMIT, description="The experiment fails once more trials than this have failed."
     )
     suspend: bool = Field(default=False, description="Start no new trials while true.")
     trial_template: TrialTemplate
