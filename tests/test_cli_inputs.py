@@ -135,3 +135,14 @@ def test_a_default_results_folder_below_a_file_is_refused(write_manifest, tmp_pa
     (tmp_path / "kubetune-runs").write_text("")
     err = _refused(["run", str(file)], capsys)
     assert "the results folder kubetune-runs/demo (choose another with --out): is below kubetune-runs" in err
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--liveness", "http://[::1", "expected http://HOST:PORT/PATH"),
+    ("--metrics-port", "99999", "expected a port from 0 to 65535"),
+    ("--metrics-port", "nine", "expected a port from 0 to 65535"),
+])
+def test_operator_options_are_checked_before_anything_starts(option, value, message, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["operator", "-A", option, value])
+    assert caught.value.code == 2 and message in capsys.readouterr().err

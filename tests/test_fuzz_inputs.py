@@ -247,3 +247,33 @@ def test_bad_manifests_exit_2_without_a_traceback_in_a_real_process(raw, tmp_pat
                             text=True, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+COMMANDS = ["run", "validate", "operator", "crds"]
+OPERATOR_OPTIONS = ["--namespace", "-n", "-A", "--all-namespaces", "--gpu-sharing", "--kai-queue", "--hami-cores",
+                    "--timeslicing-resource", "--mig-profile", "--leader-election", "--lease-name",
+                    "--lease-namespace", "--lease-duration", "--identity", "--liveness", "--metrics-port",
+                    "--log-level", "--out", "--resume", "--no-gpu", "--quiet", *OPTIONS]
+operator_tokens = tokens | st.sampled_from([
+    "http://[::1", "http://0.0.0.0:8080/healthz", "http://h:0/", "http://h:99999/", "https://h:1/", "0.5=",
+    "=x", "2=nvidia.com/gpu", "0.25=nvidia.com/mig-2g.20gb", "nan=x", "inf=x", "99999", "65535", "mig", "debug",
+])
+
+
+options_with_values = st.lists(st.tuples(st.sampled_from(OPERATOR_OPTIONS), operator_tokens), max_size=4).map(
+    lambda pairs: [token for pair in pairs for token in pair])
+
+
+@FUZZ
+@given(st.sampled_from(COMMANDS), options_with_values, st.lists(operator_tokens, max_size=2))
+def test_the_argument_parser_accepts_or_exits_2_for_any_command_line(command, options, stray):
+    from kubetune.cli import _parser
+
+    argv = [*options, *stray]
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            _parser().parse_args([command, *argv])
+        except SystemExit as exit_:
+            assert exit_.code == 2 and "error:" in err.getvalue(), (argv, exit_.code, err.getvalue())

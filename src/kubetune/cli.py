@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--identity", default=_own_identity(), help="this replica's name in the Lease")
     operator.add_argument("--liveness", type=_endpoint, default="http://0.0.0.0:8080/healthz",
                           help="liveness endpoint, http://HOST:PORT/PATH")
-    operator.add_argument("--metrics-port", type=int, default=9090, help="serve Prometheus metrics on this port "
+    operator.add_argument("--metrics-port", type=_port, default=9090, help="serve Prometheus metrics on this port "
                           "(0: do not serve them)")
     operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     operator.set_defaults(handler=_operator)
@@ -147,15 +147,25 @@ def _mig_profile(text: str) -> tuple[float, str]:
     return value, resource
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port from 0 to 65535")
+    return value
+
+
 def _endpoint(text: str) -> str:
     from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "http" or not parts.hostname or not port:
+        usable = parts.scheme == "http" and bool(parts.hostname) and bool(parts.port)
+    except ValueError:  # not a URL at all, or a port out of range
+        usable = False
+    if not usable:
         raise argparse.ArgumentTypeError(f"{text!r}: expected http://HOST:PORT/PATH with a port from 1 to 65535")
     return text
 
