@@ -48,6 +48,17 @@ def test_schema_is_structural(name):
         assert not ("properties" in node and "additionalProperties" in node), path
 
 
+@pytest.mark.parametrize("name", sorted(all_crds()))
+def test_integer_bounds_are_json_integers(name):
+    """The API server refuses a schema whose integer minimum or maximum a JSON number cannot hold exactly
+    (beyond 2**53), and then every object: "Maximum boundary value must be of type integer"."""
+    schema = all_crds()[name]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        for bound in ("minimum", "maximum"):
+            if node.get("type") == "integer" and bound in node:
+                assert abs(node[bound]) <= 2**53, f"{path}.{bound} is {node[bound]}"
+
+
 def test_unknown_fields_are_kept_only_where_needed():
     schema = all_crds()["experiments.kubetune.io.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     preserved = {path for path, node in _walk(schema) if node.get(PRESERVE)}

@@ -128,3 +128,28 @@ def test_grid_visits_every_point_in_order():
 def test_random_settings_are_rejected():
     with pytest.raises(Exception, match="steps"):
         Optimizer(FINITE, algorithm="random", settings={"steps": 3})
+
+
+WIDE = [
+    {"name": "n", "type": "int", "min": 0, "max": 10**18},
+    {"name": "m", "type": "int", "min": -(2**63) + 1, "max": 2**63 - 1, "steps": 5},
+]
+
+
+def test_a_wide_int_range_is_never_enumerated(algorithm, monkeypatch):
+    from kubetune.core.space import Space
+
+    if algorithm != "grid":  # grid search walks the grid one point at a time, by design
+        monkeypatch.setattr(Space, "grid", lambda *_: pytest.fail("the space was enumerated"))
+    opt = Optimizer(parameters=WIDE, algorithm=algorithm, seed=0)
+    assert opt.space.size() == (10**18 + 1) * (2**64 - 1)
+    suggested = []
+    for _ in range(3):
+        batch = opt.ask(4)
+        assert len(batch) == 4
+        for s in batch:
+            assert opt.space.validate(s.params) == s.params
+            opt.tell(s.id, float(s.params["n"] % 7))
+        suggested += batch
+    if algorithm == "grid":  # the last parameter varies fastest
+        assert [s.params["n"] for s in suggested] == [i // 5 for i in range(12)]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from conftest import manifest
 from kubetune.cli import main
 from kubetune.core.errors import ManifestError
-from kubetune.core.manifest import load_experiment, load_experiment_text
+from kubetune.core.manifest import load_experiment, load_experiment_text, local_run_problems
 
 CONTRACT = """
 apiVersion: kubetune.io/v1alpha1
@@ -140,6 +140,58 @@ BAD = {
         manifest(template={"resources": {"memory": "lots"}}), "spec.trialTemplate.resources.memory",
         "not a Kubernetes quantity",
     ),
+    "environment names collide (a-b, a_b)": (
+        manifest(parameters=[{"name": "a-b", "type": "double", "min": 0, "max": 1},
+                             {"name": "a_b", "type": "double", "min": 0, "max": 1}], args=[]),
+        "spec.parameters", "'a-b' and 'a_b' would both be passed to the trial as the environment variable "
+        "KUBETUNE_PARAM_A_B",
+    ),
+    "environment names collide (lr, LR)": (
+        manifest(parameters=[{"name": "lr", "type": "double", "min": 0, "max": 1},
+                             {"name": "LR", "type": "double", "min": 0, "max": 1}], args=[]),
+        "spec.parameters", "'lr' and 'LR' would both be passed",
+    ),
+    "placeholder with a singular scope": (
+        manifest(args=["--x=${param.x}"]), "spec.trialTemplate.spec.containers[0].args[0]",
+        "'${param.x}' is not a placeholder kubetune knows; did you mean ${params.x}? placeholders are "
+        "${params.NAME}, ${trial.id} and ${experiment.name}",
+    ),
+    "placeholder in round brackets": (
+        manifest(args=["--x=$(params.x)"]), "spec.trialTemplate.spec.containers[0].args[0]",
+        "did you mean ${params.x}?",
+    ),
+    "placeholder of another tool": (
+        manifest(args=["--x=${params.x}", "--y=${trialParameters.unknown}"]),
+        "spec.trialTemplate.spec.containers[0].args[1]", "'${trialParameters.unknown}' is not a placeholder",
+    ),
+    "unclosed placeholder": (
+        manifest(args=["--x=${params.x"]), "spec.trialTemplate.spec.containers[0].args[0]",
+        "did you mean ${params.x}?",
+    ),
+    "placeholder in the environment": (
+        manifest(template={"spec": {"containers": [{"name": "t", "command": ["t"],
+                                                    "env": [{"name": "X", "value": "${params.X}"}]}]}}),
+        "spec.trialTemplate.spec.containers[0].env[0].value", "no parameter 'X' is defined",
+    ),
+    "placeholder in the metrics file": (
+        manifest(template={"metricsCollector": {"kind": "file", "path": "out/${trial.name}.json"}}),
+        "spec.trialTemplate.metricsCollector.path", "trial placeholders are ${trial.id}",
+    ),
+    "categorical value beyond 64 bits": (
+        _parameter(name="k", type="categorical", values=[1, 10**400]), "spec.parameters[0]", "beyond 64-bit integers",
+    ),
+    "categorical value not a number": (
+        _parameter(name="k", type="categorical", values=["a", float("nan")]), "spec.parameters[0]", "not finite",
+    ),
+    "infinite gpu": (
+        manifest(template={"resources": {"gpu": float("inf")}}), "spec.trialTemplate.resources.gpu",
+        "finite number",
+    ),
+    "grid steps beyond any grid": (
+        _parameter(name="x", type="double", min=0, max=1, steps=10**9), "spec.parameters[0].steps",
+        "less than or equal to 100000",
+    ),
+    "parallelism beyond a JSON integer": (manifest(parallelism=2**53), "spec.parallelism", "less than or equal to"),
     "unknown trial placeholder": (
         manifest(args=["--x=${params.x}", "--out=${trial.dir}"]), "spec.trialTemplate.spec.containers[0].args[1]",
         "${trial.id}",
@@ -202,3 +254,33 @@ def test_any_well_formed_space_round_trips_through_the_model(names, data):
     experiment = load_experiment(document)
     assert [p.name for p in experiment.spec.parameters] == names
     assert load_experiment(experiment.model_dump(by_alias=True, exclude_none=True)) == experiment
+
+
+@pytest.mark.parametrize("text", ["${HOME}/data", "$(POD_NAME)", "$(python -c 'print(1.5)')", "cost: $5.00",
+                                  "${params.x}-${trial.id}-${experiment.name}", "a $ {b.c}"])
+def test_shell_and_kubernetes_references_are_left_alone(text):
+    load_experiment(manifest(args=[text]))
+
+
+def test_local_run_rule_names_the_command_and_the_cluster_accepts_it():
+    for command in ([], None):
+        container = {"name": "trial", "image": "trainer:1", "args": ["--x=${params.x}"]}
+        if command is not None:
+            container["command"] = command
+        spec = load_experiment(manifest(template={"spec": {"containers": [container]}})).spec
+        assert [str(p) for p in local_run_problems(spec)] == [
+            "spec.trialTemplate.spec.containers[0].command: locally the first container needs a command to run "
+            "(the image's entrypoint is not known without a cluster)"]
+    assert local_run_problems(load_experiment(manifest()).spec) == []
+
+
+def test_validate_warns_about_what_run_refuses(write_manifest, capsys):
+    container = {"name": "trial", "image": "trainer:1", "command": [], "args": ["--x=${params.x}"]}
+    file = write_manifest(manifest(template={"spec": {"containers": [container]}}))
+    assert main(["validate", str(file)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: spec.trialTemplate.spec.containers[0].command: locally the first container needs a command" \
+        in captured.err
+    assert "in a cluster: the image's entrypoint --x=" in captured.out
+    assert main(["run", str(file), "--out", str(file.parent / "out")]) == 2
+    assert "spec.trialTemplate.spec.containers[0].command: locally" in capsys.readouterr().err

@@ -88,3 +88,23 @@ def test_a_trial_reads_its_gpu_share(monkeypatch):
     assert gpu_share() is None
     monkeypatch.setenv("KUBETUNE_GPU_SHARE", "0.25")
     assert gpu_share() == 0.25
+
+
+def test_sdk_makes_the_metrics_file_folder(tmp_path, monkeypatch):
+    metrics_file = tmp_path / "not" / "there" / "metrics.jsonl"
+    monkeypatch.setenv("KUBETUNE_METRICS_FILE", str(metrics_file))
+    report(accuracy=0.5)
+    assert parse_text(metrics_file.read_text(), ["accuracy"]).values["accuracy"] == [0.5]
+
+
+def test_with_the_file_collector_a_pod_still_leaves_the_summary_the_operator_reads(tmp_path, monkeypatch):
+    import kubetune.trial as sdk
+    from kubetune.core.outcome import summary_from_message
+
+    message = tmp_path / "termination-log"
+    message.touch()
+    monkeypatch.setattr(sdk, "TERMINATION_LOG", message)
+    monkeypatch.setattr(sdk, "_history", {})
+    monkeypatch.setenv("KUBETUNE_METRICS_FILE", str(tmp_path / "out" / "metrics.jsonl"))
+    report(step=1, accuracy=0.5)
+    assert summary_from_message(message.read_text())["accuracy"]["latest"] == 0.5

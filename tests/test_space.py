@@ -28,7 +28,8 @@ def parameters(draw):
         values = draw(st.lists(st.floats(-1e3, 1e3, allow_nan=False) | st.integers(-1000, 1000),
                                min_size=1, max_size=6, unique_by=float))
         return {"type": kind, "values": values}
-    values = draw(st.lists(st.text(min_size=1, max_size=4) | st.integers() | st.booleans(), min_size=1, max_size=6,
+    values = draw(st.lists(st.text(min_size=1, max_size=4) | st.integers(-(2**63) + 1, 2**63 - 1) | st.booleans(),
+                           min_size=1, max_size=6,
                            unique_by=lambda v: (type(v) is bool, type(v) is str, v)))
     return {"type": kind, "values": values}
 
@@ -63,7 +64,7 @@ def test_decode_inverts_encode(case):
     assert np.all((u >= 0) & (u <= 1))
     decoded = space.decode(u)
     for d in space.dimensions:
-        if d.kind == "double":
+        if d.parameter.type == "double":
             assert math.isclose(decoded[d.name], params[d.name], rel_tol=1e-9, abs_tol=1e-9)
         else:
             assert decoded[d.name] == params[d.name] and type(decoded[d.name]) is type(params[d.name])
@@ -151,3 +152,27 @@ def test_vectorised_snap_and_keys_agree_with_decoding(space, seed):
     difference = np.abs(space.snap(points) - space.encode_many(decoded))
     assert np.all(difference <= round_trip_tolerance(space)[None, :])
     assert space.keys_of_points(points) == [space.key(p) for p in decoded]
+
+
+def test_int_ranges_cost_the_same_however_wide():
+    space = Space([{"name": "n", "type": "int", "min": 0, "max": 10**18},
+                   {"name": "m", "type": "int", "min": -(2**63) + 1, "max": 2**63 - 1}])
+    assert space.size() == (10**18 + 1) * (2**64 - 1)
+    assert space.grid_size() == space.size()
+    assert next(space.grid()) == {"n": 0, "m": -(2**63) + 1}
+    edges = space.decode_many(np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.5]]))
+    assert edges[:2] == [{"n": 0, "m": -(2**63) + 1}, {"n": 10**18, "m": 2**63 - 1}]
+    assert all(space.validate(p) == p for p in edges)
+    assert space.key({"n": 10**18, "m": 5}) == (10**18, 5)
+    assert space.decode(space.encode({"n": 123456789, "m": 0}))["n"] == 123456789
+
+
+def test_int_parameters_keep_exact_64_bit_bounds():
+    from kubetune.core.spec import ExperimentSpec
+
+    bounds = {"name": "n", "type": "int", "min": 999999999999999999, "max": "1e18"}
+    parameter = ExperimentSpec.model_validate({
+        "objective": {"metric": "loss", "direction": "minimize"}, "parameters": [bounds],
+        "trialTemplate": {"spec": {"containers": [{"name": "t"}]}},
+    }).parameters[0]
+    assert (parameter.min, parameter.max) == (999999999999999999, 10**18)

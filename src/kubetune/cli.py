@@ -1,78 +1,100 @@
-"""The ``kubetune`` command: ``run`` an experiment on this machine, ``validate`` a manifest.
+"""The ``kubetune`` command: ``run`` an experiment on this machine, ``validate`` a manifest, run the
+``operator``, write the ``crds``.
 
 Exit status: 0 when the experiment finished, 1 when it failed (for example maxFailedTrials was exceeded),
 2 on bad input (nothing runs), 130 when interrupted (finished trials are kept; ``--resume`` continues).
+Each command imports what it needs when it runs, so ``kubetune --help`` loads no numpy, pydantic or
+Kubernetes client.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import logging
+import functools
 import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from kubetune import __version__
+from kubetune.core.gpu_sharing import MODES
 
-from kubetune.core.crd import all_crds
-from kubetune.core.engine import Optimizer
-from kubetune.core.errors import ManifestError
-from kubetune.core.gpu_sharing import MODES, GpuSharing
-from kubetune.core.lifecycle import TrialRecord
-from kubetune.core.manifest import load_experiment_file
-from kubetune.core.spec import Experiment
-from kubetune.core.summary import ranked
-from kubetune.core.template import substitute_all
-from kubetune.runners import local_runner
-from kubetune.runners.backend import RunnerError
-from kubetune.runners.driver import RunOutcome
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kubetune.core.lifecycle import TrialRecord
+    from kubetune.core.spec import Experiment
+    from kubetune.runners.driver import RunOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+DESCRIPTION = ("Hyperparameter optimization: run an Experiment manifest's trials on this machine, check a "
+               "manifest, or run the Kubernetes operator.")
+EPILOG = ("exit status: 0 finished, 1 failed (maxFailedTrials exceeded, or no trial succeeded), 2 bad input "
+          "(nothing ran), 130 interrupted (continue with --resume)")
 
-console = Console(highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False)
+
+@functools.cache
+def console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@functools.cache
+def errors() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from kubetune.core.errors import ManifestError
+
     try:
         return args.handler(args)
     except ManifestError as exc:
-        errors.print(f"[red]error:[/] {escape(exc.describe())}", markup=True, soft_wrap=True)
+        _error(exc.describe())
         return EXIT_BAD_INPUT
-    except (RunnerError, OperatorStartError) as exc:
-        errors.print(f"[red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+    except CommandLineError as exc:
+        _error(str(exc))
         return EXIT_BAD_INPUT
 
 
-class OperatorStartError(Exception):
-    """The operator cannot start: no cluster configuration, or a port it was told to serve on is taken."""
+def _error(message: str) -> None:
+    from rich.markup import escape
+
+    errors().print(f"[red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+
+
+def _warning(message: str) -> None:
+    from rich.markup import escape
+
+    errors().print(f"[yellow]warning:[/] {escape(message)}", markup=True, soft_wrap=True)
+
+
+class CommandLineError(Exception):
+    """Input that cannot be used as given, or an operator that cannot start (nothing has run)."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubetune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kubetune", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"kubetune {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run an experiment's trials as local processes")
     run.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
     run.add_argument("--out", type=Path, help="results folder (default kubetune-runs/<metadata.name>)")
-    run.add_argument("--parallelism", type=_positive, help="override spec.parallelism")
-    run.add_argument("--max-trials", type=_positive, help="override spec.maxTrials")
-    run.add_argument("--seed", type=int, help="override spec.seed")
+    _add_overrides(run)
     run.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
     run.add_argument("--no-gpu", action="store_true", help="run GPU trials without a GPU")
     run.add_argument("--quiet", action="store_true", help="no line per finished trial")
     run.set_defaults(handler=_run)
 
     validate = commands.add_parser("validate", help="check a manifest and show what it would run")
-    validate.add_argument("file", type=Path)
+    validate.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
+    _add_overrides(validate)
     validate.set_defaults(handler=_validate)
 
     operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf)")
@@ -97,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--identity", default=_own_identity(), help="this replica's name in the Lease")
     operator.add_argument("--liveness", type=_endpoint, default="http://0.0.0.0:8080/healthz",
                           help="liveness endpoint, http://HOST:PORT/PATH")
-    operator.add_argument("--metrics-port", type=int, default=9090, help="serve Prometheus metrics on this port "
+    operator.add_argument("--metrics-port", type=_port, default=9090, help="serve Prometheus metrics on this port "
                           "(0: do not serve them)")
     operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     operator.set_defaults(handler=_operator)
@@ -106,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     crds.add_argument("--out", type=Path, help="folder to write them to (default: print them)")
     crds.set_defaults(handler=_crds)
     return parser
+
+
+def _add_overrides(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--parallelism", type=_positive, help="override spec.parallelism")
+    command.add_argument("--max-trials", type=_positive, help="override spec.maxTrials")
+    command.add_argument("--seed", type=int, help="override spec.seed")
 
 
 def _mig_profile(text: str) -> tuple[float, str]:
@@ -119,32 +147,27 @@ def _mig_profile(text: str) -> tuple[float, str]:
     return value, resource
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port from 0 to 65535")
+    return value
+
+
 def _endpoint(text: str) -> str:
     from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "http" or not parts.hostname or not port:
+        usable = parts.scheme == "http" and bool(parts.hostname) and bool(parts.port)
+    except ValueError:  # not a URL at all, or a port out of range
+        usable = False
+    if not usable:
         raise argparse.ArgumentTypeError(f"{text!r}: expected http://HOST:PORT/PATH with a port from 1 to 65535")
     return text
-
-
-def _check_port(option: str, url: str) -> None:
-    """Refuses to start when a port the operator must serve on is taken (kopf would fail later, with a
-    traceback)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((parts.hostname or "0.0.0.0", parts.port or 0))
-        except OSError as exc:
-            raise OperatorStartError(f"{option}: cannot serve on {parts.hostname}:{parts.port}: {exc.strerror}"
-                                     ) from None
 
 
 def _own_namespace() -> str:
@@ -157,36 +180,78 @@ def _own_identity() -> str:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+# The spec fields the options of ``run`` override, by option.
+OVERRIDES = {"parallelism": "parallelism", "max_trials": "maxTrials", "seed": "seed"}
+
+
 def _load(args: argparse.Namespace) -> Experiment:
-    experiment = load_experiment_file(args.file)
-    overrides = {
-        "parallelism": getattr(args, "parallelism", None),
-        "max_trials": getattr(args, "max_trials", None),
-        "seed": getattr(args, "seed", None),
-    }
-    for field, value in overrides.items():
-        if value is not None:
-            setattr(experiment.spec, field, value)
-    return experiment
+    """The manifest with the command line's overrides applied and validated like the fields they replace; a
+    problem with an override is reported under the option's name."""
+    from kubetune.core.errors import ManifestError, Problem
+    from kubetune.core.manifest import load_experiment_file
+
+    overrides = {field: getattr(args, option) for option, field in OVERRIDES.items()
+                 if getattr(args, option, None) is not None}
+    try:
+        return load_experiment_file(args.file, overrides)
+    except ManifestError as exc:
+        options = {f"spec.{field}": "--" + option.replace("_", "-") for option, field in OVERRIDES.items()
+                   if field in overrides}
+        exc.problems = [Problem(f"{options[p.path]} (overrides {p.path})", p.message) if p.path in options else p
+                        for p in exc.problems]
+        raise
+
+
+def _output_folder(out: Path | None, default: Path) -> Path:
+    """The results folder (``--out``, else ``default``); refused when it cannot be one: a file, or a path
+    below a file."""
+    folder = out or default
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                what = "is a file" if candidate == folder else f"is below {candidate}, which is a file"
+                name = f"--out {folder}" if out else f"the results folder {folder} (choose another with --out)"
+                raise CommandLineError(f"{name}: {what}, not a folder")
+            break
+    return folder
 
 
 # -- run ----------------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
+    from kubetune.runners.backend import RunnerError
+
+    try:
+        return _run_experiment(args)
+    except RunnerError as exc:
+        raise CommandLineError(str(exc)) from None
+
+
+def _run_experiment(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kubetune.core.summary import ranked
+    from kubetune.runners import local_runner
+
     experiment = _load(args)
     if experiment.spec.suspend:
-        raise RunnerError("spec.suspend is true: the experiment is suspended, so no trial would start")
-    out = args.out or Path("kubetune-runs") / experiment.name
+        raise CommandLineError("spec.suspend is true: the experiment is suspended, so no trial would start")
+    out = _output_folder(args.out, Path("kubetune-runs") / experiment.name)
     spec = experiment.spec
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("running {task.fields[running]}  failed {task.fields[failed]}  best {task.fields[best]}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TimeElapsedColumn(), console=console(), transient=False,
     )
     task = progress.add_task(experiment.name, total=spec.max_trials, running=0, failed=0, best="-")
 
@@ -205,14 +270,17 @@ def _run(args: argparse.Namespace) -> int:
 
     runner = local_runner(experiment, out, args.file.resolve().parent, resume=args.resume, no_gpu=args.no_gpu,
                           on_trial_end=on_trial_end)
-    runner.prepare()
+    try:
+        runner.prepare()
+    except OSError as exc:  # the results folder cannot be made or written
+        raise CommandLineError(f"--out {out}: {exc.strerror or exc}") from None
     for warning in runner.warnings:
-        errors.print(f"[yellow]warning:[/] {escape(str(warning))}", markup=True)
+        _warning(str(warning))
     pace = f"{runner.at_once} at a time"
     if runner.at_once < spec.parallelism:
         pace += f" (parallelism {spec.parallelism}, but only {runner.at_once} fit on this machine's GPUs)"
-    console.print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
-                  f"trials, {pace}; results in {out}")
+    console().print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
+                    f"trials, {pace}; results in {out}")
     with progress:
         done_before = sum(r.state.is_finished for r in runner.records.values())
         progress.update(task, completed=done_before)
@@ -222,10 +290,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _trial_line(record: TrialRecord) -> str:
-    colour = {"Succeeded": "green", "Killed": "yellow"}.get(record.state, "red")
+    from rich.markup import escape
+
+    from kubetune.core.lifecycle import TrialState
+
+    colour = {TrialState.SUCCEEDED: "green", TrialState.KILLED: "yellow"}.get(record.state, "red")
     params = ", ".join(f"{k}={_short(v)}" for k, v in record.params.items())
     value = f" value={record.value:.6g}" if record.value is not None else ""
-    detail = f" ({record.message})" if record.message and record.state != "Succeeded" else ""
+    detail = f" ({record.message})" if record.message and record.state is not TrialState.SUCCEEDED else ""
     return f"[{colour}]{record.state:<18}[/] {escape(f'{record.id}{value}  {params}{detail}')}"
 
 
@@ -234,6 +306,11 @@ def _short(value: object) -> str:
 
 
 def _print_outcome(outcome: RunOutcome, experiment: Experiment, out: Path, file: Path) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from kubetune.core.summary import ranked
+
     spec = experiment.spec
     best = ranked(outcome.records, spec.objective.direction)[:5]
     if best:
@@ -244,115 +321,89 @@ def _print_outcome(outcome: RunOutcome, experiment: Experiment, out: Path, file:
             table.add_column(name, justify="right")
         for record in best:
             table.add_row(record.id, f"{record.value:.6g}", *(_short(v) for v in record.params.values()))
-        console.print(table)
+        console().print(table)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.summary["counts"].items()))
     colour = {"Succeeded": "green", "Interrupted": "yellow"}.get(outcome.phase, "red")
-    console.print(f"[{colour}]{outcome.phase}[/] ({outcome.reason}): {escape(outcome.message)}. "
-                  f"Trials: {counts or 'none'}.")
+    console().print(f"[{colour}]{outcome.phase}[/] ({outcome.reason}): {escape(outcome.message)}. "
+                    f"Trials: {counts or 'none'}.")
     if best:
         params = ", ".join(f"{k}={_short(v)}" for k, v in best[0].params.items())
-        console.print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})",
-                      markup=False)
-    console.print(f"Results: {out / 'trials.jsonl'}, {out / 'summary.json'}")
+        console().print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})",
+                        markup=False)
+    console().print(f"Results: {out / 'trials.jsonl'}, {out / 'summary.json'}")
     if outcome.phase == "Interrupted":
-        console.print(f"Continue with: kubetune run {file} --out {out} --resume")
+        console().print(f"Continue with: kubetune run {file} --out {out} --resume")
 
 
 # -- validate -----------------------------------------------------------------------------------------------
 def _validate(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     experiment = _load(args)
     spec = experiment.spec
-    console.print(f"[green]valid[/]: Experiment [bold]{experiment.name}[/] ({args.file})")
+    console().print(f"[green]valid[/]: Experiment [bold]{experiment.name}[/] ({args.file})")
     table = Table(title="Search space")
     for column in ("parameter", "type", "range / values", "scale"):
         table.add_column(column)
     for p in spec.parameters:
-        span = f"[{p.min:g}, {p.max:g}]" if p.values is None else ", ".join(map(str, p.values))
-        table.add_row(p.name, p.type, span, p.scale if p.values is None else "")
-    console.print(table)
+        table.add_row(p.name, p.type, *p.describe())
+    console().print(table)
     objective = spec.objective
     target = f", stop at {objective.target}" if objective.target is not None else ""
-    console.print(f"Objective: {objective.direction} {objective.metric} ({objective.strategy} value{target})")
-    console.print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}", markup=False)
-    console.print(f"Trials: {spec.max_trials} in all, {spec.parallelism} at a time, up to "
-                  f"{spec.max_failed_trials} failures, {spec.trial_template.retries} retries each, "
-                  f"timeout {spec.trial_template.timeout_seconds or 'none'}")
-    example = Optimizer(parameters=spec.parameters, direction=objective.direction, algorithm=spec.algorithm.name,
-                        settings=spec.algorithm.settings, seed=spec.seed).ask(1)
-    if example:
-        trial = f"{experiment.name}-0"
-        container = substitute_all(spec.trial_template.spec["containers"][0], example[0].params, trial,
-                                   experiment.name)
-        command = " ".join(str(c) for c in container.get("command", []) + container.get("args", []))
-        console.print(f"First trial would run: {command}", soft_wrap=True, markup=False)
+    console().print(f"Objective: {objective.direction} {objective.metric} ({objective.strategy} value{target})")
+    console().print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}".rstrip(), markup=False)
+    template = spec.trial_template
+    timeout = f"timeout {template.timeout_seconds} s" if template.timeout_seconds else "no timeout"
+    console().print(f"Trials: {spec.max_trials} in all, {spec.parallelism} at a time, up to "
+                    f"{_count(spec.max_failed_trials, 'failure', 'failures')}, "
+                    f"{_count(template.retries, 'retry', 'retries')} each, {timeout}")
+    _print_first_trial(experiment)
+    from kubetune.core.manifest import local_run_problems
+
+    for problem in local_run_problems(spec):
+        _warning(f"{problem}; kubetune run refuses it, a cluster runs the image's entrypoint")
     return EXIT_OK
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _print_first_trial(experiment: Experiment) -> None:
+    import shlex
+
+    from kubetune.core.engine import Optimizer
+    from kubetune.core.template import substitute_all
+
+    spec = experiment.spec
+    example = Optimizer(parameters=spec.parameters, direction=spec.objective.direction,
+                        algorithm=spec.algorithm.name, settings=spec.algorithm.settings, seed=spec.seed).ask(1)
+    if not example:
+        return
+    container = substitute_all(spec.trial_template.spec["containers"][0], example[0].params,
+                               f"{experiment.name}-0", experiment.name)
+    command = shlex.join(str(c) for c in (container.get("command") or []) + (container.get("args") or []))
+    if container.get("command"):
+        console().print(f"First trial would run: {command}", soft_wrap=True, markup=False)
+    else:
+        console().print(f"First trial would run, in a cluster: the image's entrypoint {command}".rstrip(),
+                        soft_wrap=True, markup=False)
 
 
 # -- operator -----------------------------------------------------------------------------------------------
 def _operator(args: argparse.Namespace) -> int:
-    _few_malloc_arenas()
-    import kopf
-
-    from kubetune.operator import handlers
-
-    kopf.configure(debug=args.log_level == "debug", quiet=args.log_level == "warning")
-    if args.log_level != "debug":  # one line per pod event is noise at thousands of trials
-        logging.getLogger("kopf.objects").addFilter(
-            lambda record: not record.getMessage().startswith("Handler 'pod_changed' succeeded"))
-    sharing = GpuSharing(args.gpu_sharing, kai_queue=args.kai_queue, hami_cores=args.hami_cores,
-                         timeslicing_resource=args.timeslicing_resource)
-    if args.mig_profile:
-        sharing = dataclasses.replace(sharing, mig_profiles=tuple(sorted(args.mig_profile)))
-    handlers.configure(sharing, metrics_port=args.metrics_port or None)
-
-    async def operate(stop: asyncio.Event | None = None) -> None:
-        await kopf.operator(clusterwide=args.all_namespaces, namespaces=args.namespace or [], standalone=True,
-                            liveness_endpoint=args.liveness, stop_flag=stop)
-
-    from kubernetes.config import ConfigException
-
-    from kubetune.core.leadership import ElectionTiming
-    from kubetune.operator.api import KubernetesApi
-    from kubetune.operator.leader import LeaderElection, lead
-
-    async def elect_then_operate() -> int:
-        duration = args.lease_duration
-        timing = ElectionTiming(duration, renew_deadline_seconds=duration * 2 / 3, retry_seconds=duration / 7.5)
-        election = LeaderElection(KubernetesApi(), args.lease_namespace, args.lease_name, args.identity, timing)
-        return await lead(election, operate, args.liveness)
+    from kubetune.operator.startup import OperatorStartError, run_operator
 
     try:
-        KubernetesApi()  # fails at once, before kopf starts, when there is no cluster configuration
-        _check_port("--liveness", args.liveness)
-        if args.metrics_port:
-            _check_port("--metrics-port", f"http://0.0.0.0:{args.metrics_port}/")
-        if not args.leader_election:
-            asyncio.run(operate())
-            return EXIT_OK
-        return asyncio.run(elect_then_operate())
-    except ConfigException as exc:
-        raise OperatorStartError(f"no Kubernetes cluster to run against: {exc} (run in a pod, or set KUBECONFIG)"
-                                 ) from None
-    except OSError as exc:  # the liveness or metrics port is taken, or may not be bound
-        raise OperatorStartError(f"the operator could not start: {exc}") from None
-
-
-def _few_malloc_arenas() -> None:
-    """glibc gives threads that allocate at once arenas of their own (up to 8 per core) and seldom returns
-    their freed memory: the operator's API threads parse every answer, and with thousands of trials the
-    arenas held several times the memory in use. Two arenas, set before any thread starts."""
-    import contextlib
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
-
-
-M_ARENA_MAX = -8  # glibc's malloc.h
+        return run_operator(args)
+    except OperatorStartError as exc:
+        raise CommandLineError(str(exc)) from None
 
 
 # -- crds ---------------------------------------------------------------------------------------------------
 def _crds(args: argparse.Namespace) -> int:
+    from kubetune.core.crd import all_crds
+
     documents = all_crds()
     if args.out is None:
         sys.stdout.write("---\n".join(render_yaml(crd) for crd in documents.values()))
@@ -360,11 +411,13 @@ def _crds(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name, crd in documents.items():
         (args.out / name).write_text(render_yaml(crd))
-        console.print(f"wrote {args.out / name}")
+        console().print(f"wrote {args.out / name}")
     return EXIT_OK
 
 
-def render_yaml(document: dict) -> str:
+def render_yaml(document: dict[str, Any]) -> str:
+    import yaml
+
     header = "# Generated by `kubetune crds` from the pydantic models; do not edit by hand.\n"
     return header + yaml.safe_dump(document, sort_keys=False, width=120)
 

@@ -36,8 +36,11 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
         concrete = [v for v in variants if v.get("type") != "null"]
         nullable = len(concrete) < len(variants)
+        objects = [_resolved(v, defs) for v in concrete]
         if len(concrete) == 1:
             out = structural({**concrete[0], **rest}, defs)
+        elif all(o.get("type") == "object" and o.get("properties") for o in objects):
+            out = _merged_objects(objects, rest, defs)  # a discriminated union (the parameter kinds)
         elif {v.get("type") for v in concrete} == {"string", "integer"}:
             out = {"x-kubernetes-int-or-string": True, **_describe(rest)}
         else:  # a union of scalar types (a quantity, a categorical value): any JSON value
@@ -83,6 +86,43 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
                 out[bound] = schema[key]
                 out[key] = True
     return out
+
+
+def _resolved(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = {**defs[schema["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _merged_objects(objects: list[dict[str, Any]], rest: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """One object schema for a union of object schemas (a structural schema has no ``oneOf`` of different
+    properties): every member's properties, enums joined, an integer and a number as a number, other
+    disagreements as any value; required what every member requires. The model checks the rest."""
+    candidates: dict[str, list[dict[str, Any]]] = {}
+    for member in objects:
+        for name, sub in member["properties"].items():
+            candidates.setdefault(name, []).append(structural(sub, defs))
+    required = [name for name in objects[0].get("required", [])
+                if all(name in o.get("required", []) for o in objects)]
+    description = _describe(rest) or {"description": "One of: " + ", ".join(o.get("title", "") for o in objects)}
+    out: dict[str, Any] = {**description, "type": "object",
+                           "properties": {name: _joined(schemas) for name, schemas in candidates.items()}}
+    if required:
+        out["required"] = required
+    return out
+
+
+def _joined(schemas: list[dict[str, Any]]) -> dict[str, Any]:
+    first = schemas[0]
+    if all(s == first for s in schemas):
+        return first
+    types = {s.get("type") for s in schemas}
+    if len(types) == 1 and all("enum" in s for s in schemas):
+        values = [v for s in schemas for v in s["enum"]]
+        return {**first, "enum": list(dict.fromkeys(values))}
+    if types == {"integer", "number"}:
+        return next(s for s in schemas if s["type"] == "number")
+    return {PRESERVE: True, **_describe(first)}
 
 
 def _describe(schema: dict[str, Any]) -> dict[str, Any]:

@@ -55,9 +55,18 @@ def problems_from_validation(error: ValidationError, prefix: Sequence[str | int]
     for item in error.errors():
         message = _PLAIN_MESSAGES.get(item["type"], item["msg"])
         message = message.removeprefix("Value error, ")
-        loc = list(prefix) + list(item["loc"])
+        loc = list(prefix) + _without_union_tags(item["loc"])
         if item["type"] == "extra_forbidden" and loc:
             message = f"unknown field {loc[-1]!r}"
             loc = loc[:-1]
         problems.append(Problem(format_path(loc), message))
     return problems
+
+
+def _without_union_tags(loc: Sequence[str | int]) -> list[str | int]:
+    """pydantic puts the tag of a discriminated union's member in the path (``parameters[0].int.min``); the
+    manifest has no such level (``parameters[0].min``)."""
+    from kubetune.core.parameters import KINDS
+
+    return [part for i, part in enumerate(loc)
+            if not (part in KINDS and i > 0 and isinstance(loc[i - 1], int))]

@@ -1,13 +1,15 @@
 """Loading an Experiment manifest: YAML or a dict in, a validated :class:`Experiment` or a
 :class:`ManifestError` listing every problem out.
 
-Per-field checks live on the pydantic model; the checks here span fields: every ``${params.NAME}`` in the
-trial template names a defined parameter, and the algorithm's settings fit the algorithm and the space.
-"""
+Per-field checks live on the pydantic models; the checks here span fields: every placeholder of the trial
+template and the metrics file's path is one kubetune knows (:func:`kubetune.core.template.placeholder_problems`),
+and the algorithm's settings fit the algorithm and the space. Command-line overrides are applied before
+validation, so they are checked like the fields they replace. :func:`local_run_problems` is the one rule
+that only running trials as local processes adds."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +19,31 @@ from pydantic import ValidationError
 from kubetune.core.engine.registry import parse_settings
 from kubetune.core.errors import ManifestError, Problem, format_path, problems_from_validation
 from kubetune.core.spec import Experiment, ExperimentSpec
-from kubetune.core.template import EXPERIMENT_FIELDS, PLACEHOLDER, TRIAL_FIELDS
+from kubetune.core.template import placeholder_problems
 
 
-def load_experiment_file(path: str | Path) -> Experiment:
+def load_experiment_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Experiment:
+    """Reads and validates a manifest file; ``overrides`` replace fields of its ``spec`` (by their manifest
+    names, such as ``maxTrials``) before validation, so an override is checked like the field itself."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ManifestError([Problem("", f"cannot read the manifest: {exc.strerror}")], str(path)) from None
-    return load_experiment_text(text, source=str(path))
+        raise ManifestError([Problem("", f"cannot read the manifest: {exc.strerror or exc}")], str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"the manifest is not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} cannot be read"
+        raise ManifestError([Problem("", problem)], str(path)) from None
+    return load_experiment_text(text, source=str(path), overrides=overrides)
 
 
-def load_experiment_text(text: str, source: str | None = None) -> Experiment:
+def load_experiment_text(text: str, source: str | None = None,
+                         overrides: Mapping[str, Any] | None = None) -> Experiment:
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except RecursionError:
+        raise ManifestError([Problem("", "not valid YAML: nested too deeply")], source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -39,18 +51,22 @@ def load_experiment_text(text: str, source: str | None = None) -> Experiment:
         raise ManifestError([Problem("", f"not valid YAML: {where}{reason}")], source) from None
     experiments = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Experiment"]
     if len(documents) == 1:
-        return load_experiment(documents[0], source)
+        return load_experiment(documents[0], source, overrides)
     if len(experiments) != 1:
         raise ManifestError(
             [Problem("", f"expected one Experiment document, found {len(experiments)}")], source
         )
-    return load_experiment(experiments[0], source)
+    return load_experiment(experiments[0], source, overrides)
 
 
-def load_experiment(document: Any, source: str | None = None) -> Experiment:
+def load_experiment(document: Any, source: str | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> Experiment:
     """Validates a manifest given as a dict (a parsed YAML document or a Kubernetes object)."""
     if not isinstance(document, dict):
         raise ManifestError([Problem("", "the manifest must be a mapping (an Experiment object)")], source)
+    if overrides:
+        spec = document.get("spec")
+        document = {**document, "spec": {**spec, **overrides} if isinstance(spec, dict) else spec}
     try:
         experiment = Experiment.model_validate(document)
     except ValidationError as exc:
@@ -64,22 +80,13 @@ def load_experiment(document: Any, source: str | None = None) -> Experiment:
 def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
     """Problems that involve more than one field of an otherwise well-formed spec."""
     defined = {p.name for p in spec.parameters}
-    for loc, text in _template_strings(spec.trial_template.spec, ["spec", "trialTemplate", "spec"]):
-        for match in PLACEHOLDER.finditer(text):
-            scope, name = match.group(1), match.group(2)
-            if scope == "params" and name not in defined:
-                known = ", ".join(sorted(defined))
-                yield Problem(
-                    format_path(loc),
-                    f"references ${{params.{name}}}, but no parameter {name!r} is defined (defined: {known})",
-                )
-            fields = {"trial": TRIAL_FIELDS, "experiment": EXPERIMENT_FIELDS}.get(scope)
-            if fields is not None and name not in fields:
-                yield Problem(
-                    format_path(loc),
-                    f"references ${{{scope}.{name}}}; {scope} placeholders are "
-                    + ", ".join(f"${{{scope}.{f}}}" for f in fields),
-                )
+    template = spec.trial_template
+    strings = list(_template_strings(template.spec, ["spec", "trialTemplate", "spec"]))
+    if template.metrics_collector.path:
+        strings.append((["spec", "trialTemplate", "metricsCollector", "path"], template.metrics_collector.path))
+    for loc, text in strings:
+        for message in placeholder_problems(text, defined):
+            yield Problem(format_path(loc), message)
     algorithm = spec.algorithm
     try:
         settings = parse_settings(algorithm.name, algorithm.settings)
@@ -89,12 +96,11 @@ def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
     if algorithm.name == "grid":
         default_steps = getattr(settings, "steps", None)
         for index, parameter in enumerate(spec.parameters):
-            if parameter.type == "double" and parameter.steps is None and default_steps is None:
-                yield Problem(
-                    f"spec.parameters[{index}]",
-                    f"grid search needs steps for double parameter {parameter.name!r}: set steps on the "
-                    "parameter or in spec.algorithm.settings",
-                )
+            try:
+                parameter.axis(default_steps)
+            except ValueError as exc:
+                yield Problem(f"spec.parameters[{index}]",
+                              f"{exc}: set steps on the parameter or in spec.algorithm.settings")
 
 
 def _template_strings(node: Any, loc: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
@@ -106,3 +112,17 @@ def _template_strings(node: Any, loc: list[str | int]) -> Iterator[tuple[list[st
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from _template_strings(value, [*loc, index])
+
+
+LOCAL_COMMAND_PATH = "spec.trialTemplate.spec.containers[0].command"
+
+
+def local_run_problems(spec: ExperimentSpec) -> list[Problem]:
+    """What keeps a valid experiment from running as local processes (``kubetune run``) although a cluster
+    could run it: the first container must have a ``command``, since only a cluster knows the image's
+    entrypoint. ``kubetune validate`` reports these as warnings and the local runner refuses to start."""
+    container = spec.trial_template.spec["containers"][0]
+    if container.get("command"):
+        return []
+    return [Problem(LOCAL_COMMAND_PATH, "locally the first container needs a command to run (the image's "
+                    "entrypoint is not known without a cluster)")]

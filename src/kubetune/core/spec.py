@@ -15,25 +15,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+from kubetune.core.manifest_model import JSON_INT_LIMIT, ManifestModel
+from kubetune.core.parameters import Parameter
+from kubetune.core.template import env_name
+
 # Trial names are "<experiment>-<n>" and end up in label values (at most 63 characters).
 EXPERIMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_EXPERIMENT_NAME = 50
 QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkKMGTPE]i?|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
-ParameterType = Literal["double", "int", "discrete", "categorical"]
-Scalar = str | int | float | bool
 
-
-class _Model(BaseModel):
-    """Strict base: camelCase aliases, unknown fields rejected."""
-
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, alias_generator=to_camel, validate_default=True
-    )
-
-
-class Objective(_Model):
+class Objective(ManifestModel):
     """What the search optimizes."""
 
     metric: str = Field(description="Name of the metric the trials report and the optimizer optimizes.")
@@ -63,94 +55,41 @@ class Objective(_Model):
         return value
 
 
-class Parameter(_Model):
-    """One dimension of the search space; which fields apply depends on ``type``."""
-
-    name: str = Field(description="Parameter name, referenced in the trial template as ${params.NAME}.")
-    type: ParameterType = Field(description="double | int | discrete | categorical.")
-    min: float | None = Field(default=None, description="Lower bound (double, int).")
-    max: float | None = Field(default=None, description="Upper bound (double, int).")
-    scale: Literal["linear", "log"] = Field(default="linear", description="Search on a linear or log scale.")
-    steps: int | None = Field(
-        default=None, ge=2, description="Grid search: number of evenly spaced values (double, int)."
-    )
-    values: list[Scalar] | None = Field(default=None, description="The allowed values (discrete, categorical).")
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not PARAMETER_NAME.match(value):
-            raise ValueError(
-                f"parameter name {value!r} must start with a letter or '_' and contain only letters, "
-                "digits, '_', '-' and '.'"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Parameter:
-        if self.type in ("double", "int"):
-            self._check_range()
-        else:
-            self._check_values()
-        return self
-
-    def _check_range(self) -> None:
-        kind = self.type
-        if self.values is not None:
-            raise ValueError(f"{kind} parameter {self.name!r} takes min and max, not values")
-        if self.min is None or self.max is None:
-            missing = " and ".join(k for k in ("min", "max") if getattr(self, k) is None)
-            raise ValueError(f"{kind} parameter {self.name!r} needs {missing}")
-        for bound in ("min", "max"):
-            value = getattr(self, bound)
-            if not math.isfinite(value):
-                raise ValueError(f"{bound} of parameter {self.name!r} must be finite, got {value}")
-            if kind == "int" and value != int(value):
-                raise ValueError(f"{bound} of int parameter {self.name!r} must be a whole number, got {value}")
-        if self.max <= self.min:
-            raise ValueError(f"max ({_num(self.max)}) must be greater than min ({_num(self.min)})")
-        if self.scale == "log" and self.min <= 0:
-            raise ValueError(
-                f"log scale needs min > 0, but parameter {self.name!r} has min {_num(self.min)}"
-            )
-
-    def _check_values(self) -> None:
-        kind = self.type
-        if self.min is not None or self.max is not None or self.steps is not None:
-            raise ValueError(f"{kind} parameter {self.name!r} takes values, not min/max/steps")
-        if self.scale != "linear":
-            raise ValueError(f"{kind} parameter {self.name!r} has no scale; it applies to double and int")
-        if not self.values:
-            raise ValueError(f"{kind} parameter {self.name!r} needs a non-empty list of values")
-        if kind == "discrete":
-            if any(isinstance(v, bool) or not isinstance(v, int | float) for v in self.values):
-                raise ValueError(
-                    f"discrete parameter {self.name!r} takes numbers; use type categorical for other values"
-                )
-            if any(not math.isfinite(v) for v in self.values):
-                raise ValueError(f"discrete parameter {self.name!r} has a value that is not finite")
-        keys = [_value_key(v) for v in self.values]
-        if len(set(keys)) != len(keys):
-            duplicate = next(v for i, v in enumerate(self.values) if _value_key(v) in keys[:i])
-            raise ValueError(f"parameter {self.name!r} lists the value {duplicate!r} more than once")
-
-
-class Algorithm(_Model):
+class Algorithm(ManifestModel):
     """The search strategy and its settings."""
 
-    name: Literal["gp", "random", "grid", "sobol"] = Field(
-        default="gp", description="Search strategy: gp (asynchronous constant-liar GP) | random | grid | sobol."
+    name: str = Field(
+        default="gp", description="Search strategy, one of the registered algorithms (gp, the default: an "
+        "asynchronous constant-liar Gaussian process).",
+        json_schema_extra=lambda schema: schema.update(enum=[*algorithm_names()]),
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="Algorithm-specific settings.")
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        names = algorithm_names()
+        if value not in names:
+            raise ValueError(f"unknown algorithm {value!r}; choose one of {', '.join(map(repr, names))}")
+        return value
 
-class Resources(_Model):
+
+def algorithm_names() -> list[str]:
+    """The algorithms of :mod:`kubetune.core.engine.registry` (imported here on use: the registry's
+    strategies import the search space, which imports this module)."""
+    from kubetune.core.engine.registry import ALGORITHMS
+
+    return list(ALGORITHMS)
+
+
+class Resources(ManifestModel):
     """What one trial needs."""
 
     cpu: str | int | float | None = Field(default=None, description="CPU request, a Kubernetes quantity.")
     memory: str | int | None = Field(default=None, description="Memory request, a Kubernetes quantity.")
     gpu: float = Field(
-        default=0, ge=0, description="GPUs per trial; a fraction below 1 shares a GPU, above 1 whole GPUs."
+        default=0, ge=0, allow_inf_nan=False,
+        description="GPUs per trial; a fraction below 1 shares a GPU, above 1 whole GPUs.",
     )
 
     @field_validator("cpu", "memory")
@@ -168,7 +107,7 @@ class Resources(_Model):
         return value
 
 
-class MetricsCollector(_Model):
+class MetricsCollector(ManifestModel):
     """Where a trial's metrics are read from."""
 
     kind: Literal["stdout", "file"] = Field(
@@ -185,11 +124,15 @@ class MetricsCollector(_Model):
         return self
 
 
-class TrialTemplate(_Model):
+class TrialTemplate(ManifestModel):
     """How each trial runs."""
 
-    timeout_seconds: int | None = Field(default=None, gt=0, description="Kill a trial running longer.")
-    retries: int = Field(default=0, ge=0, description="Re-runs of a failed trial before it counts as failed.")
+    timeout_seconds: int | None = Field(
+        default=None, gt=0, le=JSON_INT_LIMIT, description="Kill a trial running longer."
+    )
+    retries: int = Field(
+        default=0, ge=0, le=JSON_INT_LIMIT, description="Re-runs of a failed trial before it counts as failed."
+    )
     resources: Resources = Field(default_factory=Resources)
     metrics_collector: MetricsCollector = Field(default_factory=MetricsCollector)
     spec: dict[str, Any] = Field(
@@ -235,17 +178,19 @@ class Metadata(BaseModel):
         return value
 
 
-class ExperimentSpec(_Model):
+class ExperimentSpec(ManifestModel):
     """The desired search: space, objective, algorithm, limits and the trial template."""
 
     objective: Objective
     parameters: list[Parameter] = Field(min_length=1, description="The search space.")
     algorithm: Algorithm = Field(default_factory=Algorithm)
-    seed: int | None = Field(default=None, ge=0, description="Seed for reproducible suggestions.")
-    parallelism: int = Field(default=1, ge=1, description="Trials running at once.")
-    max_trials: int = Field(default=20, ge=1, description="Trials to run in total.")
+    seed: int | None = Field(
+        default=None, ge=0, le=JSON_INT_LIMIT, description="Seed for reproducible suggestions."
+    )
+    parallelism: int = Field(default=1, ge=1, le=JSON_INT_LIMIT, description="Trials running at once.")
+    max_trials: int = Field(default=20, ge=1, le=JSON_INT_LIMIT, description="Trials to run in total.")
     max_failed_trials: int = Field(
-        default=3, ge=0, description="The experiment fails once more trials than this have failed."
+        default=3, ge=0, le=JSON_INT_LIMIT, description="The experiment fails once more trials than this have failed."
     )
     suspend: bool = Field(default=False, description="Start no new trials while true.")
     trial_template: TrialTemplate
@@ -254,14 +199,22 @@ class ExperimentSpec(_Model):
     @classmethod
     def _unique_names(cls, value: list[Parameter]) -> list[Parameter]:
         seen: set[str] = set()
+        variables: dict[str, str] = {}
         for parameter in value:
             if parameter.name in seen:
                 raise ValueError(f"parameter name {parameter.name!r} is used more than once")
             seen.add(parameter.name)
+            variable = env_name(parameter.name)
+            if variable in variables:
+                raise ValueError(
+                    f"parameters {variables[variable]!r} and {parameter.name!r} would both be passed to the "
+                    f"trial as the environment variable {variable}; rename one of them"
+                )
+            variables[variable] = parameter.name
         return value
 
 
-class Experiment(_Model):
+class Experiment(ManifestModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
 
     api_version: Literal["kubetune.io/v1alpha1"] = Field(alias="apiVersion")
@@ -273,16 +226,3 @@ class Experiment(_Model):
     @property
     def name(self) -> str:
         return self.metadata.name
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
-
-
-def _value_key(value: Scalar) -> tuple[str, Scalar]:
-    """Equality that keeps True apart from 1 and "1" apart from 1."""
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, int | float):
-        return ("number", float(value))
-    return ("str", value)

@@ -3,18 +3,30 @@ environment variables. Local runs and trial pods use these same functions, so a 
 a laptop and in a cluster.
 
 Placeholders: ``${params.NAME}``, ``${trial.id}`` (the trial's name, ``<experiment>-<n>``) and
-``${experiment.name}``. Anything else in ``${...}`` is left alone (it may be meant for a shell).
+``${experiment.name}``. ``${NAME}`` without a dot and ``$(...)`` are left alone (a shell's variable, a
+Kubernetes ``$(VAR)`` reference), but what looks like a mistyped placeholder (``${param.x}``,
+``$(params.x)``, ``${trialParameters.x}``, an unclosed ``${params.x``) is refused by :func:`placeholder_problems`
+before anything runs, since it would otherwise reach the trial as literal text.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Collection, Iterator
 from typing import Any
 
 PLACEHOLDER = re.compile(r"\$\{(params|trial|experiment)\.([A-Za-z0-9_.-]+)\}")
 TRIAL_FIELDS = ("id",)
 EXPERIMENT_FIELDS = ("name",)
+SCOPES = {"params": None, "trial": TRIAL_FIELDS, "experiment": EXPERIMENT_FIELDS}
+ACCEPTED_FORMS = "${params.NAME}, ${trial.id} and ${experiment.name}"
+# Anything of the shape of a placeholder: "$" then "{" or "(", a body, and the closing bracket if there is one.
+_LOOKALIKE = re.compile(r"\$([{(])([^{}()$]*)([})]?)")
+# Scope names other tools use for parameters (Katib's ${trialParameters.NAME}), and plural slips.
+_SCOPE_ALIASES = {"param": "params", "parameter": "params", "parameters": "params", "trialparameters": "params",
+                  "trialparameter": "params", "trials": "trial", "experiments": "experiment"}
 
 
 def format_value(value: Any) -> str:
@@ -65,3 +77,51 @@ def trial_environment(params: dict[str, Any], trial_id: str, experiment: str, gp
     if gpu > 0:
         env["KUBETUNE_GPU_SHARE"] = format_value(min(float(gpu), 1.0))
     return env
+
+
+def placeholder_problems(text: str, parameters: Collection[str]) -> Iterator[str]:
+    """What is wrong with the placeholders of one template string: an undefined parameter, an unknown field
+    of ``trial`` or ``experiment``, or text that looks like a mistyped placeholder; each message says what
+    to write instead."""
+    for match in _LOOKALIKE.finditer(text):
+        found = match.group(0)
+        opening, body, closing = match.groups()
+        scope, dot, name = body.strip().partition(".")
+        known = _known_scope(scope)
+        if opening == "{" and closing == "}" and PLACEHOLDER.fullmatch(found):
+            yield from _reference_problems(scope, name, parameters)
+        elif known and (dot or scope.strip() in SCOPES) or (opening == "{" and dot):
+            yield _malformed(found, known, name.strip(), parameters)
+
+
+def _known_scope(scope: str) -> str | None:
+    """The placeholder scope ``scope`` stands for, when it is one or a likely slip for one."""
+    word = scope.strip().lower()
+    if word in SCOPES:
+        return word
+    if word in _SCOPE_ALIASES:
+        return _SCOPE_ALIASES[word]
+    close = difflib.get_close_matches(word, SCOPES, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _reference_problems(scope: str, name: str, parameters: Collection[str]) -> Iterator[str]:
+    fields = SCOPES[scope]
+    if scope == "params" and name not in parameters:
+        defined = ", ".join(sorted(parameters))
+        yield f"references ${{params.{name}}}, but no parameter {name!r} is defined (defined: {defined})"
+    elif fields is not None and name not in fields:
+        forms = ", ".join(f"${{{scope}.{f}}}" for f in fields)
+        yield f"references ${{{scope}.{name}}}; {scope} placeholders are {forms}"
+
+
+def _malformed(found: str, scope: str | None, name: str, parameters: Collection[str]) -> str:
+    suggestion = ""
+    if scope == "params" and name in parameters:
+        suggestion = f"${{params.{name}}}"
+    elif scope is not None and name in (SCOPES[scope] or ()):
+        suggestion = f"${{{scope}.{name}}}"
+    elif name in parameters:
+        suggestion = f"${{params.{name}}}"
+    hint = f"did you mean {suggestion}? " if suggestion else ""
+    return f"{found!r} is not a placeholder kubetune knows; {hint}placeholders are {ACCEPTED_FORMS}"

@@ -34,7 +34,7 @@ from kubetune.core.lifecycle import (
     settle,
     trial_name,
 )
-from kubetune.core.local import local_command
+from kubetune.core.manifest import local_run_problems
 from kubetune.core.plan import Decision, ExperimentPhase, Limits, Tally, decide
 from kubetune.core.spec import Experiment
 from kubetune.core.summary import sitting, summarize
@@ -84,9 +84,9 @@ class Runner:
 
     def prepare(self) -> None:
         """Checks the experiment can run here and opens the run folder (raises :class:`RunnerError`)."""
-        problem = local_command(self.spec)
-        if problem:
-            raise RunnerError(problem)
+        problems = local_run_problems(self.spec)
+        if problems:
+            raise RunnerError(str(problems[0]))
         self.backend.prepare()
         self.records = self.folder.open(self.experiment, self.resume)
         self._optimizer = build_optimizer(self.spec, list(self.records.values()))

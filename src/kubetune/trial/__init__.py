@@ -1,8 +1,9 @@
 """The in-trial SDK: what a training script calls to read its parameters and report its metrics.
 
 ``report(step=3, accuracy=0.93)`` prints one JSON line (which the ``stdout`` collector reads), appends it to
-``$KUBETUNE_METRICS_FILE`` when the experiment uses the ``file`` collector, and, inside a Kubernetes pod,
-keeps a compact summary in ``/dev/termination-log`` so the operator can read it without the pod's log.
+``$KUBETUNE_METRICS_FILE`` (its folder made if need be) when a local run uses the ``file`` collector, and,
+inside a Kubernetes pod, keeps a compact summary in ``/dev/termination-log`` whatever the collector, which is
+what the operator reads (it never reads the metrics file).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def report(step: int | None = None, **metrics: float) -> None:
     print(line, file=sys.stdout, flush=True)
     metrics_file = os.environ.get("KUBETUNE_METRICS_FILE")
     if metrics_file:
+        Path(metrics_file).parent.mkdir(parents=True, exist_ok=True)
         with open(metrics_file, "a") as out:
             out.write(line + "\n")
     _remember(row)

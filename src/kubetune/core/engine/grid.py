@@ -8,11 +8,13 @@ import numpy as np
 from pydantic import Field
 
 from kubetune.core.engine.base import History, StrategySettings
+from kubetune.core.parameters import MAX_GRID_STEPS
 from kubetune.core.space import Params, Space
 
 
 class GridSettings(StrategySettings):
-    steps: int | None = Field(default=None, ge=2, description="Values per double parameter without steps.")
+    steps: int | None = Field(default=None, ge=2, le=MAX_GRID_STEPS,
+                              description="Values per double parameter without steps.")
 
 
 class GridSearch:

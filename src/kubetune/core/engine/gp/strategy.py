@@ -116,7 +116,7 @@ class GPSearch:
         self._warp = OutputWarp()
         self._model: _Model | None = None
         self._continuous = np.array(
-            [c for d in space.dimensions if d.kind in ("double", "int") for c in range(d.start, d.start + d.width)],
+            [c for d in space.dimensions if d.parameter.is_range for c in range(d.start, d.start + d.width)],
             dtype=int,
         )
 

@@ -1,0 +1,131 @@
+"""How ``kubetune operator`` starts: kopf configured, the cluster's API server reached once, the ports it
+serves on checked and, with several replicas, leader election, so that a cluster that is not there or a
+port that is taken is one clear line (:class:`OperatorStartError`) instead of kopf's retries and tracebacks.
+Heavy imports (kopf, the Kubernetes client) happen when the operator runs, not when this module loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+
+
+class OperatorStartError(Exception):
+    """The operator cannot start: no cluster configuration, no reachable API server, or a port it was told to
+    serve on is taken."""
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    """Runs ``kubetune operator`` with its parsed options until it is stopped; exit status 0."""
+    import asyncio
+    import dataclasses
+    import logging
+
+    _few_malloc_arenas()
+    import kopf
+    from kubernetes.config import ConfigException
+
+    from kubetune.core.gpu_sharing import GpuSharing
+    from kubetune.core.leadership import ElectionTiming
+    from kubetune.operator import handlers
+    from kubetune.operator.api import KubernetesApi
+    from kubetune.operator.leader import LeaderElection, lead
+
+    kopf.configure(debug=args.log_level == "debug", quiet=args.log_level == "warning")
+    if args.log_level != "debug":  # one line per pod event is noise at thousands of trials
+        logging.getLogger("kopf.objects").addFilter(
+            lambda record: not record.getMessage().startswith("Handler 'pod_changed' succeeded"))
+    sharing = GpuSharing(args.gpu_sharing, kai_queue=args.kai_queue, hami_cores=args.hami_cores,
+                         timeslicing_resource=args.timeslicing_resource)
+    if args.mig_profile:
+        sharing = dataclasses.replace(sharing, mig_profiles=tuple(sorted(args.mig_profile)))
+    handlers.configure(sharing, metrics_port=args.metrics_port or None)
+
+    async def operate(stop: asyncio.Event | None = None) -> None:
+        await kopf.operator(clusterwide=args.all_namespaces, namespaces=args.namespace or [], standalone=True,
+                            liveness_endpoint=args.liveness, stop_flag=stop)
+
+    async def elect_then_operate() -> int:
+        duration = args.lease_duration
+        timing = ElectionTiming(duration, renew_deadline_seconds=duration * 2 / 3, retry_seconds=duration / 7.5)
+        election = LeaderElection(KubernetesApi(), args.lease_namespace, args.lease_name, args.identity, timing)
+        return await lead(election, operate, args.liveness)
+
+    try:
+        KubernetesApi()  # fails at once, before kopf starts, when there is no cluster configuration
+        _reach_api_server()
+        _check_port("--liveness", args.liveness)
+        if args.metrics_port:
+            _check_port("--metrics-port", f"http://0.0.0.0:{args.metrics_port}/")
+        if not args.leader_election:
+            asyncio.run(operate())
+            return 0
+        return asyncio.run(elect_then_operate())
+    except ConfigException as exc:
+        raise OperatorStartError(f"no Kubernetes cluster to run against: {exc} (run in a pod, or set KUBECONFIG)"
+                                 ) from None
+    except OSError as exc:  # the liveness or metrics port is taken, or may not be bound
+        raise OperatorStartError(f"the operator could not start: {exc}") from None
+
+
+PROBE_TIMEOUT_SECONDS = 10.0
+
+
+def _reach_api_server() -> None:
+    """Asks the API server for its version (any client may) before kopf starts: kopf would otherwise log a
+    chain of tracebacks and retry every minute when the configured server cannot be reached or refuses the
+    credentials."""
+    import urllib3
+    from kubernetes import client
+
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = False  # one attempt, and no log line per retry
+    host = configuration.host
+    try:
+        client.VersionApi(client.ApiClient(configuration)).get_code(_request_timeout=PROBE_TIMEOUT_SECONDS)
+    except client.exceptions.ApiException as exc:
+        if exc.status == 401:
+            raise OperatorStartError(f"the Kubernetes API server at {host} refused the operator's credentials "
+                                     "(401 Unauthorized)") from None
+        # any other answer comes from a server that is there; RBAC problems are reported per experiment
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise OperatorStartError(f"cannot reach the Kubernetes API server at {host}: {_why(exc)} (is the "
+                                 "cluster running, and KUBECONFIG the right one?)") from None
+
+
+def _why(exc: BaseException) -> str:
+    """The innermost reason of a connection failure ("Connection refused"), not urllib3's chain of wrappers."""
+    import re
+
+    text = str(getattr(exc, "reason", None) or exc)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return found.group(1).strip() if found else text
+
+
+def _few_malloc_arenas() -> None:
+    """glibc gives threads that allocate at once arenas of their own (up to 8 per core) and seldom returns
+    their freed memory: the operator's API threads parse every answer, and with thousands of trials the
+    arenas held several times the memory in use. Two arenas, set before any thread starts."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
+
+
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def _check_port(option: str, url: str) -> None:
+    """Refuses to start when a port the operator must serve on is taken (kopf would fail later, with a
+    traceback)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((parts.hostname or "0.0.0.0", parts.port or 0))
+        except OSError as exc:
+            raise OperatorStartError(f"{option}: cannot serve on {parts.hostname}:{parts.port}: {exc.strerror}"
+                                     ) from None
