@@ -36,15 +36,16 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
         concrete = [v for v in variants if v.get("type") != "null"]
         nullable = len(concrete) < len(variants)
+        union: dict[str, Any]
         if len(concrete) == 1:
-            out = structural({**concrete[0], **rest}, defs)
+            union = structural({**concrete[0], **rest}, defs)
         elif {v.get("type") for v in concrete} == {"string", "integer"}:
-            out = {"x-kubernetes-int-or-string": True, **_describe(rest)}
+            union = {"x-kubernetes-int-or-string": True, **_describe(rest)}
         else:  # a union of scalar types (a quantity, a categorical value): any JSON value
-            out = {PRESERVE: True, **_describe(rest)}
+            union = {PRESERVE: True, **_describe(rest)}
         if nullable:
-            out["nullable"] = True
-        return out
+            union["nullable"] = True
+        return union
     out: dict[str, Any] = _describe(schema)
     kind = schema.get("type")
     if "const" in schema:

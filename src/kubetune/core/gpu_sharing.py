@@ -25,11 +25,11 @@ Requests of 1 or more are whole GPUs in every mode. A request a mode cannot expr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
 
 Mode = Literal["whole", "kai", "hami", "volcano", "timeslicing", "mig"]
-MODES: tuple[str, ...] = ("whole", "kai", "hami", "volcano", "timeslicing", "mig")
+MODES: tuple[Mode, ...] = get_args(Mode)
 OVERRIDE_ANNOTATION = "kubetune.io/gpu-sharing"
 NVIDIA_GPU = "nvidia.com/gpu"
 # MIG profiles of an 80 GB H100/A100, by the share of the GPU's memory each gives.
@@ -63,7 +63,7 @@ class GpuSharing:
                 f"annotation {OVERRIDE_ANNOTATION}: unknown GPU sharing mode {override!r}; "
                 f"choose one of {', '.join(MODES)}"
             )
-        return GpuSharing(override, self.kai_queue, self.hami_cores, self.timeslicing_resource, self.mig_profiles)
+        return replace(self, mode=override)
 
 
 @dataclass
