@@ -1,8 +1,8 @@
 # `make run`: set up .venv and run the quickstart experiment. `make test`: set up .venv with the test
 # extras, kubectl and helm, build (or reuse) the Kubernetes control plane, and run the whole suite after the
-# quality gates (`lint`: ruff with its complexity rule; `typecheck`: mypy on src/). `make control-plane`: build
-# kube-apiserver, kube-scheduler, kube-controller-manager and etcd from the Go module proxy into a cache
-# outside the work tree, linked at .tools/k8s/bin/.
+# quality gates (`lint`: ruff with its complexity rule, and the import contracts; `typecheck`: mypy on src/).
+# `make control-plane`: build kube-apiserver, kube-scheduler, kube-controller-manager and etcd from the Go
+# module proxy into a cache outside the work tree, linked at .tools/k8s/bin/.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -27,8 +27,11 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)
 	cd examples && ../$(BIN)/kubetune run quickstart.yaml --out ../kubetune-runs/quickstart-$(RUN_ID)
 
+# The import contracts (pyproject.toml, [tool.importlinter]) are read from src/ even when the venv's kubetune
+# is installed from another checkout.
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts
+	PYTHONPATH=src $(BIN)/lint-imports
 
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
