@@ -1,7 +1,8 @@
 # `make run`: set up .venv and run the quickstart experiment. `make test`: set up .venv with the test
-# extras, kubectl and helm, build (or reuse) the Kubernetes control plane, and run the whole suite (lint
-# included). `make control-plane`: build kube-apiserver, kube-scheduler, kube-controller-manager and etcd from
-# the Go module proxy into a cache outside the work tree, linked at .tools/k8s/bin/.
+# extras, kubectl and helm, build (or reuse) the Kubernetes control plane, and run the whole suite after the
+# quality gates (`lint`: ruff with its complexity rule, and the import contracts; `typecheck`: mypy on src/).
+# `make control-plane`: build kube-apiserver, kube-scheduler, kube-controller-manager and etcd from the Go
+# module proxy into a cache outside the work tree, linked at .tools/k8s/bin/.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ RUN_STAMP := $(VENV)/.kubetune-run
 TEST_STAMP := $(VENV)/.kubetune-test
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: run test lint tools control-plane clean bench-setup
+.PHONY: run test lint typecheck tools control-plane clean bench-setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +27,14 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)
 	cd examples && ../$(BIN)/kubetune run quickstart.yaml --out ../kubetune-runs/quickstart-$(RUN_ID)
 
+# The import contracts (pyproject.toml, [tool.importlinter]) are read from src/ even when the venv's kubetune
+# is installed from another checkout.
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts
+	PYTHONPATH=src $(BIN)/lint-imports
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy
 
 tools: .tools/kubectl .tools/helm
 
@@ -37,7 +44,7 @@ tools: .tools/kubectl .tools/helm
 control-plane:
 	bash scripts/build_control_plane.sh
 
-test: $(TEST_STAMP) lint tools control-plane
+test: $(TEST_STAMP) lint typecheck tools control-plane
 	$(BIN)/python -m pytest -q
 
 # The benchmarks' peers; torch is pinned to the CPU build (Optuna's GPSampler needs it).

@@ -10,38 +10,34 @@ ALLOWED_VOLUME_KINDS = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemera
 
 
 def restricted_violations(pod_spec: dict[str, Any]) -> list[str]:
-    problems = []
     pod_security = pod_spec.get("securityContext") or {}
-    for flag in ("hostNetwork", "hostPID", "hostIPC"):
-        if pod_spec.get(flag):
-            problems.append(f"{flag} is set")
+    problems = [f"{flag} is set" for flag in ("hostNetwork", "hostPID", "hostIPC") if pod_spec.get(flag)]
     for volume in pod_spec.get("volumes") or []:
         kinds = set(volume) - {"name"}
         if not kinds <= ALLOWED_VOLUME_KINDS:
             problems.append(f"volume {volume['name']} is {sorted(kinds)}")
     containers = (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or [])
     for container in containers:
-        name = container["name"]
-        security = container.get("securityContext") or {}
-
-        def setting(key: str, container_security=security) -> Any:
-            return container_security.get(key, pod_security.get(key))
-
-        if setting("runAsNonRoot") is not True:
-            problems.append(f"{name}: runAsNonRoot is not true")
-        if setting("runAsUser") == 0:
-            problems.append(f"{name}: runAsUser is 0")
-        if (setting("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
-            problems.append(f"{name}: no RuntimeDefault seccomp profile")
-        if security.get("allowPrivilegeEscalation") is not False:
-            problems.append(f"{name}: allowPrivilegeEscalation is not false")
-        if security.get("privileged"):
-            problems.append(f"{name}: privileged")
-        capabilities = security.get("capabilities") or {}
-        if "ALL" not in (capabilities.get("drop") or []):
-            problems.append(f"{name}: capabilities do not drop ALL")
-        if set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}:
-            problems.append(f"{name}: adds capabilities {capabilities['add']}")
-        if any(port.get("hostPort") for port in container.get("ports") or []):
-            problems.append(f"{name}: hostPort")
+        problems += [f"{container['name']}: {problem}" for problem in _container_violations(container, pod_security)]
     return problems
+
+
+def _container_violations(container: dict[str, Any], pod_security: dict[str, Any]) -> list[str]:
+    security = container.get("securityContext") or {}
+
+    def setting(key: str) -> Any:
+        return security.get(key, pod_security.get(key))
+
+    capabilities = security.get("capabilities") or {}
+    checks = {
+        "runAsNonRoot is not true": setting("runAsNonRoot") is not True,
+        "runAsUser is 0": setting("runAsUser") == 0,
+        "no RuntimeDefault seccomp profile":
+            (setting("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"),
+        "allowPrivilegeEscalation is not false": security.get("allowPrivilegeEscalation") is not False,
+        "privileged": bool(security.get("privileged")),
+        "capabilities do not drop ALL": "ALL" not in (capabilities.get("drop") or []),
+        f"adds capabilities {capabilities.get('add')}": bool(set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}),
+        "hostPort": any(port.get("hostPort") for port in container.get("ports") or []),
+    }
+    return [problem for problem, violated in checks.items() if violated]

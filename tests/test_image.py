@@ -42,6 +42,14 @@ def test_multi_stage_on_a_slim_python_without_compilers_in_the_final_stage():
     assert not any("pip install" in line for line in instruction(final, "RUN"))
 
 
+def test_the_image_installs_the_operator_extra():
+    build = stages()[0]
+    (install,) = [line for line in instruction(build, "RUN") if "pip install" in line]
+    assert '".[operator]"' in install.split()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(requirement.startswith("kopf") for requirement in extras["operator"])
+
+
 def test_runs_as_a_non_root_user_matching_the_chart():
     final = stages()[-1]
     (user,) = instruction(final, "USER")

@@ -392,6 +392,12 @@ def _print_first_trial(experiment: Experiment) -> None:
 
 # -- operator -----------------------------------------------------------------------------------------------
 def _operator(args: argparse.Namespace) -> int:
+    from kubetune.operator import MissingOperatorExtra, require_operator_extra
+
+    try:
+        require_operator_extra()
+    except MissingOperatorExtra as exc:
+        raise CommandLineError(str(exc)) from None
     from kubetune.operator.startup import OperatorStartError, run_operator
 
     try:

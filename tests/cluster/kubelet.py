@@ -307,11 +307,16 @@ class TestKubelet:
         if meta.get("deletionTimestamp"):
             asyncio.create_task(self._force_delete(key, meta["uid"]))
             return
-        if container is None and pod.get("status", {}).get("phase") not in TERMINAL:
+        self._run_container(key, pod, container)
+
+    def _run_container(self, key: tuple[str, str], pod: dict[str, Any], container: _Container | None) -> None:
+        """Starts the container of a pod bound to one of this kubelet's nodes, once; keeps its pod current."""
+        running = pod.get("status", {}).get("phase") not in TERMINAL
+        if container is None and running:
             container = self._containers[key] = _Container(pod)
         if container is not None:
             container.pod = pod
-            if container.task is None and pod.get("status", {}).get("phase") not in TERMINAL:
+            if container.task is None and running:
                 container.task = asyncio.create_task(self._run(key, container))
 
     def _count(self, kind: str, key: tuple[str, str], pod: dict[str, Any]) -> None:

@@ -29,7 +29,9 @@ class Source:
 
 
 class Collector(Protocol):
-    path: str | None  # the file the trial writes its metrics to (placeholders not yet substituted), if any
+    @property
+    def path(self) -> str | None:
+        """The file the trial writes its metrics to (placeholders not yet substituted), if any."""
 
     def sources(self, stdout: str, stderr: str, file: str | None) -> list[Source]:
         """Where a trial run as a process left its metrics, in the order they are read."""

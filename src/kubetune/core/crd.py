@@ -11,6 +11,7 @@ unknown fields instead) are dropped. ``kubetune crds`` writes the result to ``cr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -33,59 +34,70 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         return structural(merged, defs)
     variants = schema.get("anyOf") or schema.get("oneOf")
     if variants:
-        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
-        concrete = [v for v in variants if v.get("type") != "null"]
-        nullable = len(concrete) < len(variants)
-        objects = [_resolved(v, defs) for v in concrete]
-        if len(concrete) == 1:
-            out = structural({**concrete[0], **rest}, defs)
-        elif all(o.get("type") == "object" and o.get("properties") for o in objects):
-            out = _merged_objects(objects, rest, defs)  # a discriminated union (the parameter kinds)
-        elif {v.get("type") for v in concrete} == {"string", "integer"}:
-            out = {"x-kubernetes-int-or-string": True, **_describe(rest)}
-        else:  # a union of scalar types (a quantity, a categorical value): any JSON value
-            out = {PRESERVE: True, **_describe(rest)}
-        if nullable:
-            out["nullable"] = True
-        return out
+        return _union(schema, variants, defs)
     out: dict[str, Any] = _describe(schema)
     kind = schema.get("type")
-    if "const" in schema:
-        out.update(type=kind or "string", enum=[schema["const"]])
-        return out
-    if "enum" in schema:
-        out.update(type=kind or "string", enum=list(schema["enum"]))
+    if "const" in schema or "enum" in schema:
+        out.update(type=kind or "string", enum=[schema["const"]] if "const" in schema else list(schema["enum"]))
         return out
     if kind is None or kind not in _JSON_TYPES:
         return {PRESERVE: True, **out}
     out["type"] = kind
-    if kind == "object":
-        properties = schema.get("properties")
-        if properties:
-            out["properties"] = {name: structural(sub, defs) for name, sub in properties.items()}
-            if schema.get("required"):
-                out["required"] = list(schema["required"])
-        else:
-            extra = schema.get("additionalProperties")
-            values = structural(extra, defs) if isinstance(extra, dict) and extra else {}
-            if "type" in values:
-                out["additionalProperties"] = values
-            else:  # a map of values of any type
-                out[PRESERVE] = True
-    elif kind == "array":
-        out["items"] = structural(schema.get("items", {}), defs)
-        for key in ("minItems", "maxItems"):
-            if key in schema:
-                out[key] = schema[key]
-    else:
-        for key in ("minimum", "maximum", "pattern", "minLength", "maxLength", "format"):
-            if key in schema:
-                out[key] = schema[key]
-        for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-            if key in schema:
-                out[bound] = schema[key]
-                out[key] = True
+    out.update(_TYPED.get(kind, _scalar)(schema, defs))
     return out
+
+
+def _union(schema: dict[str, Any], variants: list[dict[str, Any]], defs: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf``/``oneOf``: one type (nullable when ``null`` is among them), the merged properties of a union
+    of objects, int-or-string, or any value."""
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
+    concrete = [v for v in variants if v.get("type") != "null"]
+    objects = [_resolved(v, defs) for v in concrete]
+    union: dict[str, Any]
+    if len(concrete) == 1:
+        union = structural({**concrete[0], **rest}, defs)
+    elif all(o.get("type") == "object" and o.get("properties") for o in objects):
+        union = _merged_objects(objects, rest, defs)  # a discriminated union (the parameter kinds)
+    elif {v.get("type") for v in concrete} == {"string", "integer"}:
+        union = {"x-kubernetes-int-or-string": True, **_describe(rest)}
+    else:  # a union of scalar types (a quantity, a categorical value): any JSON value
+        union = {PRESERVE: True, **_describe(rest)}
+    if len(concrete) < len(variants):
+        union["nullable"] = True
+    return union
+
+
+def _object(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """An object's properties, or the schema of a map's values (any value when they have no type)."""
+    properties = schema.get("properties")
+    if properties:
+        out: dict[str, Any] = {"properties": {name: structural(sub, defs) for name, sub in properties.items()}}
+        if schema.get("required"):
+            out["required"] = list(schema["required"])
+        return out
+    extra = schema.get("additionalProperties")
+    values = structural(extra, defs) if isinstance(extra, dict) and extra else {}
+    return {"additionalProperties": values} if "type" in values else {PRESERVE: True}
+
+
+def _array(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    out = {"items": structural(schema.get("items", {}), defs)}
+    out.update({key: schema[key] for key in ("minItems", "maxItems") if key in schema})
+    return out
+
+
+def _scalar(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A scalar's bounds and format; JSON Schema's numeric exclusive bounds become OpenAPI v3's boolean ones."""
+    kept = ("minimum", "maximum", "pattern", "minLength", "maxLength", "format")
+    out: dict[str, Any] = {key: schema[key] for key in kept if key in schema}
+    for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if key in schema:
+            out[bound] = schema[key]
+            out[key] = True
+    return out
+
+
+_TYPED: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {"object": _object, "array": _array}
 
 
 def _resolved(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:

@@ -25,11 +25,12 @@ Requests of 1 or more are whole GPUs in every mode. A request a mode cannot expr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
 
 Mode = Literal["whole", "kai", "hami", "volcano", "timeslicing", "mig"]
-MODES: tuple[str, ...] = ("whole", "kai", "hami", "volcano", "timeslicing", "mig")
+MODES: tuple[Mode, ...] = get_args(Mode)
 OVERRIDE_ANNOTATION = "kubetune.io/gpu-sharing"
 NVIDIA_GPU = "nvidia.com/gpu"
 # MIG profiles of an 80 GB H100/A100, by the share of the GPU's memory each gives.
@@ -63,7 +64,7 @@ class GpuSharing:
                 f"annotation {OVERRIDE_ANNOTATION}: unknown GPU sharing mode {override!r}; "
                 f"choose one of {', '.join(MODES)}"
             )
-        return GpuSharing(override, self.kai_queue, self.hami_cores, self.timeslicing_resource, self.mig_profiles)
+        return replace(self, mode=override)
 
 
 @dataclass
@@ -77,55 +78,97 @@ class GpuPlacement:
     scheduler_name: str | None = None
 
 
+@dataclass(frozen=True)
+class GpuRequest:
+    """One trial's GPU request, as the modes read it: a fraction of one GPU, or whole GPUs."""
+
+    amount: float
+
+    @property
+    def whole(self) -> bool:
+        return self.amount >= 1
+
+    @property
+    def count(self) -> int:
+        """GPUs (or shared replicas) to ask for: the whole number, or 1 for a fraction."""
+        return int(self.amount) if self.whole else 1
+
+    @property
+    def percent(self) -> int:
+        return round(self.amount * 100)
+
+
 def place(amount: float, sharing: GpuSharing) -> GpuPlacement:
     """The placement of one trial asking for ``amount`` GPUs (0 means none)."""
     if amount <= 0:
         return GpuPlacement()
     if amount > 1 and amount != int(amount):
         raise GpuSharingError(f"{sharing.mode}: a request above 1 GPU must be a whole number, got {amount}")
-    whole = amount >= 1
-    count = int(amount) if whole else 1
-    percent = round(amount * 100)
-    mode = sharing.mode
-    if mode == "whole":
-        return GpuPlacement(limits={NVIDIA_GPU: math.ceil(amount)})
-    if mode == "kai":
-        labels = {"kai.scheduler/queue": sharing.kai_queue}
-        if whole:
-            return GpuPlacement(limits={NVIDIA_GPU: count}, labels=labels, scheduler_name="kai-scheduler")
-        return GpuPlacement(annotations={"gpu-fraction": _fraction(amount)}, labels=labels,
-                            scheduler_name="kai-scheduler")
-    if mode == "hami":
-        if whole:
-            return GpuPlacement(limits={NVIDIA_GPU: count})
-        limits: dict[str, Any] = {NVIDIA_GPU: 1, "nvidia.com/gpumem-percentage": percent}
-        if sharing.hami_cores:
-            limits["nvidia.com/gpucores"] = percent
-        return GpuPlacement(limits=limits)
-    if mode == "volcano":
-        limits = {"volcano.sh/vgpu-number": count}
-        if not whole:
-            limits["volcano.sh/vgpu-memory-percentage"] = percent
-        return GpuPlacement(limits=limits, scheduler_name="volcano")
-    if mode == "timeslicing":
-        if not whole:
-            return GpuPlacement(limits={sharing.timeslicing_resource: 1})
-        if sharing.timeslicing_resource == NVIDIA_GPU:
-            raise GpuSharingError(
-                f"timeslicing: {count} whole GPU(s) cannot be guaranteed when every nvidia.com/gpu is a "
-                "time-sliced replica; rename the shared resource (for example nvidia.com/gpu.shared) or "
-                "use the whole mode for this experiment"
-            )
-        return GpuPlacement(limits={NVIDIA_GPU: count})
-    if mode == "mig":
-        if whole:
-            _, largest = max(sharing.mig_profiles)
-            return GpuPlacement(limits={largest: count})
-        for share, profile in sorted(sharing.mig_profiles):
-            if amount <= share + 1e-9:
-                return GpuPlacement(limits={profile: 1})
-        raise GpuSharingError(f"mig: no MIG profile in the table covers {amount} of a GPU")
-    raise GpuSharingError(f"unknown GPU sharing mode {mode!r}; choose one of {', '.join(MODES)}")
+    placer = PLACERS.get(sharing.mode)
+    if placer is None:
+        raise GpuSharingError(f"unknown GPU sharing mode {sharing.mode!r}; choose one of {', '.join(MODES)}")
+    return placer(GpuRequest(amount), sharing)
+
+
+def _place_whole(request: GpuRequest, sharing: GpuSharing) -> GpuPlacement:
+    return GpuPlacement(limits={NVIDIA_GPU: math.ceil(request.amount)})
+
+
+def _place_kai(request: GpuRequest, sharing: GpuSharing) -> GpuPlacement:
+    labels = {"kai.scheduler/queue": sharing.kai_queue}
+    if request.whole:
+        return GpuPlacement(limits={NVIDIA_GPU: request.count}, labels=labels, scheduler_name="kai-scheduler")
+    return GpuPlacement(annotations={"gpu-fraction": _fraction(request.amount)}, labels=labels,
+                        scheduler_name="kai-scheduler")
+
+
+def _place_hami(request: GpuRequest, sharing: GpuSharing) -> GpuPlacement:
+    if request.whole:
+        return GpuPlacement(limits={NVIDIA_GPU: request.count})
+    limits: dict[str, Any] = {NVIDIA_GPU: 1, "nvidia.com/gpumem-percentage": request.percent}
+    if sharing.hami_cores:
+        limits["nvidia.com/gpucores"] = request.percent
+    return GpuPlacement(limits=limits)
+
+
+def _place_volcano(request: GpuRequest, sharing: GpuSharing) -> GpuPlacement:
+    limits: dict[str, Any] = {"volcano.sh/vgpu-number": request.count}
+    if not request.whole:
+        limits["volcano.sh/vgpu-memory-percentage"] = request.percent
+    return GpuPlacement(limits=limits, scheduler_name="volcano")
+
+
+def _place_timeslicing(request: GpuRequest, sharing: GpuSharing) -> GpuPlacement:
+    if not request.whole:
+        return GpuPlacement(limits={sharing.timeslicing_resource: 1})
+    if sharing.timeslicing_resource == NVIDIA_GPU:
+        raise GpuSharingError(
+            f"timeslicing: {request.count} whole GPU(s) cannot be guaranteed when every nvidia.com/gpu is a "
+            "time-sliced replica; rename the shared resource (for example nvidia.com/gpu.shared) or "
+            "use the whole mode for this experiment"
+        )
+    return GpuPlacement(limits={NVIDIA_GPU: request.count})
+
+
+def _place_mig(request: GpuRequest, sharing: GpuSharing) -> GpuPlacement:
+    if request.whole:
+        _, largest = max(sharing.mig_profiles)
+        return GpuPlacement(limits={largest: request.count})
+    for share, profile in sorted(sharing.mig_profiles):
+        if request.amount <= share + 1e-9:
+            return GpuPlacement(limits={profile: 1})
+    raise GpuSharingError(f"mig: no MIG profile in the table covers {request.amount} of a GPU")
+
+
+# One row per mode (see the module's table); a new mode is a Mode literal, a function and a row here.
+PLACERS: dict[Mode, Callable[[GpuRequest, GpuSharing], GpuPlacement]] = {
+    "whole": _place_whole,
+    "kai": _place_kai,
+    "hami": _place_hami,
+    "volcano": _place_volcano,
+    "timeslicing": _place_timeslicing,
+    "mig": _place_mig,
+}
 
 
 def _fraction(amount: float) -> str:

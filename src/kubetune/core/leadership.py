@@ -63,9 +63,12 @@ def may_take(state: LeaseState, identity: str, now: datetime.datetime) -> bool:
 
 def claim(state: LeaseState | None, identity: str, now: datetime.datetime, timing: ElectionTiming) -> dict[str, Any]:
     """The Lease spec with which ``identity`` takes or renews the Lease."""
-    keeping = state is not None and state.holder == identity
-    transitions = 0 if state is None else state.transitions + (0 if keeping else 1)
-    acquired = state.acquired_at if keeping and state.acquired_at else now
+    if state is None:
+        transitions, acquired = 0, now
+    else:
+        keeping = state.holder == identity
+        transitions = state.transitions + (0 if keeping else 1)
+        acquired = state.acquired_at if keeping and state.acquired_at else now
     return {
         "holderIdentity": identity,
         "leaseDurationSeconds": timing.duration_seconds,

@@ -126,7 +126,7 @@ class TrialRecord:
         record = cls(id=str(row["id"]), number=int(row["number"]), params=dict(row["params"]),
                      state=TrialState(row["state"]), value=_finite(row.get("value")),
                      metrics=dict(row.get("metrics") or {}),
-                     attempts=int(row.get("attempt", row.get("attempts", 1))),
+                     attempts=int(row.get("attempt") or row.get("attempts") or 1),
                      history=[str(note) for note in row.get("history") or []],
                      reason=row.get("reason"), message=row.get("message"), exit_code=row.get("exit_code"),
                      started=row.get("started"), finished=row.get("finished"), retry=bool(row.get("retry")),

@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubetune.core.gpu_sharing import GpuSharing, place
-from kubetune.core.spec import Experiment
+from kubetune.core.gpu_sharing import GpuPlacement, GpuSharing, place
+from kubetune.core.spec import Experiment, Resources
 from kubetune.core.template import substitute_all, trial_environment
 
 EXPERIMENT_LABEL = "kubetune.io/experiment"
@@ -51,37 +51,17 @@ def render_pod(
     owner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Pod for one attempt of ``trial``. ``owner`` is an ownerReference (the Trial)."""
-    spec = experiment.spec
-    template = spec.trial_template
+    template = experiment.spec.trial_template
     pod_spec = substitute_all(copy.deepcopy(template.spec), params, trial, experiment.name)
     pod_spec["restartPolicy"] = "Never"
     if template.timeout_seconds:
         pod_spec["activeDeadlineSeconds"] = template.timeout_seconds
-    variables = trial_environment(params, trial, experiment.name, template.resources.gpu)
-    environment = [{"name": k, "value": v} for k, v in variables.items()]
-    for container in pod_spec["containers"]:
-        known = {e["name"] for e in environment}
-        container["env"] = [e for e in container.get("env") or [] if e.get("name") not in known] + environment
+    _set_environment(pod_spec, trial_environment(params, trial, experiment.name, template.resources.gpu))
     placement = place(template.resources.gpu, sharing.for_experiment(experiment.metadata.annotations))
-    first = pod_spec["containers"][0]
-    resources = first.setdefault("resources", {})
-    requests = resources.setdefault("requests", {})
-    if template.resources.cpu is not None:
-        requests.setdefault("cpu", str(template.resources.cpu))
-    if template.resources.memory is not None:
-        requests.setdefault("memory", str(template.resources.memory))
-    if placement.limits:
-        resources.setdefault("limits", {}).update({k: str(v) for k, v in placement.limits.items()})
-    if not requests:
-        del resources["requests"]
-    if not resources:
-        del first["resources"]
+    _set_resources(pod_spec["containers"][0], template.resources, placement)
     if placement.scheduler_name:
         pod_spec["schedulerName"] = placement.scheduler_name
-    pod_spec["securityContext"] = with_defaults(pod_spec.get("securityContext"), RESTRICTED_POD_SECURITY)
-    for container in pod_spec["containers"] + pod_spec.get("initContainers", []):
-        container["securityContext"] = with_defaults(container.get("securityContext"),
-                                                     RESTRICTED_CONTAINER_SECURITY)
+    _restrict(pod_spec)
     metadata: dict[str, Any] = {
         "name": pod_name(trial, attempt),
         "labels": {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: trial, ATTEMPT_LABEL: str(attempt),
@@ -94,3 +74,35 @@ def render_pod(
     if owner:
         metadata["ownerReferences"] = [owner]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
+def _set_environment(pod_spec: dict[str, Any], variables: dict[str, str]) -> None:
+    """Gives every container the trial's variables, in place of any of the same name the template sets."""
+    environment = [{"name": k, "value": v} for k, v in variables.items()]
+    for container in pod_spec["containers"]:
+        known = {e["name"] for e in environment}
+        container["env"] = [e for e in container.get("env") or [] if e.get("name") not in known] + environment
+
+
+def _set_resources(container: dict[str, Any], resources: Resources, placement: GpuPlacement) -> None:
+    """The trial's CPU and memory requests (unless the template sets them) and its GPU limits."""
+    given = container.setdefault("resources", {})
+    requests = given.setdefault("requests", {})
+    if resources.cpu is not None:
+        requests.setdefault("cpu", str(resources.cpu))
+    if resources.memory is not None:
+        requests.setdefault("memory", str(resources.memory))
+    if placement.limits:
+        given.setdefault("limits", {}).update({k: str(v) for k, v in placement.limits.items()})
+    if not requests:
+        del given["requests"]
+    if not given:
+        del container["resources"]
+
+
+def _restrict(pod_spec: dict[str, Any]) -> None:
+    """The restricted Pod Security settings, under those the template sets."""
+    pod_spec["securityContext"] = with_defaults(pod_spec.get("securityContext"), RESTRICTED_POD_SECURITY)
+    for container in pod_spec["containers"] + pod_spec.get("initContainers", []):
+        container["securityContext"] = with_defaults(container.get("securityContext"),
+                                                     RESTRICTED_CONTAINER_SECURITY)

@@ -48,7 +48,8 @@ def count_states(records: Iterable[TrialRecord]) -> dict[str, int]:
 def ranked(records: Iterable[TrialRecord], direction: str) -> list[TrialRecord]:
     """Succeeded trials, best first (the earliest first among equals)."""
     done = [r for r in records if r.state is TrialState.SUCCEEDED and r.value is not None]
-    return sorted(done, key=lambda r: -r.value if direction == "maximize" else r.value)  # type: ignore[operator]
+    sign = -1.0 if direction == "maximize" else 1.0
+    return sorted(done, key=lambda r: sign * (r.value or 0.0))
 
 
 def summarize(experiment: str, direction: str, records: Iterable[TrialRecord], phase: str, reason: str,

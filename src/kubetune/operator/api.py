@@ -106,8 +106,8 @@ class KubernetesApi:
         self._unreachable = (urllib3.exceptions.HTTPError, OSError)
         self._on_throttled = on_throttled
 
-    async def _call(self, function, *args, parse: bool = True, then: Callable[[Any], Any] = lambda answer: answer,
-                    **kwargs):
+    async def _call(self, function: Callable[..., Any], *args: Any, parse: bool = True,
+                    then: Callable[[Any], Any] = lambda answer: answer, **kwargs: Any) -> Any:
         """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs,
         or None when the caller has no use for them (``parse=False``), passed through ``then`` in the same
         thread. Failures become :class:`ApiError` subclasses carrying the server's message."""

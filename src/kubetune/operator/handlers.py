@@ -98,14 +98,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 async def run_experiment(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                          logger: Any, **_: Any) -> None:
     state: OperatorState = memo.state
-    waker = state.waker(meta.namespace, meta.name)
-    logger.info("experiment %s/%s: following it", meta.namespace, meta.name)
-    state.following.add((meta.namespace, meta.name))
+    key = _experiment_key(meta)
+    waker = state.waker(*key)
+    logger.info("experiment %s/%s: following it", *key)
+    state.following.add(key)
     try:
         await _follow_experiment(state, waker, body, meta, stopped, logger)
     finally:
-        state.following.discard((meta.namespace, meta.name))
-        state.pod_events.pop((meta.namespace, meta.name), None)
+        state.following.discard(key)
+        state.pod_events.pop(key, None)
+
+
+def _experiment_key(meta: kopf.Meta) -> tuple[str, str]:
+    """(namespace, name) of an Experiment; the CRD is namespaced, so it always has a namespace."""
+    if meta.namespace is None:
+        raise kopf.PermanentError(f"experiment {meta.name} has no namespace")
+    return meta.namespace, meta.name
 
 
 async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: kopf.Body, meta: kopf.Meta,
@@ -114,7 +122,7 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
     failures = 0
     while not stopped:
         waker.clear()
-        events = state.take_events(meta.namespace, meta.name)
+        events = state.take_events(*_experiment_key(meta))
         try:
             result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), events)
         except Exception as exc:  # the API refused or could not answer, or a bug: counted, logged, retried
@@ -180,5 +188,6 @@ async def experiment_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None
     state: OperatorState | None = getattr(memo, "state", None)
     if state is not None:
         state.reconciler.forget(meta.uid)
-        state.wakers.pop((meta.namespace, meta.name), None)
-        state.pod_events.pop((meta.namespace, meta.name), None)
+        key = _experiment_key(meta)
+        state.wakers.pop(key, None)
+        state.pod_events.pop(key, None)

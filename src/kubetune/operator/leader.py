@@ -15,7 +15,8 @@ import datetime
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from kubetune.core.leadership import ElectionTiming, LeaseState, claim, may_take, release
 from kubetune.operator.api import Conflict, LeaseApi, NotFound
@@ -119,7 +120,7 @@ class LeaderElection:
         self._lease = LeaseState.of(patched)
 
 
-async def lead(election: LeaderElection, operate: Callable[[asyncio.Event], Awaitable[None]],
+async def lead(election: LeaderElection, operate: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
                health_endpoint: str | None = None) -> int:
     """Waits for the Lease, then runs ``operate(stop)`` while holding it. Returns the process exit status:
     0 when the operator stopped on its own (the Lease is released), 1 when leadership was lost."""

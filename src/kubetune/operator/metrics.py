@@ -19,14 +19,15 @@ gauges are rebuilt from the cluster by the first reconciliation pass of each exp
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from kubetune.operator.api import ApiError, ClusterApi
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed")
+T = TypeVar("T")
 OUTCOMES = {409: "conflict", 404: "not_found", 403: "forbidden", 429: "throttled"}  # by HTTP status
 TRIAL_STATES = ("Succeeded", "Failed", "MetricsUnavailable", "Killed")
 SUGGESTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -85,14 +86,14 @@ class CountingApi:
     def __init__(self, api: ClusterApi, metrics: OperatorMetrics):
         self._api, self._metrics = api, metrics
 
-    async def _count(self, verb: str, resource: str, call):
+    async def _count(self, verb: str, resource: str, call: Awaitable[T]) -> T:
         outcome = "error"
         try:
             result = await call
             outcome = "ok"
             return result
         except ApiError as exc:
-            outcome = OUTCOMES.get(exc.status, "error")
+            outcome = "error" if exc.status is None else OUTCOMES.get(exc.status, "error")
             raise
         finally:
             self._metrics.api_requests.labels(verb, resource, outcome).inc()

@@ -24,15 +24,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
 from kubetune.core.crd import GROUP, VERSION
-from kubetune.core.engine import Optimizer
+from kubetune.core.engine import Optimizer, Suggestion
 from kubetune.core.errors import ManifestError
 from kubetune.core.gpu_sharing import GpuSharing, GpuSharingError, place
 from kubetune.core.lifecycle import (
@@ -71,6 +71,7 @@ RUNNING_UPDATES_PER_PASS = 64
 RELIST_SECONDS = 60.0
 WRITE_BEHIND_CONCURRENCY = 8
 Writes = list[Callable[[], Awaitable[None]]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -165,7 +166,7 @@ class Reconciler:
     async def _refresh_view(self, state: ExperimentState, experiment: Experiment,
                             pod_events: list[tuple[str | None, dict]] | None) -> ExperimentView:
         """The view brought up to date: the watch's pod events folded in, or everything listed again."""
-        namespace, name = experiment.metadata.namespace, experiment.name
+        namespace, name = _namespace(experiment), experiment.name
         if pod_events is not None and state.view is not None:
             for event_type, pod in pod_events:
                 state.view.observe(event_type, pod)
@@ -322,7 +323,7 @@ class Reconciler:
                       results: Writes) -> None:
         """Brings one trial up to date with its pod. Its final state is written into the view at once and its
         status patch appended to ``results``, for the pass to write after its refills."""
-        namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
+        namespace, name = _namespace(experiment), trial["metadata"]["name"]
         record = TrialRecord.from_trial(trial)
         record.attempts, pod = view.latest_pod(trial)
         if record.attempts == 0:
@@ -351,7 +352,7 @@ class Reconciler:
         if needs_log(pod):
             try:
                 container = pod["spec"]["containers"][0]["name"]
-                log = await self.api.pod_log(experiment.metadata.namespace, pod["metadata"]["name"], container)
+                log = await self.api.pod_log(_namespace(experiment), pod["metadata"]["name"], container)
             except NotFound:
                 log = ""
         return outcome(pod, experiment.spec.objective, log)
@@ -359,7 +360,7 @@ class Reconciler:
     async def _start_pod(self, experiment: Experiment, trial: dict, record: TrialRecord, view: ExperimentView
                          ) -> None:
         """Starts the trial's next attempt: its pod, and the status that says so."""
-        namespace, name = experiment.metadata.namespace, trial["metadata"]["name"]
+        namespace, name = _namespace(experiment), trial["metadata"]["name"]
         record.start(self.clock())
         pod = render_pod(experiment, name, trial["spec"]["params"], self.sharing, attempt=record.attempts,
                          owner=_owner(trial, "Trial"))
@@ -382,12 +383,13 @@ class Reconciler:
         self.metrics.suggestions.inc(len(suggestions))
         await self._each(suggestions, lambda suggestion: self._launch(experiment, body, view, suggestion))
 
-    async def _launch(self, experiment: Experiment, body: dict, view: ExperimentView, suggestion) -> None:
+    async def _launch(self, experiment: Experiment, body: dict, view: ExperimentView, suggestion: Suggestion
+                      ) -> None:
         """Creates one new trial and its first pod."""
-        namespace = experiment.metadata.namespace
+        namespace = _namespace(experiment)
         number = int(suggestion.id)
         name = trial_name(experiment.name, number)
-        trial = {
+        trial: dict[str, Any] = {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "Trial",
             "metadata": {"name": name, "namespace": namespace,
                          "labels": {EXPERIMENT_LABEL: experiment.name, TRIAL_LABEL: name},
@@ -414,7 +416,7 @@ class Reconciler:
 
     async def _kill(self, experiment: Experiment, trial: dict, view: ExperimentView, reason: str,
                     optimizer: Optimizer) -> None:
-        namespace = experiment.metadata.namespace
+        namespace = _namespace(experiment)
         for pod in list(view.pods.get(trial["metadata"]["name"], {}).values()):
             with contextlib.suppress(NotFound):
                 await self.api.delete("pods", namespace, pod["metadata"]["name"])
@@ -424,12 +426,13 @@ class Reconciler:
         self.metrics.trials_finished.labels(str(record.state)).inc()
         inform(optimizer, record)
 
-    async def _each(self, items, action, limit: int = CONCURRENCY) -> None:
+    async def _each(self, items: Iterable[T], action: Callable[[T], Awaitable[None]], limit: int = CONCURRENCY
+                    ) -> None:
         """Runs ``action`` on every item, at most ``limit`` API conversations at a time: a pass that
         finishes hundreds of trials must not take hundreds of round trips in a row."""
         semaphore = asyncio.Semaphore(limit)
 
-        async def bounded(item):
+        async def bounded(item: T) -> None:
             async with semaphore:
                 await action(item)
 
@@ -443,7 +446,7 @@ class Reconciler:
         now = self.monotonic()
         if not force and now - state.last_patch < STATUS_INTERVAL_SECONDS and state.last_status is not None:
             return
-        await self.api.patch_status("experiments", experiment.metadata.namespace, experiment.name, status)
+        await self.api.patch_status("experiments", _namespace(experiment), experiment.name, status)
         state.last_status, state.last_patch = comparable, now
 
 
@@ -455,3 +458,7 @@ def _owner(obj: dict, kind: str) -> dict[str, Any]:
 
 def _key(meta: dict[str, Any]) -> str:
     return meta.get("uid") or f"{meta.get('namespace', 'default')}/{meta['name']}"
+
+
+def _namespace(experiment: Experiment) -> str:
+    return experiment.metadata.namespace or "default"

@@ -208,7 +208,7 @@ class Runner:
             return AttemptResult(TrialState.FAILED, reason="ExitCode", exit_code=end.exit_code,
                                  message=exit_message(end.exit_code, _read(stderr)))
         metrics_file = self._metrics_file(record)
-        sources = self.collector.sources(_read(stdout), _read(stderr), metrics_file and _read(metrics_file))
+        sources = self.collector.sources(_read(stdout), _read(stderr), _read(metrics_file) if metrics_file else None)
         return from_output(self.spec.objective, sources)
 
     async def _stop_all(self, reason: str) -> None:

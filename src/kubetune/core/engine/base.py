@@ -35,8 +35,8 @@ class History:
     is_taken: Callable[[Params], bool] = lambda _params: False
     # The same trials encoded in the unit cube, and their keys (see Space.key), kept by the optimizer so
     # that strategies need not re-encode thousands of trials on every ask.
-    completed_x: np.ndarray | None = None  # (n_completed, n_columns)
-    pending_x: np.ndarray | None = None  # (n_pending, n_columns)
+    completed_x: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n_completed, n_columns)
+    pending_x: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n_pending, n_columns)
     completed_keys: list[tuple] = field(default_factory=list)
     pending_keys: list[tuple] = field(default_factory=list)
     taken_keys: frozenset[tuple] | set[tuple] = frozenset()  # keys of every trial so far; do not modify

@@ -9,7 +9,7 @@ records of an earlier run, which is how a restarted runner or operator resumes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ import numpy as np
 from kubetune.core.engine.base import History
 from kubetune.core.engine.registry import DEFAULT_ALGORITHM, build_strategy
 from kubetune.core.space import Params, Space
+from kubetune.core.spec import Parameter
 
 # How the optimizer sees a trial: still out, told a value, or given up on.
 Standing = Literal["pending", "completed", "failed"]
@@ -58,7 +59,7 @@ class _Trial:
 class Optimizer:
     """``ask(n)`` new suggestions, ``tell(id, value)`` results, ``fail(id)`` trials that gave none."""
 
-    parameters: Sequence[Mapping[str, Any] | Any]
+    parameters: Sequence[Parameter | dict[str, Any]]
     direction: Literal["minimize", "maximize"] = "minimize"
     algorithm: str = DEFAULT_ALGORITHM
     settings: Mapping[str, Any] | None = None
@@ -72,8 +73,9 @@ class Optimizer:
         self.space = Space(self.parameters)
         self._strategy = build_strategy(self.algorithm, self.settings, self.space)
         # A strategy with its own finite set of points (grid) ends when that set is used up.
-        self._strategy_is_exhaustive = getattr(self._strategy, "size", None) is not None
-        self._capacity = self._strategy.size if self._strategy_is_exhaustive else self.space.size()
+        strategy_size: int | None = getattr(self._strategy, "size", None)
+        self._strategy_is_exhaustive = strategy_size is not None
+        self._capacity = self.space.size() if strategy_size is None else strategy_size
         self._rng = np.random.default_rng(self.seed)
         self._taken: set[tuple] = set()
         self._next_number = 0
@@ -124,11 +126,12 @@ class Optimizer:
 
     @property
     def best(self) -> tuple[Params, float] | None:
-        completed = [t for t in self._trials.values() if t.state == "completed"]
+        completed = [(t.params, t.value) for t in self._trials.values()
+                     if t.state == "completed" and t.value is not None]
         if not completed:
             return None
-        top = min(completed, key=lambda t: self._loss(t.value))
-        return dict(top.params), top.value
+        params, value = min(completed, key=lambda trial: self._loss(trial[1]))
+        return dict(params), value
 
     def params_of(self, trial_id: str) -> Params:
         return dict(self._trial(trial_id).params)
@@ -147,7 +150,7 @@ class Optimizer:
         history = History(self.space, is_taken=self._is_taken, taken_keys=self._taken)
         completed_x, pending_x = [], []
         for t in self._trials.values():
-            if t.state == "completed":
+            if t.state == "completed" and t.value is not None:
                 history.completed.append(t.params)
                 history.losses.append(self._loss(t.value))
                 history.completed_keys.append(t.key)
@@ -204,7 +207,7 @@ class Optimizer:
         return trial
 
     def _restore(self, record: Any) -> None:
-        get = record.get if isinstance(record, Mapping) else lambda k, d=None: getattr(record, k, d)
+        get: Callable[..., Any] = record.get if isinstance(record, Mapping) else lambda k, d=None: getattr(record, k, d)
         trial_id = str(get("id"))
         state = RECORD_STATES.get(str(get("state", "")).lower())
         if state is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from kubetune.core.engine.base import History, StrategySettings
@@ -22,5 +24,5 @@ class RandomSearch:
             # A resumed run continues the seeded stream where the trials so far left it (one draw per column
             # and trial) instead of replaying their points.
             self._started = True
-            rng.bit_generator.advance(len(history.taken_keys) * self.space.n_columns)
+            cast(np.random.PCG64, rng.bit_generator).advance(len(history.taken_keys) * self.space.n_columns)
         return self.space.decode_many(rng.random((n, self.space.n_columns)))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,7 +43,7 @@ from scipy.optimize import minimize
 from kubetune.core.engine.base import History, StrategySettings
 from kubetune.core.engine.gp.acquisition import Acquisition
 from kubetune.core.engine.gp.fit import default_hyperparameters, fit_hyperparameters, select_rows
-from kubetune.core.engine.gp.posterior import Hyperparameters, Posterior
+from kubetune.core.engine.gp.posterior import CandidatePool, Hyperparameters, Posterior
 from kubetune.core.engine.gp.warp import OutputWarp
 from kubetune.core.engine.sobol import SobolSearch, SobolSettings
 from kubetune.core.space import Params, Space
@@ -56,6 +57,14 @@ LOCAL_SCALES = (0.02, 0.08, 0.2)
 # iteration costs two triangular solves with the posterior, so large posteriors get a smaller budget.
 POLISH_BUDGET = {"small": (3, 25), "large": (1, 10)}
 LARGE_POSTERIOR = 300
+# The value a pending trial is assumed to report under each constant-liar rule (``liar`` other than believer).
+LIES: dict[str, Callable[[np.ndarray], float]] = {
+    "min": lambda observed: float(np.min(observed)),
+    "mean": lambda observed: float(np.mean(observed)),
+    "max": lambda observed: float(np.max(observed)),
+}
+# A candidate point: its unit-cube encoding, its assignment key and its acquisition score.
+Candidate = tuple[np.ndarray, tuple, float]
 
 
 class GPSettings(StrategySettings):
@@ -92,7 +101,7 @@ class _Model:
 class _Choices:
     """A candidate pool during one batch: which of its assignments may still be chosen."""
 
-    def __init__(self, pool, keys: list[tuple], taken):
+    def __init__(self, pool: CandidatePool, keys: list[tuple], taken: Collection[tuple]):
         self.pool = pool
         self.keys = keys
         self.index = {key: i for i, key in enumerate(keys)}
@@ -161,7 +170,7 @@ class GPSearch:
             if believed.any():  # a trial believed to beat the best raises the bar, as if it had reported
                 best = min(best, float(np.min(model.posterior.targets()[believed])))
         else:
-            lie = float({"min": np.min, "mean": np.mean, "max": np.max}[self.settings.liar](observed))
+            lie = float(LIES[self.settings.liar](observed))
             model.posterior.set_targets(np.array([warped.get(k, lie) for k in model.rows]))
         return self._choose(n, model, history, X_obs, losses, best, lie, rng)
 
@@ -184,17 +193,20 @@ class GPSearch:
         self._fit_n = n
         return True
 
-    def _rebuild(self, X_obs, losses, obs_keys, X_pending, pending_keys, n, rng) -> _Model:
+    def _rebuild(self, X_obs: np.ndarray, losses: np.ndarray, obs_keys: list[tuple], X_pending: np.ndarray,
+                 pending_keys: list[tuple], n: int, rng: np.random.Generator) -> _Model:
         chosen = select_rows(X_obs, losses, np.arange(len(losses)), self.settings.max_model_trials, rng)
         keys = [obs_keys[i] for i in chosen] + pending_keys
         X = np.vstack([X_obs[chosen], X_pending]) if len(X_pending) else X_obs[chosen]
-        noise = np.r_[np.full(len(chosen), self._hp.noise), np.full(len(pending_keys), self._fantasy_noise())]
-        posterior = Posterior(X, self._hp, extra_capacity=n + 64, noise=noise)
+        hyperparameters = self._fitted()
+        noise = np.r_[np.full(len(chosen), hyperparameters.noise), np.full(len(pending_keys), self._fantasy_noise())]
+        posterior = Posterior(X, hyperparameters, extra_capacity=n + 64, noise=noise)
         pool_points, pool_keys = self._unique(self.space.snap(self._sobol.points(self.settings.candidates, rng)))
         posterior.pool(pool_points)
         return _Model(posterior, {k: i for i, k in enumerate(keys)}, len(chosen), pool_points, pool_keys)
 
-    def _extend(self, model: _Model, X_obs, obs_keys, X_pending, pending_keys) -> None:
+    def _extend(self, model: _Model, X_obs: np.ndarray, obs_keys: list[tuple], X_pending: np.ndarray,
+                pending_keys: list[tuple]) -> None:
         for x, key in zip(X_pending, pending_keys, strict=True):
             if key not in model.rows:
                 model.rows[key] = model.posterior.n
@@ -208,13 +220,20 @@ class GPSearch:
     def _fantasy_noise(self) -> float:
         """Noise of a pending trial's row: almost none, so that its point and its close neighbourhood lose
         their appeal until it reports (a pending row keeps it until the next rebuild, even once observed)."""
-        return 1e-6 * self._hp.signal
+        return 1e-6 * self._fitted().signal
+
+    def _fitted(self) -> Hyperparameters:
+        """The hyperparameters of the last fit (``_maybe_refit`` runs before any model is built)."""
+        if self._hp is None:
+            raise RuntimeError("the GP model is used before its hyperparameters were fitted")
+        return self._hp
 
     def _keys(self, points: np.ndarray) -> list[tuple]:
         return self.space.keys_of_points(points)
 
     # -- choosing the batch --------------------------------------------------------------------------------
-    def _choose(self, n, model: _Model, history: History, X_obs, losses, best, lie, rng) -> list[Params]:
+    def _choose(self, n: int, model: _Model, history: History, X_obs: np.ndarray, losses: np.ndarray, best: float,
+                lie: float | None, rng: np.random.Generator) -> list[Params]:
         posterior = model.posterior
         local_points, local_keys = self._unique(self._local_candidates(X_obs, losses, rng))
         local = posterior.pool(local_points)
@@ -250,9 +269,9 @@ class GPSearch:
             posterior.pools.remove(local)
         return chosen
 
-    def _best_candidates(self, pools: list[_Choices], best: float, count: int) -> list[tuple]:
+    def _best_candidates(self, pools: list[_Choices], best: float, count: int) -> list[Candidate]:
         """The ``count`` available candidates with the highest acquisition, as (point, key, score)."""
-        found = []
+        found: list[Candidate] = []
         for choices in pools:
             scores = self.acquisition.value(choices.pool.mean, choices.pool.var, best)
             scores[~choices.available] = -np.inf
@@ -277,7 +296,8 @@ class GPSearch:
         points = np.clip(centres[:, None, :] + noise, 0.0, 1.0).reshape(-1, X_obs.shape[1])
         return self.space.snap(points)
 
-    def _polish(self, x0, key0, score0, posterior: Posterior, best, taken, chosen_keys, iterations: int):
+    def _polish(self, x0: np.ndarray, key0: tuple, score0: float, posterior: Posterior, best: float,
+                taken: Collection[tuple], chosen_keys: set[tuple], iterations: int) -> Candidate:
         columns = self._continuous
 
         def negative(free: np.ndarray) -> tuple[float, np.ndarray]:
