@@ -12,7 +12,7 @@ import yaml
 
 from conftest import manifest
 from kubetune.cli import render_yaml
-from kubetune.core.crd import PRESERVE, all_crds
+from kubetune.core.cluster.crd import PRESERVE, all_crds
 
 CRDS = Path(__file__).parent.parent / "crds"
 EXAMPLES = Path(__file__).parent.parent / "examples"

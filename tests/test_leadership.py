@@ -13,7 +13,14 @@ import urllib.request
 import pytest
 from kubernetes import config
 
-from kubetune.core.leadership import ElectionTiming, LeaseState, claim, format_micro_time, may_take, parse_micro_time
+from kubetune.core.cluster.leadership import (
+    ElectionTiming,
+    LeaseState,
+    claim,
+    format_micro_time,
+    may_take,
+    parse_micro_time,
+)
 from kubetune.operator.api import Conflict, KubernetesApi
 from kubetune.operator.leader import LeaderElection, lead
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kubetune.core.cluster.resources import TrialStatus
 from kubetune.core.lifecycle import (
     ACTIVE,
     FAILED,
@@ -20,7 +21,6 @@ from kubetune.core.lifecycle import (
     resumed,
     settle,
 )
-from kubetune.core.resources import TrialStatus
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 FAILURE = AttemptResult(TrialState.FAILED, reason="ExitCode", message="exited with status 3", exit_code=3)

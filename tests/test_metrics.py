@@ -99,7 +99,7 @@ def test_sdk_makes_the_metrics_file_folder(tmp_path, monkeypatch):
 
 def test_with_the_file_collector_a_pod_still_leaves_the_summary_the_operator_reads(tmp_path, monkeypatch):
     import kubetune.trial as sdk
-    from kubetune.core.outcome import summary_from_message
+    from kubetune.core.cluster.outcome import summary_from_message
 
     message = tmp_path / "termination-log"
     message.touch()

@@ -9,8 +9,8 @@ import json
 import pytest
 from kubernetes import client, config
 
-from kubetune.core.outcome import essentials
-from kubetune.core.pods import EXPERIMENT_LABEL, TRIAL_LABEL
+from kubetune.core.cluster.outcome import essentials
+from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL
 from kubetune.operator import api as api_module
 from kubetune.operator.api import Forbidden, KubernetesApi, NotFound, Unavailable
 

@@ -9,9 +9,9 @@ import pytest
 from cluster import Behaviour, FakeNode
 from operator_cluster import experiment, run_operator, succeeded, wait_for
 
-from kubetune.core.gpu_sharing import GpuSharing
+from kubetune.core.cluster.gpu_sharing import GpuSharing
+from kubetune.core.cluster.pods import render_pod
 from kubetune.core.manifest import load_experiment
-from kubetune.core.pods import render_pod
 
 PLACED = [
     # mode, operator arguments, the GPU node's resources, what a trial asks for

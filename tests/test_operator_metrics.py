@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from test_reconcile import drive, experiment_document
 
-from kubetune.core.gpu_sharing import GpuSharing
+from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.operator import metrics as metrics_module
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
 from kubetune.operator.reconcile import Reconciler

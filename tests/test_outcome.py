@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kubetune.core.outcome import essentials, has_ended, needs_log, outcome
+from kubetune.core.cluster.outcome import essentials, has_ended, needs_log, outcome
 from kubetune.core.spec import Objective
 
 OBJECTIVE = Objective(metric="loss", direction="minimize")

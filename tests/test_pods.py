@@ -9,9 +9,9 @@ import pytest
 from restricted import restricted_violations
 
 from conftest import manifest
-from kubetune.core.gpu_sharing import MODES, GpuSharing, GpuSharingError, place
+from kubetune.core.cluster.gpu_sharing import MODES, GpuSharing, GpuSharingError, place
+from kubetune.core.cluster.pods import render_pod
 from kubetune.core.manifest import load_experiment, load_experiment_file
-from kubetune.core.pods import render_pod
 
 K8S_VERSION = kubernetes_validate.latest_version()
 OWNER = {"apiVersion": "kubetune.io/v1alpha1", "kind": "Trial", "name": "demo-3",

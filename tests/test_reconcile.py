@@ -9,7 +9,7 @@ import pytest
 from fake_cluster import FakeCluster, FakeKubelet
 
 from conftest import manifest
-from kubetune.core.gpu_sharing import GpuSharing
+from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.operator import reconcile as reconcile_module
 from kubetune.operator.reconcile import Reconciler
 

@@ -19,7 +19,7 @@ import pytest
 from fake_cluster import FakeCluster, FakeKubelet
 
 from conftest import TRIALS, manifest
-from kubetune.core.gpu_sharing import GpuSharing
+from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.lifecycle import TrialRecord
 from kubetune.core.manifest import load_experiment
 from kubetune.core.summary import latest_by_id, parse_rows

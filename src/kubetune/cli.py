@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune import __version__
-from kubetune.core.gpu_sharing import MODES
+from kubetune.core.cluster.gpu_sharing import MODES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -408,7 +408,7 @@ def _operator(args: argparse.Namespace) -> int:
 
 # -- crds ---------------------------------------------------------------------------------------------------
 def _crds(args: argparse.Namespace) -> int:
-    from kubetune.core.crd import all_crds
+    from kubetune.core.cluster.crd import all_crds
 
     documents = all_crds()
     if args.out is None:

@@ -134,7 +134,7 @@ class TrialRecord:
         return record
 
     def status(self) -> dict[str, Any]:
-        """The ``status`` of the trial's ``Trial`` resource (see :class:`kubetune.core.resources.TrialStatus`)."""
+        """The ``status`` of the trial's ``Trial`` resource (:class:`kubetune.core.cluster.resources.TrialStatus`)."""
         status: dict[str, Any] = {
             "phase": "Pending" if self.state is TrialState.QUEUED else str(self.state), "value": self.value,
             "metrics": self.metrics or None, "attempts": self.attempts, "history": self.history or None,

@@ -15,8 +15,8 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from kubetune.core.crd import GROUP, VERSION
-from kubetune.core.pods import EXPERIMENT_LABEL
+from kubetune.core.cluster.crd import GROUP, VERSION
+from kubetune.core.cluster.pods import EXPERIMENT_LABEL
 
 API_THREADS = 32
 LIST_PAGE = 500  # objects per page of a listing: each page is shaped before the next is read, bounding memory

@@ -17,10 +17,10 @@ from typing import Any
 
 import kopf
 
-from kubetune.core.crd import GROUP, VERSION
-from kubetune.core.gpu_sharing import GpuSharing
-from kubetune.core.outcome import essentials, has_ended
-from kubetune.core.pods import EXPERIMENT_LABEL
+from kubetune.core.cluster.crd import GROUP, VERSION
+from kubetune.core.cluster.gpu_sharing import GpuSharing
+from kubetune.core.cluster.outcome import essentials, has_ended
+from kubetune.core.cluster.pods import EXPERIMENT_LABEL
 from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
 from kubetune.operator.reconcile import Reconciler

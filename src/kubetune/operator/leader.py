@@ -1,4 +1,4 @@
-"""Leader election between operator replicas over a Lease (the rules are in :mod:`kubetune.core.leadership`).
+"""Leader election between operator replicas over a Lease (the rules are in :mod:`kubetune.core.cluster.leadership`).
 
 With ``kubetune operator --leader-election`` a replica first waits for the Lease, serving only its health
 endpoint, then runs the operator while it keeps renewing the Lease. If it cannot renew (another replica took
@@ -18,7 +18,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from kubetune.core.leadership import ElectionTiming, LeaseState, claim, may_take, release
+from kubetune.core.cluster.leadership import ElectionTiming, LeaseState, claim, may_take, release
 from kubetune.operator.api import Conflict, LeaseApi, NotFound
 
 logger = logging.getLogger("kubetune.leader")

@@ -31,10 +31,12 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from kubetune.core.crd import GROUP, VERSION
+from kubetune.core.cluster.crd import GROUP, VERSION
+from kubetune.core.cluster.gpu_sharing import GpuSharing, GpuSharingError, place
+from kubetune.core.cluster.outcome import essentials, needs_log, outcome
+from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL, render_pod
 from kubetune.core.engine import Optimizer, Suggestion
 from kubetune.core.errors import ManifestError
-from kubetune.core.gpu_sharing import GpuSharing, GpuSharingError, place
 from kubetune.core.lifecycle import (
     ACTIVE,
     AttemptResult,
@@ -47,9 +49,7 @@ from kubetune.core.lifecycle import (
     trial_name,
 )
 from kubetune.core.manifest import load_experiment
-from kubetune.core.outcome import essentials, needs_log, outcome
 from kubetune.core.plan import Decision, ExperimentPhase, Limits, decide
-from kubetune.core.pods import EXPERIMENT_LABEL, TRIAL_LABEL, render_pod
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
 from kubetune.operator.metrics import OperatorMetrics

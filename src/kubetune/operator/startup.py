@@ -25,8 +25,8 @@ def run_operator(args: argparse.Namespace) -> int:
     import kopf
     from kubernetes.config import ConfigException
 
-    from kubetune.core.gpu_sharing import GpuSharing
-    from kubetune.core.leadership import ElectionTiming
+    from kubetune.core.cluster.gpu_sharing import GpuSharing
+    from kubetune.core.cluster.leadership import ElectionTiming
     from kubetune.operator import handlers
     from kubetune.operator.api import KubernetesApi
     from kubetune.operator.leader import LeaderElection, lead

@@ -1,14 +1,14 @@
 """The ``status`` the operator writes on an Experiment: its phase, counts, best trial and conditions, from
-the view of its trials and the last decision (see :class:`kubetune.core.resources.ExperimentStatus`)."""
+the view of its trials and the last decision (see :class:`kubetune.core.cluster.resources.ExperimentStatus`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from kubetune.core.cluster.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
 from kubetune.core.lifecycle import TrialState, iso
 from kubetune.core.plan import Decision, ExperimentPhase
-from kubetune.core.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
 from kubetune.operator.view import ExperimentView, phase
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from kubetune.core.cluster.outcome import has_ended
+from kubetune.core.cluster.pods import ATTEMPT_LABEL, TRIAL_LABEL, pod_name
 from kubetune.core.lifecycle import TrialState
-from kubetune.core.outcome import has_ended
 from kubetune.core.plan import Tally
-from kubetune.core.pods import ATTEMPT_LABEL, TRIAL_LABEL, pod_name
 
 PHASE_ORDER = {"Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
 PodsByTrial = dict[str, dict[str, dict]]  # trial name -> pod name -> pod

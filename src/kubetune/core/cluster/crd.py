@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kubetune.core.resources import ExperimentStatus, TrialSpec, TrialStatus
+from kubetune.core.cluster.resources import ExperimentStatus, TrialSpec, TrialStatus
 from kubetune.core.spec import ExperimentSpec
 
 GROUP = "kubetune.io"

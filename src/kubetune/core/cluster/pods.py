@@ -3,7 +3,7 @@
 The same placeholders and environment variables as a local run (:mod:`kubetune.core.template`), plus what
 a cluster needs: ``restartPolicy: Never`` (a retry is a new pod, counted by the operator),
 ``activeDeadlineSeconds`` from ``timeoutSeconds``, the ``kubetune.io/experiment`` and ``kubetune.io/trial``
-labels, the CPU and memory requests, the GPU request translated by :mod:`kubetune.core.gpu_sharing`, and the
+labels, the CPU and memory requests, the GPU request translated by :mod:`kubetune.core.cluster.gpu_sharing`, and the
 Pod Security Standard "restricted" settings wherever the template leaves them unset.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubetune.core.gpu_sharing import GpuPlacement, GpuSharing, place
+from kubetune.core.cluster.gpu_sharing import GpuPlacement, GpuSharing, place
 from kubetune.core.spec import Experiment, Resources
 from kubetune.core.template import substitute_all, trial_environment
 
