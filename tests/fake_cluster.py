@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from kubetune.core import termination
 from kubetune.operator.api import Conflict, NotFound, belongs
 
 
@@ -123,7 +124,8 @@ class FakeKubelet:
         elif ending == "nometrics":
             terminated, phase = {"exitCode": 0, "reason": "Completed"}, "Succeeded"
         else:
-            summary = {"kubetune": {"metrics": {"loss": {"count": 1, "latest": value, "min": value, "max": value}}}}
-            terminated = {"exitCode": 0, "reason": "Completed", "message": json.dumps(summary)}
+            summary: dict[str, dict[str, float]] = {}
+            termination.add(summary, "loss", value)
+            terminated = {"exitCode": 0, "reason": "Completed", "message": termination.encode(summary)}
             phase = "Succeeded"
         pod["status"] = {"phase": phase, "containerStatuses": [{"name": name, "state": {"terminated": terminated}}]}

@@ -99,7 +99,7 @@ def test_sdk_makes_the_metrics_file_folder(tmp_path, monkeypatch):
 
 def test_with_the_file_collector_a_pod_still_leaves_the_summary_the_operator_reads(tmp_path, monkeypatch):
     import kubetune.trial as sdk
-    from kubetune.core.cluster.outcome import summary_from_message
+    from kubetune.core.termination import decode
 
     message = tmp_path / "termination-log"
     message.touch()
@@ -107,4 +107,4 @@ def test_with_the_file_collector_a_pod_still_leaves_the_summary_the_operator_rea
     monkeypatch.setattr(sdk, "_history", {})
     monkeypatch.setenv("KUBETUNE_METRICS_FILE", str(tmp_path / "out" / "metrics.jsonl"))
     report(step=1, accuracy=0.5)
-    assert summary_from_message(message.read_text())["accuracy"]["latest"] == 0.5
+    assert decode(message.read_text())["accuracy"]["latest"] == 0.5

@@ -31,6 +31,8 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 
+from kubetune.core import termination
+
 RETRY_SECONDS = 120.0
 MAX_TERMINATION_MESSAGE = 4096  # bytes a kubelet keeps of a container's termination message (the last ones)
 TERMINAL = ("Succeeded", "Failed")
@@ -413,8 +415,9 @@ class TestKubelet:
             container.log += f"epoch 1: loss={value * 2 + 1}\nepoch 2: loss={value}\n"
             message = behaviour.message
         else:
-            summary = {"kubetune": {"metrics": {"loss": {"count": 1, "latest": value, "min": value, "max": value}}}}
-            message = behaviour.message if behaviour.message is not None else json.dumps(summary)
+            summary: dict[str, dict[str, float]] = {}
+            termination.add(summary, "loss", value)
+            message = behaviour.message if behaviour.message is not None else termination.encode(summary)
         reason = "Completed" if behaviour.exit_code == 0 else "Error"
         return self._ended(pod, started, behaviour.exit_code, reason, message,
                            phase="Succeeded" if behaviour.exit_code == 0 else "Failed")

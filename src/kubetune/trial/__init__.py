@@ -9,15 +9,15 @@ what the operator reads (it never reads the metrics file).
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from kubetune.core import termination
+
 TERMINATION_LOG = Path("/dev/termination-log")
 # The kubelet keeps at most 4096 bytes of a termination message.
-TERMINATION_LIMIT = 4096
 
 _history: dict[str, dict[str, float]] = {}
 
@@ -60,17 +60,11 @@ def report(step: int | None = None, **metrics: float) -> None:
 
 def _remember(row: dict[str, float | int]) -> None:
     for name, value in row.items():
-        if name == "step":
-            continue
-        entry = _history.setdefault(name, {"count": 0})
-        entry["count"] += 1
-        entry["latest"] = value
-        if math.isfinite(value):
-            entry["min"] = min(entry.get("min", value), value)
-            entry["max"] = max(entry.get("max", value), value)
+        if name != "step":
+            termination.add(_history, name, float(value))
 
 
 def _write_termination_message() -> None:
-    message = json.dumps({"kubetune": {"metrics": _history}})
-    if len(message.encode()) <= TERMINATION_LIMIT:
+    message = termination.encode(_history)
+    if message is not None:
         TERMINATION_LOG.write_text(message)

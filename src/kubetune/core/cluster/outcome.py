@@ -10,9 +10,9 @@ otherwise from the container log, which the caller fetches only when :func:`need
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from kubetune.core import termination
 from kubetune.core.collect import Source, from_output, from_summary
 from kubetune.core.lifecycle import AttemptResult, TrialState
 from kubetune.core.spec import Objective
@@ -35,24 +35,12 @@ def _disruption(status: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def summary_from_message(message: str | None) -> dict[str, dict[str, float]] | None:
-    """The per-metric summary (count, latest, min, max) the SDK leaves in the termination message."""
-    if not message:
-        return None
-    try:
-        document = json.loads(message)
-    except ValueError:
-        return None
-    metrics = document.get("kubetune", {}).get("metrics") if isinstance(document, dict) else None
-    return metrics if isinstance(metrics, dict) else None
-
-
 def needs_log(pod: dict[str, Any]) -> bool:
     """True when the pod ended with exit code 0 and left no metrics summary: read its log instead."""
     terminated = _terminated(pod)
     if not terminated or terminated.get("exitCode") != 0:
         return False
-    return summary_from_message(terminated.get("message")) is None
+    return termination.decode(terminated.get("message")) is None
 
 
 POD_METADATA = ("name", "namespace", "uid", "labels", "deletionTimestamp")
@@ -104,7 +92,7 @@ def outcome(pod: dict[str, Any], objective: Objective, log: str | None = None) -
         detail = (terminated.get("message") or "").strip().splitlines()[-3:]
         message = f"exited with status {exit_code} ({reason})" + (": " + " | ".join(detail) if detail else "")
         return AttemptResult(TrialState.FAILED, reason="ExitCode", message=message[:500], exit_code=exit_code)
-    summary = summary_from_message(terminated.get("message"))
+    summary = termination.decode(terminated.get("message"))
     if summary is not None:
         return from_summary(objective, summary)
     return from_output(objective, [Source("its log", log or "")])
