@@ -335,7 +335,7 @@ class Reconciler:
                 record.state, record.pod = TrialState.RUNNING, pod["metadata"]["name"] if pod else record.pod
                 await self._patch_trial(namespace, trial, record.status(), view)
             return
-        if settle(record, result, experiment.spec.trial_template.retries, self.clock()):
+        if settle(record, result, Limits.from_spec(experiment.spec).retries, self.clock()):
             await self._start_pod(experiment, trial, record, view)
             return
         final = record.status()

@@ -190,7 +190,7 @@ class Runner:
     def _settle(self, end: AttemptEnd) -> None:
         record = self.records[end.trial]
         self.running.discard(end.trial)
-        retry = settle(record, self._result(record, end), self.spec.trial_template.retries, self.clock())
+        retry = settle(record, self._result(record, end), self.limits.retries, self.clock())
         self.folder.ended(record)
         if not retry:
             self._finished(record)
