@@ -65,6 +65,7 @@ def test_unknown_fields_are_kept_only_where_needed():
     assert preserved == {
         "openAPIV3Schema.spec.trialTemplate.spec",  # the embedded PodSpec
         "openAPIV3Schema.spec.algorithm.settings",  # algorithm-specific settings, checked by the operator
+        "openAPIV3Schema.spec.earlyStopping.settings",  # rule-specific settings, likewise
         "openAPIV3Schema.spec.parameters[].values[]",  # categorical values: strings, numbers or booleans
         "openAPIV3Schema.spec.trialTemplate.resources.cpu",  # a quantity: "500m" or 2
         "openAPIV3Schema.status.best.params",  # a parameter assignment of mixed types

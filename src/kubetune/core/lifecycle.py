@@ -23,6 +23,7 @@ from typing import Any
 
 from kubetune.core.engine import Optimizer
 from kubetune.core.spec import ExperimentSpec
+from kubetune.core.stopping import Progress
 
 
 class TrialState(StrEnum):
@@ -33,6 +34,7 @@ class TrialState(StrEnum):
     FAILED = "Failed"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
     KILLED = "Killed"
+    EARLY_STOPPED = "EarlyStopped"  # stopped by the early-stopping rule: not a failure, counts towards maxTrials
 
     @property
     def is_active(self) -> bool:
@@ -56,6 +58,9 @@ FAILED = frozenset({TrialState.FAILED, TrialState.METRICS_UNAVAILABLE})
 FINISHED = frozenset(TrialState) - ACTIVE
 
 INTERRUPTED = "Interrupted"  # the reason of a trial killed because the runner itself was stopped
+# What the optimizer is told of an early-stopped trial: its last value (True), or nothing, its point never
+# suggested again (False). Chosen by benchmarks/early_stopping.py; see the README.
+TELL_EARLY_STOPPED = True
 HISTORY_NOTE_LIMIT = 500
 
 
@@ -97,6 +102,7 @@ class TrialRecord:
     retry: bool = False  # this attempt failed and another follows
     devices: list[str] = field(default_factory=list)
     pod: str | None = None
+    progress: Progress = field(default_factory=Progress)  # the intermediate reports of the latest attempt
 
     # -- moves ----------------------------------------------------------------------------------------------
     def start(self, now: datetime) -> None:
@@ -104,6 +110,7 @@ class TrialRecord:
         self.state, self.attempts, self.retry = TrialState.PENDING, self.attempts + 1, False
         self.started, self.finished = iso(now), None
         self.reason = self.message = self.exit_code = None
+        self.progress = Progress()
 
     # -- renderings -----------------------------------------------------------------------------------------
     def row(self) -> dict[str, Any]:
@@ -115,6 +122,7 @@ class TrialRecord:
             "metrics": self.metrics, "started": self.started, "finished": self.finished, "reason": self.reason,
             "message": self.message, "exit_code": self.exit_code, "retry": self.retry or None,
             "history": self.history or None, "devices": self.devices or None,
+            "progress": self.progress.to_dict() if self.progress.reports else None,
         }
         return {key: value for key, value in row.items() if value is not None}
 
@@ -130,7 +138,8 @@ class TrialRecord:
                      history=[str(note) for note in row.get("history") or []],
                      reason=row.get("reason"), message=row.get("message"), exit_code=row.get("exit_code"),
                      started=row.get("started"), finished=row.get("finished"), retry=bool(row.get("retry")),
-                     devices=[str(d) for d in row.get("devices") or []])
+                     devices=[str(d) for d in row.get("devices") or []],
+                     progress=Progress.from_dict(row.get("progress")))
         return record
 
     def status(self) -> dict[str, Any]:
@@ -140,6 +149,7 @@ class TrialRecord:
             "metrics": self.metrics or None, "attempts": self.attempts, "history": self.history or None,
             "pod": self.pod, "reason": self.reason, "message": self.message, "exitCode": self.exit_code,
             "startTime": self.started, "completionTime": self.finished,
+            "progress": self.progress.to_dict() if self.progress.reports else None,
         }
         return {key: value for key, value in status.items() if value is not None}
 
@@ -152,7 +162,8 @@ class TrialRecord:
                    metrics=dict(status.get("metrics") or {}), attempts=int(status.get("attempts", 0)),
                    history=list(status.get("history") or []), reason=status.get("reason"),
                    message=status.get("message"), exit_code=status.get("exitCode"),
-                   started=status.get("startTime"), finished=status.get("completionTime"), pod=status.get("pod"))
+                   started=status.get("startTime"), finished=status.get("completionTime"), pod=status.get("pod"),
+                   progress=Progress.from_dict(status.get("progress")))
 
 
 def settle(record: TrialRecord, result: AttemptResult, retries: int, now: datetime) -> bool:
@@ -180,6 +191,15 @@ def kill(record: TrialRecord, reason: str, now: datetime) -> None:
     record.finished = iso(now)
 
 
+def stop_early(record: TrialRecord, rule: str, now: datetime) -> AttemptResult:
+    """The result of an attempt the early-stopping ``rule`` stopped: its latest reported value and where."""
+    progress = record.progress
+    return AttemptResult(TrialState.EARLY_STOPPED, value=progress.value,
+                         metrics=dict(record.metrics), reason="EarlyStopped",
+                         message=f"stopped by the {rule} rule at step {progress.step:g} (value {progress.value:g})"
+                         if progress.step is not None and progress.value is not None else f"stopped by the {rule} rule")
+
+
 def resumed(record: TrialRecord) -> TrialRecord:
     """The record as a resumed run takes it: a trial that was cut short (interrupted, still running when the
     runner died, or failed with a retry to come) is queued again, with its number, parameters, attempts and
@@ -196,7 +216,8 @@ def inform(optimizer: Optimizer, record: TrialRecord) -> None:
     number = str(record.number)
     if not optimizer.is_pending(number):
         return
-    if record.state is TrialState.SUCCEEDED and record.value is not None:
+    told = record.state is TrialState.SUCCEEDED or (record.state is TrialState.EARLY_STOPPED and TELL_EARLY_STOPPED)
+    if told and record.value is not None:
         optimizer.tell(number, record.value)
     else:
         optimizer.fail(number)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from kubetune.core.engine.registry import parse_settings
 from kubetune.core.errors import ManifestError, Problem, format_path, problems_from_validation
 from kubetune.core.spec import Experiment, ExperimentSpec
+from kubetune.core.stopping.registry import parse_settings as stopping_settings
 from kubetune.core.template import placeholder_problems
 
 
@@ -87,6 +88,7 @@ def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
     for loc, text in strings:
         for message in placeholder_problems(text, defined):
             yield Problem(format_path(loc), message)
+    yield from _early_stopping_problems(spec)
     algorithm = spec.algorithm
     try:
         settings = parse_settings(algorithm.name, algorithm.settings)
@@ -101,6 +103,21 @@ def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
             except ValueError as exc:
                 yield Problem(f"spec.parameters[{index}]",
                               f"{exc}: set steps on the parameter or in spec.algorithm.settings")
+
+
+def _early_stopping_problems(spec: ExperimentSpec) -> Iterator[Problem]:
+    stopping = spec.early_stopping
+    if not stopping.enabled:
+        if stopping.settings:
+            yield Problem("spec.earlyStopping.settings", "settings are given but no rule (rule: none)")
+        return
+    try:
+        stopping_settings(stopping.rule, stopping.settings)
+    except ValidationError as exc:
+        yield from problems_from_validation(exc, ["spec", "earlyStopping", "settings"])
+    if stopping.resource == spec.objective.metric:
+        yield Problem("spec.earlyStopping.resource", "the resource must be a field other than the objective "
+                      f"metric ({spec.objective.metric!r})")
 
 
 def _template_strings(node: Any, loc: list[str | int]) -> Iterator[tuple[list[str | int], str]]:

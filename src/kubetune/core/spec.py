@@ -74,6 +74,41 @@ class Algorithm(ManifestModel):
         return value
 
 
+class EarlyStopping(ManifestModel):
+    """Stopping hopeless trials early, from the values they report while they run."""
+
+    rule: str = Field(default="none", description="none (the default), median or asha.",
+                      json_schema_extra=lambda schema: schema.update(enum=["none", *rule_names()]))
+    resource: str = Field(default="step", description="The reported field that measures a trial's progress.")
+    settings: dict[str, Any] = Field(default_factory=dict, description="The rule's settings (median: "
+                                     "minTrialsRequired, startStep; asha: minResource, maxResource, reductionFactor).")
+
+    @field_validator("rule")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        names = ["none", *rule_names()]
+        if value not in names:
+            raise ValueError(f"unknown early-stopping rule {value!r}; choose one of {', '.join(map(repr, names))}")
+        return value
+
+    @field_validator("resource")
+    @classmethod
+    def _resource_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the resource field name must not be empty")
+        return value.strip()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rule != "none"
+
+
+def rule_names() -> list[str]:
+    from kubetune.core.stopping.registry import RULES
+
+    return list(RULES)
+
+
 def algorithm_names() -> list[str]:
     """The algorithms of :mod:`kubetune.core.engine.registry` (imported here on use: the registry's
     strategies import the search space, which imports this module)."""
@@ -193,6 +228,7 @@ class ExperimentSpec(ManifestModel):
         default=3, ge=0, le=JSON_INT_LIMIT, description="The experiment fails once more trials than this have failed."
     )
     suspend: bool = Field(default=False, description="Start no new trials while true.")
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     trial_template: TrialTemplate
 
     @field_validator("parameters")

@@ -24,12 +24,14 @@ from typing import Any, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from kubetune.core.lifecycle import TrialState
+from kubetune.core.plan import ExperimentPhase
 from kubetune.operator.api import ApiError, ClusterApi
 
-PHASES = ("Pending", "Running", "Succeeded", "Failed")
+PHASES = tuple(str(phase) for phase in ExperimentPhase)
 T = TypeVar("T")
 OUTCOMES = {409: "conflict", 404: "not_found", 403: "forbidden", 429: "throttled"}  # by HTTP status
-TRIAL_STATES = ("Succeeded", "Failed", "MetricsUnavailable", "Killed")
+TRIAL_STATES = tuple(str(state) for state in TrialState if state.is_finished)
 SUGGESTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 

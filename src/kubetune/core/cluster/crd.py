@@ -173,11 +173,12 @@ def _crd(kind: str, plural: str, short: list[str], spec: type[BaseModel], status
 
 
 def experiment_crd() -> dict[str, Any]:
-    columns = [
+    columns: list[dict[str, Any]] = [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Running", "type": "integer", "jsonPath": ".status.trials.running"},
         {"name": "Succeeded", "type": "integer", "jsonPath": ".status.trials.succeeded"},
         {"name": "Failed", "type": "integer", "jsonPath": ".status.trials.failed"},
+        {"name": "Stopped", "type": "integer", "jsonPath": ".status.trials.earlyStopped", "priority": 1},
         {"name": "Best", "type": "number", "jsonPath": ".status.best.value"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

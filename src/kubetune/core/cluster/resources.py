@@ -33,6 +33,9 @@ class TrialStatus(_Record):
     metrics: dict[str, float | None] = Field(default_factory=dict, description="Final value of each metric.")
     attempts: int = Field(default=0, ge=0, description="Pods started for this trial (retries included).")
     history: list[str] = Field(default_factory=list, description="Why each earlier attempt failed, when retried.")
+    progress: dict[str, Any] | None = Field(
+        default=None, description="The intermediate reports of the current attempt, bounded: count, latest, best, "
+        "running average, a thinned learning curve and the values at early-stopping rungs.")
     pod: str | None = Field(default=None, description="The pod of the current or last attempt.")
     reason: str | None = Field(default=None, description="Why the trial ended as it did, in one word.")
     message: str | None = Field(default=None, description="Why the trial ended as it did, for people.")
@@ -49,6 +52,7 @@ class TrialCounts(_Record):
     failed: int = 0
     metrics_unavailable: int = 0
     killed: int = 0
+    early_stopped: int = 0
 
     @classmethod
     def of(cls, counts: dict[TrialState, int], pending: int, running: int) -> TrialCounts:
@@ -58,7 +62,8 @@ class TrialCounts(_Record):
 
 
 FINISHED_FIELDS = {TrialState.SUCCEEDED: "succeeded", TrialState.FAILED: "failed",
-                   TrialState.METRICS_UNAVAILABLE: "metrics_unavailable", TrialState.KILLED: "killed"}
+                   TrialState.METRICS_UNAVAILABLE: "metrics_unavailable", TrialState.KILLED: "killed",
+                   TrialState.EARLY_STOPPED: "early_stopped"}
 
 
 class BestTrial(_Record):
