@@ -352,6 +352,10 @@ def _validate(args: argparse.Namespace) -> int:
     target = f", stop at {objective.target}" if objective.target is not None else ""
     console().print(f"Objective: {objective.direction} {objective.metric} ({objective.strategy} value{target})")
     console().print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}".rstrip(), markup=False)
+    stopping = spec.early_stopping
+    if stopping.enabled:
+        console().print(f"Early stopping: {stopping.rule} on {stopping.resource} {stopping.settings or ''}".rstrip(),
+                        markup=False)
     template = spec.trial_template
     timeout = f"timeout {template.timeout_seconds} s" if template.timeout_seconds else "no timeout"
     console().print(f"Trials: {spec.max_trials} in all, {spec.parallelism} at a time, up to "

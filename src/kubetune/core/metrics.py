@@ -91,3 +91,23 @@ def final_metrics(log: MetricLog, objective: str, strategy: Strategy) -> dict[st
         else:
             result[name] = values[-1] if math.isfinite(values[-1]) else None
     return result
+
+
+def progress_report(line: str, resource: str, metric: str) -> tuple[float, float] | None:
+    """``(resource level, objective value)`` when ``line`` reports both (a JSON object or ``name=value`` pairs,
+    e.g. ``{"step": 3, "loss": 0.4}`` or ``epoch 3: step=3 loss=0.4``), else None."""
+    stripped = line.strip()
+    values: dict[str, float] = {}
+    if stripped.startswith("{") and stripped.endswith("}"):
+        try:
+            document = json.loads(stripped)
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            values = {str(k): float(v) for k, v in document.items()
+                      if isinstance(v, int | float) and not isinstance(v, bool)}
+    if not values:
+        values = {m.group(1): float(m.group(2)) for m in KEY_VALUE.finditer(line)}
+    if resource in values and metric in values:
+        return values[resource], values[metric]
+    return None

@@ -32,17 +32,21 @@ from kubetune.core.lifecycle import (
     inform,
     kill,
     settle,
+    stop_early,
     trial_name,
 )
 from kubetune.core.manifest import local_run_problems
 from kubetune.core.plan import Decision, ExperimentPhase, Limits, Tally, decide
 from kubetune.core.spec import Experiment
+from kubetune.core.stopping import StoppingRule, build_rule, judge, observe
 from kubetune.core.summary import sitting, summarize
 from kubetune.core.template import substitute_all, trial_environment
 from kubetune.runners.backend import Attempt, AttemptEnd, Backend, RunnerError
+from kubetune.runners.reports import Tail
 from kubetune.runners.run_folder import RunFolder
 
 Clock = Callable[[], datetime]
+REPORT_POLL_SECONDS = 0.5  # how often running trials' output is read for reports, with early stopping on
 
 
 @dataclass
@@ -73,6 +77,9 @@ class Runner:
         self.running: set[str] = set()
         self.attempts_run = 0
         self._optimizer: Optimizer | None = None
+        stopping = self.spec.early_stopping
+        self.rule: StoppingRule | None = build_rule(stopping.rule, stopping.settings) if stopping.enabled else None
+        self._tails: dict[str, Tail] = {}
 
     @property
     def warnings(self) -> list[str]:
@@ -118,6 +125,9 @@ class Runner:
                             continue  # the next decision ends the experiment
                         raise RunnerError(f"no trial can start ({decision.reason}): {decision.message}")
                     ends = await self._wait_any(interrupted)
+                    if ends is not None and not ends:
+                        await self._follow_reports()
+                        continue
                     if ends is None:
                         await self._stop_all(INTERRUPTED)
                         stopped = Decision(ExperimentPhase.RUNNING, INTERRUPTED, "stopped by the user")
@@ -176,20 +186,72 @@ class Runner:
         return self.workdir / substitute_all(self.collector.path, record.params, record.id, self.experiment.name)
 
     async def _wait_any(self, interrupted: asyncio.Event) -> list[AttemptEnd] | None:
+        """The attempts that ended; None when the run was interrupted; with early stopping, an empty list when
+        it is time to read the running trials' reports."""
         stop = asyncio.ensure_future(interrupted.wait())
         ends = asyncio.ensure_future(self.backend.wait_any())
-        done, _ = await asyncio.wait({stop, ends}, return_when=asyncio.FIRST_COMPLETED)
-        if stop in done and ends not in done:
+        timeout = REPORT_POLL_SECONDS if self.rule is not None else None
+        done, _ = await asyncio.wait({stop, ends}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if ends not in done:
             ends.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ends
-            return None
+            if stop in done:
+                return None
+            stop.cancel()
+            return []
         stop.cancel()
         return ends.result()
+
+    # -- early stopping -------------------------------------------------------------------------------------
+    async def _follow_reports(self) -> None:
+        """Reads what the running trials reported since the last look and stops those the rule condemns."""
+        assert self.rule is not None
+        stopping, objective = self.spec.early_stopping, self.spec.objective
+        maximize = objective.direction == "maximize"
+        for trial in list(self.running):
+            record = self.records[trial]
+            judged = False
+            for step, value in self._tail(record).reports(stopping.resource, objective.metric):
+                judged = observe(record.progress, step, value, maximize, self.rule) or judged
+            if judged and self._condemned(record):
+                await self._stop_early(record)
+
+    def _condemned(self, record: TrialRecord) -> bool:
+        assert self.rule is not None
+        progress = {r.id: r.progress for r in self.records.values() if r.progress.reports}
+        completed = {r.id for r in self.records.values() if r.state is TrialState.SUCCEEDED}
+        return judge(self.spec.early_stopping.rule, self.rule, record.id, progress, completed,
+                     self.spec.objective.direction == "maximize")
+
+    def _tail(self, record: TrialRecord) -> Tail:
+        path = self._metrics_file(record) or self.folder.log(record.id, record.attempts, "stdout")
+        tail = self._tails.get(record.id)
+        if tail is None or tail.path != path:
+            tail = self._tails[record.id] = Tail(path)
+        return tail
+
+    async def _stop_early(self, record: TrialRecord) -> None:
+        end = await self.backend.stop(record.id)
+        if end is not None:  # it ended on its own first: its own result stands
+            self._settle(end)
+            return
+        self.running.discard(record.id)
+        self._tails.pop(record.id, None)
+        record.metrics = self._result(record, AttemptEnd(record.id, exit_code=0)).metrics
+        settle(record, stop_early(record, self.spec.early_stopping.rule, self.clock()), self.limits.retries,
+               self.clock())
+        self.folder.ended(record)
+        self._finished(record)
 
     def _settle(self, end: AttemptEnd) -> None:
         record = self.records[end.trial]
         self.running.discard(end.trial)
+        if self.rule is not None:  # what it reported last before it ended
+            for step, value in self._tail(record).reports(self.spec.early_stopping.resource,
+                                                         self.spec.objective.metric):
+                observe(record.progress, step, value, self.spec.objective.direction == "maximize", self.rule)
+            self._tails.pop(record.id, None)
         retry = settle(record, self._result(record, end), self.limits.retries, self.clock())
         self.folder.ended(record)
         if not retry:
