@@ -15,7 +15,8 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @pytest.mark.parametrize("example", ["quickstart.yaml", "sklearn-digits/experiment.yaml", "k8s/branin.yaml",
-                                     "k8s/fractional-gpu.yaml", "gpu-digits/experiment.yaml"])
+                                     "k8s/fractional-gpu.yaml", "gpu-digits/experiment.yaml",
+                                     "sklearn-epochs/experiment.yaml", "k8s/early-stopping.yaml"])
 def test_example_validates(example, capsys):
     assert main(["validate", str(EXAMPLES / example)]) == 0
     out = capsys.readouterr().out
@@ -58,6 +59,20 @@ def test_sklearn_example_runs(tmp_path):
     rows = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(0 < r["metrics"]["accuracy"] <= 1 for r in rows)
     assert all("fit_seconds" in r["metrics"] for r in rows)
+
+
+def test_sklearn_epochs_example_stops_hopeless_trials_early(tmp_path):
+    out = tmp_path / "out"
+    code = main(["run", str(EXAMPLES / "sklearn-epochs" / "experiment.yaml"), "--out", str(out),
+                 "--max-trials", "8", "--quiet"])
+    assert code == 0
+    latest = {}
+    for line in (out / "trials.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        latest[row["id"]] = row
+    states = [r["state"] for r in latest.values()]
+    assert len(states) == 8 and set(states) <= {"Succeeded", "EarlyStopped"}
+    assert all(r["progress"]["reports"] >= 1 for r in latest.values())
 
 
 def test_missing_file_is_bad_input(tmp_path, capsys):
