@@ -17,8 +17,9 @@ from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.cluster.pods import ReportTarget, render_pod
 from kubetune.core.cluster.report_token import read_token, report_token
 from kubetune.core.manifest import load_experiment
-from kubetune.operator.api import NotFound
+from kubetune.operator.api import Forbidden, NotFound
 from kubetune.operator.reports import KEY_SECRET, MAX_BODY_BYTES, PATH, Standing, load_key, make_app
+from kubetune.operator.startup import OperatorStartError, _report_key
 
 KEY = b"k" * 32
 
@@ -194,3 +195,22 @@ def test_an_unreachable_endpoint_warns_once_and_the_trial_goes_on(monkeypatch, c
         kubetune.report(step=step, loss=1.0)
     warnings = [line for line in capsys.readouterr().err.splitlines() if "could not deliver" in line]
     assert len(warnings) == 1
+
+
+class Refusing:
+    async def get_secret(self, namespace, name):
+        raise Forbidden('secrets "kubetune-report-key" is forbidden')
+
+    async def create_secret(self, namespace, name, data):
+        raise AssertionError("never reached")
+
+
+def test_a_key_the_operator_may_not_read_is_one_clear_start_error():
+    with pytest.raises(OperatorStartError) as caught:
+        _report_key(Refusing(), "ops")
+    message = str(caught.value)
+    assert "may not get or create the Secret ops/kubetune-report-key" in message and "--reports-port 0" in message
+    api = Secrets()
+    api.secrets[("ops", KEY_SECRET)] = {"data": {"key": base64.b64encode(b"short").decode()}}
+    with pytest.raises(OperatorStartError, match="delete it and the operator creates a new one"):
+        _report_key(api, "ops")

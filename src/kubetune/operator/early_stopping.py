@@ -74,8 +74,8 @@ def fold(queue: ReportQueue, experiment: Experiment, view: ExperimentView) -> Fo
     """Folds the queued reports into the running trials' progress and asks the rule about each trial it
     must judge now. Reports for a trial no longer running, or for an earlier attempt, are dropped."""
     reports = queue.take()
-    rule = rule_of(experiment)
-    if not reports or rule is None:
+    rule = rule_of(experiment) if reports else None
+    if rule is None:
         return Folded()
     folding = _Folding(queue, experiment, view, rule, _progress(queue, view))
     for report in reports:
