@@ -84,6 +84,8 @@ def test_asha_stops_exactly_the_trials_the_rule_condemns_and_their_slots_refill(
             assert s["reason"] == "EarlyStopped" and "asha" in s["message"] and s["progress"]["rungs"]
             assert s["value"] == s["progress"]["value"]
             assert not [p for p in cluster.of_kind("pods") if p["metadata"]["name"] == trial["metadata"]["name"]]
+        else:  # its whole learning curve, though only rungs were written while it ran
+            assert trial["status"]["phase"] == "Succeeded" and trial["status"]["progress"]["reports"] == 9
 
 
 def test_pods_get_the_endpoint_and_a_token_of_their_own():
@@ -121,3 +123,26 @@ def test_a_new_operator_mid_run_makes_the_same_decisions():
         assert stopped == expected_stops(pushes.accepted), restart
         assert phases(cluster) == uninterrupted, restart
         assert status["phase"] == "Succeeded"
+
+
+def test_the_median_rule_stops_trials_worse_than_the_succeeded_ones_never_before_start_step():
+    cluster = FakeCluster()
+    median = {"rule": "median", "settings": {"minTrialsRequired": 2, "startStep": 3}}
+    cluster.add_experiment(experiment_document(maxTrials=14, parallelism=4, earlyStopping=median))
+    pushes = Pushes()
+    kubelet = ReportingKubelet(cluster, pushes)
+    reconciler = new_reconciler(cluster, pushes)
+    for _ in range(400):
+        if asyncio.run(reconciler.reconcile(cluster.experiment("demo"))).done:
+            break
+        kubelet.step()
+    trials = {t["metadata"]["name"]: t["status"] for t in cluster.of_kind("trials")}
+    stopped = {name: s for name, s in trials.items() if s["phase"] == "EarlyStopped"}
+    succeeded = [s for s in trials.values() if s["phase"] == "Succeeded"]
+    assert stopped and len(succeeded) >= 2
+    for status in stopped.values():
+        assert "median" in status["message"] and status["progress"]["step"] >= 3
+        # worse than the median of every succeeded trial's running average at that step (those it was judged
+        # against are among them)
+        assert status["progress"]["best"] > min(Progress.from_dict(s["progress"]).mean_at(status["progress"]["step"])
+                                                for s in succeeded)

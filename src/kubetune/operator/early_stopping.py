@@ -129,6 +129,17 @@ class _Folding:
         return self.folded
 
 
+def restore(queue: ReportQueue, view: ExperimentView) -> None:
+    """Puts back into a view listed again the progress folded since it was last written (the cluster's Trials
+    lack it), so a trial's Running mark and result carry it."""
+    for trial in view.in_flight():
+        status = trial.get("status") or {}
+        cached = queue.progress.get(trial["metadata"]["name"])
+        written = (status.get("progress") or {}).get("reports", 0)
+        if cached is not None and cached[0] == int(status.get("attempts", 0)) and cached[1].reports > written:
+            view.set_status(trial, {**status, "progress": cached[1].to_dict()})
+
+
 def _current(view: ExperimentView, trial: dict[str, Any], attempt: int) -> bool:
     """The report is for the attempt the trial is running now."""
     return phase(trial) in STARTED and view.latest_pod(trial)[0] == attempt

@@ -54,7 +54,7 @@ from kubetune.core.manifest import load_experiment
 from kubetune.core.plan import Decision, ExperimentPhase, Limits, decide
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
-from kubetune.operator.early_stopping import QueuedReport, ReportQueue, fold
+from kubetune.operator.early_stopping import QueuedReport, ReportQueue, fold, restore
 from kubetune.operator.metrics import OperatorMetrics
 from kubetune.operator.reports import Standing
 from kubetune.operator.status import experiment_status, invalid_spec_status, problem_status
@@ -202,6 +202,7 @@ class Reconciler:
             self.api.list("trials", namespace, name, trial_essentials),
             self.api.list("pods", namespace, name, essentials))
         state.view = ExperimentView(listed_trials, listed_pods, experiment.spec.objective.direction, started)
+        restore(state.reports, state.view)
         return state.view
 
     def _optimizer(self, state: ExperimentState, experiment: Experiment, view: ExperimentView) -> Optimizer:
