@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+from typing import Any
 
 
 class OperatorStartError(Exception):
@@ -59,10 +60,8 @@ def run_operator(args: argparse.Namespace) -> int:
             _check_port("--metrics-port", f"http://0.0.0.0:{args.metrics_port}/")
         if args.reports_port:
             _check_port("--reports-port", f"http://0.0.0.0:{args.reports_port}/")
-            key = _report_key(KubernetesApi(), args.report_key_namespace)
-            url = args.reports_url or f"http://kubetune-reports.{args.report_key_namespace}.svc:{args.reports_port}"
-            handlers.configure(sharing, metrics_port=args.metrics_port or None, reports=handlers.ReportsConfig(
-                args.reports_port, url.rstrip("/") + REPORTS_PATH, key))
+            handlers.configure(sharing, metrics_port=args.metrics_port or None,
+                               reports=_reports_config(args, _report_key(KubernetesApi(), args.report_key_namespace)))
         if not args.leader_election:
             asyncio.run(operate())
             return 0
@@ -76,6 +75,15 @@ def run_operator(args: argparse.Namespace) -> int:
 
 PROBE_TIMEOUT_SECONDS = 10.0
 REPORTS_PATH = "/v1/reports"
+
+
+def _reports_config(args: argparse.Namespace, key: bytes) -> Any:
+    """The report endpoint's configuration: its port, the URL trial pods are given, the key."""
+    from kubetune.operator.handlers import ReportsConfig
+
+    url = args.reports_url or f"http://kubetune-reports.{args.report_key_namespace}.svc:{args.reports_port}"
+    url = url if url.rstrip("/").endswith(REPORTS_PATH) else url.rstrip("/") + REPORTS_PATH
+    return ReportsConfig(args.reports_port, url, key)
 
 
 def _report_key(api: object, namespace: str) -> bytes:
