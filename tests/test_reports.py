@@ -214,3 +214,29 @@ def test_a_key_the_operator_may_not_read_is_one_clear_start_error():
     api.secrets[("ops", KEY_SECRET)] = {"data": {"key": base64.b64encode(b"short").decode()}}
     with pytest.raises(OperatorStartError, match="delete it and the operator creates a new one"):
         _report_key(api, "ops")
+
+
+def test_a_refused_connection_is_tried_again_as_a_standby_replica_may_have_been_picked(monkeypatch):
+    import urllib.error
+
+    calls = []
+
+    class Answer:
+        status = 202
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def urlopen(request, timeout):
+        calls.append(timeout)
+        if len(calls) < 3:
+            raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+        return Answer()
+
+    monkeypatch.setattr(push_module.urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("KUBETUNE_REPORT_URL", "http://reports:8090/v1/reports")
+    monkeypatch.setenv("KUBETUNE_REPORT_TOKEN", "tok")
+    assert push_module.deliver({"step": 1, "loss": 0.5}) is True and len(calls) == 3

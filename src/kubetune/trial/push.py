@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
 
 TIMEOUT_SECONDS = 2.0
+ATTEMPTS = 3
 _warned: list[bool] = []
 
 
@@ -28,11 +30,23 @@ def deliver(values: dict[str, float | int]) -> bool:
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as answer:  # noqa: S310 (the operator's URL)
-            return 200 <= answer.status < 300
+        return _send(request)
     except Exception as exc:  # noqa: BLE001 (a report that cannot be delivered must never stop training)
         if not _warned:
             _warned.append(True)
             print(f"kubetune: could not deliver a report to {url} ({exc}); the trial goes on, and later "
                   "failures are not shown", file=sys.stderr, flush=True)
         return False
+
+
+def _send(request: urllib.request.Request) -> bool:
+    """Sends the request; a refused connection is tried again at once, up to :data:`ATTEMPTS` times: with
+    several operator replicas the Service may pick a standby, which does not serve the port."""
+    for attempt in range(ATTEMPTS):
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as answer:  # noqa: S310 (the operator's URL)
+                return 200 <= answer.status < 300
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError) or attempt == ATTEMPTS - 1:
+                raise
+    return False
