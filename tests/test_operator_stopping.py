@@ -5,8 +5,8 @@ refused and changes nothing."""
 
 from __future__ import annotations
 
-from cluster import Behaviour
-from operator_cluster import by_name, ended, experiment, run_operator
+from cluster import Behaviour, free_port
+from operator_cluster import by_name, ended, experiment, run_operator, wait_for
 
 ASHA = {"rule": "asha", "settings": {"minResource": 1, "maxResource": 9, "reductionFactor": 3}}
 
@@ -39,3 +39,31 @@ def test_trials_pushing_reports_are_stopped_early_by_asha_and_forgers_are_refuse
     assert "report refused (403)" in operator.log() and "report refused (401)" in operator.log()
     # the key the tokens are signed with lives in the operator's namespace
     assert namespace.kubectl("get", "secret", "kubetune-report-key", "-o", "name") == "secret/kubetune-report-key\n"
+
+
+def test_an_operator_killed_mid_run_is_replaced_and_the_new_one_goes_on_stopping_trials(namespace):
+    # the report endpoint keeps its address across the restart, as the chart's Service does
+    port = free_port()
+    reports = ("--reports-port", str(port), "--reports-url", f"http://127.0.0.1:{port}",
+               "--report-key-namespace", namespace.name)
+    with namespace.kubelet(behaviour=lambda pod: Behaviour(seconds=4.5, reports=9)) as kubelet, \
+            run_operator(namespace, *reports) as operator:
+        namespace.apply(experiment(maxTrials=12, parallelism=3, earlyStopping=ASHA))
+        wait_for(lambda: any(t.get("status", {}).get("progress", {}).get("rungs", {}).get("3")
+                             for t in namespace.trials()), timeout=60, what="a trial past the rung at 3")
+        operator.kill()  # SIGKILL: whatever it had not written is lost with it
+        before = {name: t["status"]["phase"] for name, t in by_name(namespace.trials()).items()}
+        restarted_at = len(operator.log())
+        operator.start()
+        final = ended(namespace, "demo", timeout=150)
+        answers = list(kubelet.report_answers)
+    after = operator.log()[restarted_at:]
+    assert "Traceback" not in operator.log(), operator.log()[-3000:]
+    assert final["phase"] == "Succeeded", final
+    trials = by_name(namespace.trials())
+    assert len(trials) == 12 and {t["status"]["phase"] for t in trials.values()} <= {"Succeeded", "EarlyStopped"}
+    # what the first operator decided stands; the second one stopped trials too, from what it read back
+    assert all(trials[name]["status"]["phase"] == "EarlyStopped" for name, phase in before.items()
+               if phase == "EarlyStopped")
+    assert "stopped by the asha rule" in after, after[-3000:]
+    assert not [status for pod, trial, status in answers if status in (400, 401, 403, 413)]
