@@ -129,3 +129,40 @@ class FakeKubelet:
             terminated = {"exitCode": 0, "reason": "Completed", "message": termination.encode(summary)}
             phase = "Succeeded"
         pod["status"] = {"phase": phase, "containerStatuses": [{"name": name, "state": {"terminated": terminated}}]}
+
+
+class ReportingKubelet(FakeKubelet):
+    """A kubelet whose trials report while they run, as ``kubetune.report(step=k, loss=...)`` does in a pod:
+    at each :meth:`step` every running pod reports its next step (its loss, ``(x - 2)^2 + 1/step``, falls with
+    the steps), through ``push(namespace, trial, attempt, values)``; a pod that reported ``steps`` steps
+    succeeds at the next step."""
+
+    def __init__(self, cluster: FakeCluster, push: Callable[[str, str, int, dict[str, float]], None],
+                 steps: int = 9) -> None:
+        super().__init__(cluster)
+        self.push, self.steps = push, steps
+        self.reported: Counter[str] = Counter()  # pod name -> steps reported
+
+    def step(self, finish: int | None = None) -> int:
+        finished = 0
+        for pod in sorted(self.cluster.of_kind("pods"), key=lambda p: p["metadata"]["name"]):
+            status = pod.setdefault("status", {"phase": "Pending"})
+            if status["phase"] == "Pending":
+                status.update(phase="Running", containerStatuses=[
+                    {"name": pod["spec"]["containers"][0]["name"], "state": {"running": {}}}])
+            elif status["phase"] == "Running":
+                finished += self._report(pod)
+        return finished
+
+    def _report(self, pod: dict[str, Any]) -> int:
+        meta = pod["metadata"]
+        if self.reported[meta["name"]] >= self.steps:
+            self._finish(pod)
+            return 1
+        self.reported[meta["name"]] += 1
+        step = self.reported[meta["name"]]
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
+        x = float(json.loads(env["KUBETUNE_PARAMS"]).get("x", 0.0))
+        self.push(meta["namespace"], meta["labels"]["kubetune.io/trial"], int(meta["labels"]["kubetune.io/attempt"]),
+                  {"step": step, "loss": (x - 2.0) ** 2 + 1.0 / step})
+        return 0

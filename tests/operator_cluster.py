@@ -125,10 +125,16 @@ class Operator:
         self.log_path = namespace.tmp / f"{name}.log"
         self.process: subprocess.Popen | None = None
         self.starts = 0
+        self.reports_url: str | None = None  # the report endpoint trial pods are given (a free local port)
 
     def start(self) -> Operator:
         assert not self.alive(), "the operator is running already"
         scope = [arg for ns in self.watch for arg in ("--namespace", ns)]
+        if not any(arg.startswith("--reports-port") for arg in self.args):
+            port = free_port()
+            self.reports_url = f"http://127.0.0.1:{port}"
+            scope += ["--reports-port", str(port), "--reports-url", self.reports_url,
+                      "--report-key-namespace", self.namespace.name]
         log = self.log_path.open("a")
         _started.append(self)
         self.process = subprocess.Popen(

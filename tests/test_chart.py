@@ -29,6 +29,7 @@ VALUE_SETS = {
     "release-namespace-only": {"watch": {"allNamespaces": False}},
     "two-replicas": {"replicaCount": 2, "leaderElection": {"enabled": False}},
     "single-no-election": {"leaderElection": {"enabled": False}},
+    "no-reports": {"reports": {"enabled": False}},
     "kai": {"gpuSharing": {"mode": "kai", "kai": {"queue": "research"}}},
     "hami": {"gpuSharing": {"mode": "hami", "hami": {"limitCores": True}}},
     "volcano": {"gpuSharing": {"mode": "volcano"}},
@@ -59,6 +60,7 @@ OPERATOR_RULES = {
     ("", "pods", "create"), ("", "pods", "delete"), ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch"),
     ("", "pods/log", "get"), ("", "events", "create"), ("", "events", "patch"),
 }
+REPORT_KEY_RULES = {("", "secrets", "create", None), ("", "secrets", "get", "kubetune-report-key")}
 LEASE_RULES = {("coordination.k8s.io", "leases", "create", None),
                ("coordination.k8s.io", "leases", "get", "kubetune-operator"),
                ("coordination.k8s.io", "leases", "patch", "kubetune-operator")}
@@ -149,6 +151,11 @@ def test_the_operator_arguments_are_ones_it_accepts(tmp_path, name):
     elected = values.get("leaderElection", {}).get("enabled", True) or values.get("replicaCount", 1) > 1
     assert parsed.leader_election is elected
     assert parsed.metrics_port == values.get("metrics", {}).get("port", 9090)
+    if values.get("reports", {}).get("enabled", True):
+        assert parsed.reports_port == 8090 and parsed.report_key_namespace == "kubetune"
+        assert parsed.reports_url == "http://tune-kubetune-reports.kubetune.svc:8090"
+    else:
+        assert parsed.reports_port == 0
 
 
 def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(tmp_path):
@@ -160,18 +167,21 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(tmp_path):
     assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
                                     "namespace": "kubetune"}]
-    (lease_role,) = of_kind(objects, "Role")
+    roles = {r["metadata"]["name"]: r for r in of_kind(objects, "Role")}
+    lease_role, key_role = roles["tune-kubetune-leader-election"], roles["tune-kubetune-report-key"]
     assert lease_role["metadata"]["namespace"] == "kubetune" and rules(lease_role) == LEASE_RULES
+    assert key_role["metadata"]["namespace"] == "kubetune" and rules(key_role) == REPORT_KEY_RULES
 
 
 def test_namespaced_rbac_is_a_role_in_each_watched_namespace(tmp_path):
     objects = render(tmp_path, VALUE_SETS["namespaced"])
     assert of_kind(objects, "ClusterRole") == [] and of_kind(objects, "ClusterRoleBinding") == []
-    roles = {r["metadata"]["namespace"]: r for r in of_kind(objects, "Role") if "leader" not in r["metadata"]["name"]}
+    roles = {r["metadata"]["namespace"]: r for r in of_kind(objects, "Role") if "leader" not in r["metadata"]["name"]
+             and "report-key" not in r["metadata"]["name"]}
     assert set(roles) == {"team-a", "team-b"}
     assert all(rules(role) == {(*rule, None) for rule in OPERATOR_RULES} for role in roles.values())
     bindings = {b["metadata"]["namespace"] for b in of_kind(objects, "RoleBinding") if "leader" not in
-                b["metadata"]["name"]}
+                b["metadata"]["name"] and "report-key" not in b["metadata"]["name"]}
     assert bindings == {"team-a", "team-b"}
 
 
@@ -179,8 +189,15 @@ def test_no_election_no_lease_access_and_nothing_beyond_the_minimum(tmp_path):
     for name, values in VALUE_SETS.items():
         objects = render(tmp_path, values)
         every_rule = set().union(*(rules(r) for r in of_kind(objects, "Role") + of_kind(objects, "ClusterRole")))
-        assert {rule[:3] for rule in every_rule} <= {*OPERATOR_RULES, *(r[:3] for r in LEASE_RULES)}, name
-        assert not any(rule[1] == "secrets" or "*" in rule for rule in every_rule), name
+        allowed = {*OPERATOR_RULES, *(r[:3] for r in LEASE_RULES), *(r[:3] for r in REPORT_KEY_RULES)}
+        assert {rule[:3] for rule in every_rule} <= allowed, name
+        assert not any("*" in rule for rule in every_rule), name
+        secrets = {rule for role in of_kind(objects, "Role") + of_kind(objects, "ClusterRole")
+                   for rule in rules(role) if rule[1] == "secrets"}
+        assert secrets == (set() if name == "no-reports" else REPORT_KEY_RULES), name
+        assert all(role["metadata"]["name"].endswith("-report-key") and role["metadata"]["namespace"] == "kubetune"
+                   for role in of_kind(objects, "Role") + of_kind(objects, "ClusterRole")
+                   if any(rule[1] == "secrets" for rule in rules(role))), name
     objects = render(tmp_path, VALUE_SETS["single-no-election"])
     assert not any(rule[0] == "coordination.k8s.io" for role in of_kind(objects, "Role") for rule in rules(role))
 
@@ -194,7 +211,7 @@ def test_two_replicas_always_elect_a_leader(tmp_path):
 def test_service_monitor_scrapes_the_metrics_port(tmp_path):
     objects = render(tmp_path, VALUE_SETS["everything"])
     (monitor,) = of_kind(objects, "ServiceMonitor")
-    (service,) = of_kind(objects, "Service")
+    (service,) = [s for s in of_kind(objects, "Service") if s["metadata"]["name"].endswith("-metrics")]
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
@@ -239,3 +256,15 @@ def test_the_packaged_chart_carries_the_crds(tmp_path):
         assert names == {f"kubetune/crds/{path.name}" for path in (ROOT / "crds").glob("*.yaml")}
         for name in names:
             assert packaged.extractfile(name).read() == (ROOT / "crds" / Path(name).name).read_bytes()
+
+
+def test_the_reports_service_reaches_the_operator_port_trial_pods_are_given(tmp_path):
+    objects = render(tmp_path, {})
+    (service,) = [s for s in of_kind(objects, "Service") if s["metadata"]["name"] == "tune-kubetune-reports"]
+    (deployment,) = of_kind(objects, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert service["spec"]["ports"] == [{"name": "reports", "port": 8090, "targetPort": "reports", "protocol": "TCP"}]
+    assert {"name": "reports", "containerPort": 8090, "protocol": "TCP"} in container["ports"]
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert not [s for s in of_kind(render(tmp_path, VALUE_SETS["no-reports"]), "Service") if "reports" in
+                s["metadata"]["name"]]

@@ -141,6 +141,8 @@ def test_a_default_results_folder_below_a_file_is_refused(write_manifest, tmp_pa
     ("--liveness", "http://[::1", "expected http://HOST:PORT/PATH"),
     ("--metrics-port", "99999", "expected a port from 0 to 65535"),
     ("--metrics-port", "nine", "expected a port from 0 to 65535"),
+    ("--reports-port", "70000", "expected a port from 0 to 65535"),
+    ("--reports-url", "kubetune-reports:8090", "expected http://HOST:PORT/PATH"),
 ])
 def test_operator_options_are_checked_before_anything_starts(option, value, message, capsys):
     with pytest.raises(SystemExit) as caught:

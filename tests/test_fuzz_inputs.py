@@ -253,6 +253,7 @@ COMMANDS = ["run", "validate", "operator", "crds"]
 OPERATOR_OPTIONS = ["--namespace", "-n", "-A", "--all-namespaces", "--gpu-sharing", "--kai-queue", "--hami-cores",
                     "--timeslicing-resource", "--mig-profile", "--leader-election", "--lease-name",
                     "--lease-namespace", "--lease-duration", "--identity", "--liveness", "--metrics-port",
+                    "--reports-port", "--reports-url", "--report-key-namespace",
                     "--log-level", "--out", "--resume", "--no-gpu", "--quiet", *OPTIONS]
 operator_tokens = tokens | st.sampled_from([
     "http://[::1", "http://0.0.0.0:8080/healthz", "http://h:0/", "http://h:99999/", "https://h:1/", "0.5=",

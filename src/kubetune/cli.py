@@ -121,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
                           help="liveness endpoint, http://HOST:PORT/PATH")
     operator.add_argument("--metrics-port", type=_port, default=9090, help="serve Prometheus metrics on this port "
                           "(0: do not serve them)")
+    operator.add_argument("--reports-port", type=_port, default=8090, help="serve the report endpoint that trial "
+                          "pods push intermediate values to, for early stopping, on this port (plain HTTP; 0: do "
+                          "not serve it, and trials cannot be stopped early)")
+    operator.add_argument("--reports-url", type=_endpoint, default=None, metavar="URL",
+                          help="the endpoint's base URL as trial pods reach it (the chart's Service; default "
+                          "http://kubetune-reports.NAMESPACE.svc:PORT)")
+    operator.add_argument("--report-key-namespace", default=_own_namespace(), metavar="NAMESPACE",
+                          help="where the Secret kubetune-report-key holding the report key lives (default: the "
+                          "pod's namespace)")
     operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     operator.set_defaults(handler=_operator)
 

@@ -78,7 +78,8 @@ class OperatorIdentity:
     def rules(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The rules of the operator's Role in ``namespace`` (or its ClusterRole), to edit before install."""
         for obj in self.objects:
-            if obj["kind"] == kind and "leader" not in obj["metadata"]["name"] and (
+            name = obj["metadata"]["name"]
+            if obj["kind"] == kind and "leader" not in name and "report-key" not in name and (
                     namespace is None or obj["metadata"].get("namespace") == namespace):
                 return obj["rules"]
         raise KeyError(f"no {kind} in {namespace}")

@@ -16,6 +16,7 @@ reports ``(x - 2)^2`` of its ``x`` parameter in the SDK's termination-message su
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -51,6 +52,8 @@ class Behaviour:
     evict: bool = False  # evicted by the kubelet (pod-level reason Evicted)
     lose_node: bool = False  # its node disappears while it runs
     pending_seconds: float = 0.0  # Pending (pulling the image) before it runs
+    reports: int = 0  # intermediate reports pushed while it runs (steps 1..reports, spread over ``seconds``)
+    forge: str | None = None  # also pushes reports for this other trial: with its own token, and a made-up one
 
 
 def objective(pod: dict[str, Any]) -> float:
@@ -159,6 +162,7 @@ class TestKubelet:
         self.running_total = 0
         self.max_running_total = 0
         self.errors: list[str] = []
+        self.report_answers: list[tuple[str, str, int]] = []  # (pod, trial reported for, HTTP status or -1)
         self.lost: set[str] = set()
         self._containers: dict[tuple[str, str], _Container] = {}
         self._binding: set[tuple[str, str]] = set()
@@ -384,7 +388,7 @@ class TestKubelet:
                 status = self._ended(pod, started, 137, "Error", None, phase="Failed", reason="DeadlineExceeded",
                                      message="Pod was active on the node longer than the specified deadline")
             else:
-                await asyncio.sleep(behaviour.seconds)
+                await self._run_for(pod, behaviour)
                 if behaviour.lose_node:  # in a task of its own: it ends this one too
                     asyncio.create_task(self._lose_node(pod["spec"]["nodeName"]))
                     return
@@ -400,6 +404,38 @@ class TestKubelet:
                 self.running_on[pod["spec"]["nodeName"]] -= 1
                 self.running_total -= 1
             container.ended.set()
+
+    async def _run_for(self, pod: dict[str, Any], behaviour: Behaviour) -> None:
+        """Runs for ``behaviour.seconds``, pushing its reports to the operator's endpoint as the SDK does:
+        ``loss = (x - 2)^2 + 1/step``, with the pod's ``KUBETUNE_REPORT_URL`` and ``KUBETUNE_REPORT_TOKEN``."""
+        if not behaviour.reports:
+            await asyncio.sleep(behaviour.seconds)
+            return
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
+        for step in range(1, behaviour.reports + 1):
+            await asyncio.sleep(behaviour.seconds / behaviour.reports)
+            values = {"step": step, "loss": objective(pod) + 1.0 / step}
+            await self._push(pod, env, env.get("KUBETUNE_TRIAL", ""), env.get("KUBETUNE_REPORT_TOKEN", ""), values)
+            if behaviour.forge:
+                await self._push(pod, env, behaviour.forge, env.get("KUBETUNE_REPORT_TOKEN", ""), values)
+                made_up = base64.urlsafe_b64encode(f"{pod['metadata']['namespace']}/{behaviour.forge}/1".encode())
+                await self._push(pod, env, behaviour.forge, made_up.decode().rstrip("=") + "." + "A" * 43, values)
+
+    async def _push(self, pod: dict[str, Any], env: dict[str, Any], trial: str, token: str,
+                    values: dict[str, float]) -> None:
+        """One report, its answer kept in ``report_answers`` as (pod, trial reported for, status)."""
+        url = env.get("KUBETUNE_REPORT_URL")
+        if not url:
+            self.report_answers.append((pod["metadata"]["name"], trial, 0))
+            return
+        body = {"trial": trial, "namespace": pod["metadata"]["namespace"], "values": values}
+        try:
+            async with aiohttp.ClientSession() as session, session.post(
+                    url, json=body, headers={"Authorization": f"Bearer {token}"},
+                    timeout=aiohttp.ClientTimeout(total=2)) as answer:
+                self.report_answers.append((pod["metadata"]["name"], trial, answer.status))
+        except (TimeoutError, aiohttp.ClientError):  # as the SDK: a report not delivered, the trial goes on
+            self.report_answers.append((pod["metadata"]["name"], trial, -1))
 
     def _outcome(self, pod: dict[str, Any], started: str, behaviour: Behaviour, container: _Container
                  ) -> dict[str, Any]:

@@ -225,10 +225,20 @@ def inform(optimizer: Optimizer, record: TrialRecord) -> None:
 
 def build_optimizer(spec: ExperimentSpec, records: list[TrialRecord]) -> Optimizer:
     """The experiment's optimizer, knowing every trial so far (active ones as pending)."""
-    past = [{"id": str(r.number), "params": r.params, "state": "pending" if r.state.is_active else str(r.state),
-             "value": r.value} for r in records]
+    past = [{"id": str(r.number), "params": r.params, "state": _told_state(r), "value": r.value} for r in records]
     return Optimizer(spec.parameters, direction=spec.objective.direction, algorithm=spec.algorithm.name,
                      settings=spec.algorithm.settings, seed=spec.seed, trials=past)
+
+
+def _told_state(record: TrialRecord) -> str:
+    """The trial's state as the optimizer knows it: what :func:`inform` told it (an early-stopped trial is
+    told as a completed one with its last value, or as a failed one)."""
+    if record.state.is_active:
+        return "pending"
+    if record.state is TrialState.EARLY_STOPPED:
+        told = TELL_EARLY_STOPPED and record.value is not None
+        return str(TrialState.SUCCEEDED if told else TrialState.FAILED)
+    return str(record.state)
 
 
 def trial_name(experiment: str, number: int) -> str:

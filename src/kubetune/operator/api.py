@@ -80,6 +80,13 @@ class LeaseApi(Protocol):
                           spec: dict[str, Any]) -> dict[str, Any]: ...
 
 
+class SecretApi(Protocol):
+    """The Secret calls that keep the report key (:mod:`kubetune.operator.reports`)."""
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any]: ...
+    async def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]: ...
+
+
 class KubernetesApi:
     """:class:`ClusterApi` and :class:`LeaseApi` over the official client (in-cluster config or the user's
     kubeconfig)."""
@@ -187,6 +194,15 @@ class KubernetesApi:
         body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
         return await self._call(self._coordination.patch_namespaced_lease, name, namespace, body,
                                 _content_type="application/merge-patch+json")
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self._call(self._core.read_namespaced_secret, name, namespace)
+
+    async def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/managed-by": "kubetune"}}, "data": data}
+        return await self._call(self._core.create_namespaced_secret, namespace, body)
 
 
 def _answer(function: Callable[..., Any], parse: bool, then: Callable[[Any], Any], *args: Any, **kwargs: Any) -> Any:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from kubetune.core.cluster.crd import GROUP, VERSION
 from kubetune.core.cluster.gpu_sharing import GpuSharing
@@ -23,7 +25,8 @@ from kubetune.core.cluster.outcome import essentials, has_ended
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
 from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
-from kubetune.operator.reconcile import Reconciler
+from kubetune.operator.reconcile import Reconciler, Reporting
+from kubetune.operator.reports import make_app, serve
 
 RESYNC_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 60.0
@@ -34,9 +37,12 @@ class OperatorState:
     """What the handlers share: the reconciler, the metrics and one wake-up event per experiment (no other
     state)."""
 
-    def __init__(self, api: ClusterApi, sharing: GpuSharing, metrics: OperatorMetrics):
+    def __init__(self, api: ClusterApi, sharing: GpuSharing, metrics: OperatorMetrics,
+                 reporting: Reporting | None = None):
         self.metrics = metrics
-        self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics, write_behind=True)
+        self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics, write_behind=True,
+                                     reporting=reporting)
+        self.reports_server: web.AppRunner | None = None
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
         # the pod events of each followed experiment not yet passed on to a pass (pods slimmed to their essentials)
         self.pod_events: dict[tuple[str, str], list[tuple[str | None, dict]]] = {}
@@ -60,13 +66,25 @@ class _NoPodEssence(kopf.AnnotationsDiffBaseStorage):
         return super().build(body=body, extra_fields=extra_fields)
 
 
-_configuration: dict[str, Any] = {"sharing": GpuSharing(), "api": None, "metrics_port": None, "metrics": None}
+_configuration: dict[str, Any] = {"sharing": GpuSharing(), "api": None, "metrics_port": None, "metrics": None,
+                                  "reports": None}
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    """The report endpoint: the port it is served on, the URL trial pods are given for it, and the key of their
+    tokens (read from its Secret before kopf starts)."""
+
+    port: int
+    url: str
+    key: bytes
 
 
 def configure(sharing: GpuSharing, api: ClusterApi | None = None, metrics_port: int | None = None,
-              metrics: OperatorMetrics | None = None) -> None:
-    """Called by ``kubetune operator`` (or a test) before kopf starts; ``metrics_port`` serves /metrics."""
-    _configuration.update(sharing=sharing, api=api, metrics_port=metrics_port, metrics=metrics)
+              metrics: OperatorMetrics | None = None, reports: ReportsConfig | None = None) -> None:
+    """Called by ``kubetune operator`` (or a test) before kopf starts; ``metrics_port`` serves /metrics,
+    ``reports`` the report endpoint (none: trials get no endpoint and early stopping has nothing to judge)."""
+    _configuration.update(sharing=sharing, api=api, metrics_port=metrics_port, metrics=metrics, reports=reports)
 
 
 _metrics_of_process: list[OperatorMetrics] = []
@@ -89,9 +107,21 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.scanning.disabled = True
     metrics = _configuration["metrics"] or _process_metrics()
     api = _configuration["api"] or KubernetesApi(on_throttled=metrics.api_throttled.inc)
-    memo.state = OperatorState(api, _configuration["sharing"], metrics)
+    reports: ReportsConfig | None = _configuration["reports"]
+    reporting = None if reports is None else Reporting(reports.url, reports.key)
+    memo.state = state = OperatorState(api, _configuration["sharing"], metrics, reporting)
     if _configuration["metrics_port"] is not None:
         metrics.serve(_configuration["metrics_port"])
+    if reporting is not None and reports is not None:
+        app = make_app(reporting.key, state.reconciler, lambda namespace, name: state.waker(namespace, name).set())
+        state.reports_server = await serve(app, reports.port)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    state: OperatorState | None = getattr(memo, "state", None)
+    if state is not None and state.reports_server is not None:
+        await state.reports_server.cleanup()
 
 
 @kopf.daemon(GROUP, VERSION, "experiments", cancellation_timeout=10.0)

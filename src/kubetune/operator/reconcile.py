@@ -34,7 +34,8 @@ from prometheus_client import CollectorRegistry
 from kubetune.core.cluster.crd import GROUP, VERSION
 from kubetune.core.cluster.gpu_sharing import GpuSharing, GpuSharingError, place
 from kubetune.core.cluster.outcome import essentials, needs_log, outcome
-from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL, render_pod
+from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL, ReportTarget, render_pod
+from kubetune.core.cluster.report_token import report_token
 from kubetune.core.engine import Optimizer, Suggestion
 from kubetune.core.errors import ManifestError
 from kubetune.core.lifecycle import (
@@ -46,13 +47,16 @@ from kubetune.core.lifecycle import (
     inform,
     kill,
     settle,
+    stop_early,
     trial_name,
 )
 from kubetune.core.manifest import load_experiment
 from kubetune.core.plan import Decision, ExperimentPhase, Limits, decide
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
+from kubetune.operator.early_stopping import QueuedReport, ReportQueue, fold, restore
 from kubetune.operator.metrics import OperatorMetrics
+from kubetune.operator.reports import Standing
 from kubetune.operator.status import experiment_status, invalid_spec_status, problem_status
 from kubetune.operator.view import ExperimentView, phase, trial_essentials
 
@@ -94,12 +98,24 @@ class ExperimentState:
     writing: set[asyncio.Task[None]] = field(default_factory=set)  # results being written behind
     last_status: dict[str, Any] | None = None
     last_patch: float = 0.0
+    reports: ReportQueue = field(default_factory=ReportQueue)  # pushed by trial pods, for the next pass
 
     def forget_view(self) -> None:
         self.view = None
         if self.relisting is not None:
             self.relisting.task.cancel()
             self.relisting = None
+
+
+@dataclass(frozen=True)
+class Reporting:
+    """The operator's report endpoint as trial pods reach it, and the key their tokens are signed with."""
+
+    url: str
+    key: bytes
+
+    def target(self, namespace: str, trial: str, attempt: int) -> ReportTarget:
+        return ReportTarget(self.url, report_token(self.key, namespace, trial, attempt))
 
 
 @dataclass
@@ -111,14 +127,16 @@ class PassResult:
 class Reconciler:
     def __init__(self, api: ClusterApi, sharing: GpuSharing, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] | None = None, metrics: OperatorMetrics | None = None,
-                 write_behind: bool = False):
+                 write_behind: bool = False, reporting: Reporting | None = None):
         self.api = api
+        self.reporting = reporting
         self.metrics = metrics or OperatorMetrics(CollectorRegistry())
         self.sharing = sharing
         self.clock = clock
         self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self.write_behind = write_behind
         self._states: dict[str, ExperimentState] = {}
+        self._keys: dict[tuple[str, str], str] = {}  # (namespace, name) -> the key of its state
 
     async def reconcile(self, body: dict[str, Any], pod_events: list[tuple[str | None, dict]] | None = None
                         ) -> PassResult:
@@ -132,6 +150,7 @@ class Reconciler:
             self.metrics.experiment_seen(key, current["phase"], 0)
             return PassResult(current, done=True)
         state = self._states.setdefault(key, ExperimentState())
+        self._keys[(namespace, name)] = key
         try:
             experiment = self._validated(state, body)
         except (ManifestError, GpuSharingError) as exc:
@@ -143,6 +162,7 @@ class Reconciler:
         optimizer = self._optimizer(state, experiment, view)
         results: Writes = []
         settling = await self._settle(experiment, view, optimizer, results)
+        await self._stop_early(state, experiment, view, optimizer, results)
         decision = decide(Limits.from_spec(experiment.spec), view.tally, optimizer.exhausted)
         await self._act(experiment, body, view, optimizer, decision, settling, results)
         await self._write_results(state, results)
@@ -182,6 +202,7 @@ class Reconciler:
             self.api.list("trials", namespace, name, trial_essentials),
             self.api.list("pods", namespace, name, essentials))
         state.view = ExperimentView(listed_trials, listed_pods, experiment.spec.objective.direction, started)
+        restore(state.reports, state.view)
         return state.view
 
     def _optimizer(self, state: ExperimentState, experiment: Experiment, view: ExperimentView) -> Optimizer:
@@ -218,6 +239,17 @@ class Reconciler:
                     and view.pod_phase(t) == "Running"]
         await self._each(starting[:RUNNING_UPDATES_PER_PASS],
                          lambda trial: self._follow(experiment, trial, view, optimizer, results))
+
+    async def _stop_early(self, state: ExperimentState, experiment: Experiment, view: ExperimentView,
+                          optimizer: Optimizer, results: Writes) -> None:
+        """Folds the reports trial pods pushed since the last pass into their progress, writes the progress
+        that must survive a restart, and stops the trials the early-stopping rule says to stop: their pod
+        deleted, their result (``EarlyStopped``) settled at once like any ended attempt, so the slot
+        refills in this pass."""
+        folded = fold(state.reports, experiment, view)
+        namespace = _namespace(experiment)
+        await self._each(folded.persist, lambda item: self._patch_trial(namespace, item[0], item[1].status(), view))
+        await self._each(folded.stop, lambda item: self._stop_trial(experiment, *item, view, optimizer, results))
 
     async def _write_results(self, state: ExperimentState, results: Writes) -> None:
         """Writes the ended trials' results: behind the pass in the operator (the next pass need not wait for
@@ -271,6 +303,7 @@ class Reconciler:
     def forget(self, key: str) -> None:
         """The experiment is gone: nothing of it is kept."""
         state = self._states.pop(key, None)
+        self._keys = {names: known for names, known in self._keys.items() if known != key}
         if state is not None:
             for task in state.writing:
                 task.cancel()
@@ -363,7 +396,7 @@ class Reconciler:
         namespace, name = _namespace(experiment), trial["metadata"]["name"]
         record.start(self.clock())
         pod = render_pod(experiment, name, trial["spec"]["params"], self.sharing, attempt=record.attempts,
-                         owner=_owner(trial, "Trial"))
+                         owner=_owner(trial, "Trial"), report=self._report_target(experiment, name, record.attempts))
         with contextlib.suppress(Conflict):  # created by an earlier pass that was cut short
             await self.api.create("pods", namespace, pod)
         view.created(name, essentials(pod))
@@ -406,7 +439,7 @@ class Reconciler:
         record = TrialRecord(name, number, suggestion.params)
         record.start(self.clock())
         pod = render_pod(experiment, name, suggestion.params, self.sharing, attempt=record.attempts,
-                         owner=_owner(trial, "Trial"))
+                         owner=_owner(trial, "Trial"), report=self._report_target(experiment, name, record.attempts))
         record.pod = pod["metadata"]["name"]
         trial["status"] = record.status()  # known to the view; written with the trial's next change
         view.add(trial)
@@ -425,6 +458,48 @@ class Reconciler:
         await self._patch_trial(namespace, trial, record.status(), view)
         self.metrics.trials_finished.labels(str(record.state)).inc()
         inform(optimizer, record)
+
+    async def _stop_trial(self, experiment: Experiment, trial: dict, record: TrialRecord, view: ExperimentView,
+                          optimizer: Optimizer, results: Writes) -> None:
+        namespace, name = _namespace(experiment), trial["metadata"]["name"]
+        for pod in list(view.pods.get(name, {}).values()):
+            with contextlib.suppress(NotFound):
+                await self.api.delete("pods", namespace, pod["metadata"]["name"])
+        now = self.clock()
+        settle(record, stop_early(record, experiment.spec.early_stopping.rule, now), 0, now)
+        final = record.status()
+        view.set_status(trial, final)
+        results.append(lambda: self.api.patch_status("trials", namespace, name, final))
+        self.metrics.trials_finished.labels(str(record.state)).inc()
+        inform(optimizer, record)
+        logger.info("trial %s/%s: %s", namespace, name, record.message)
+
+    # -- the report endpoint's side (kubetune.operator.reports.ReportSink) ------------------------------------
+    def standing(self, namespace: str, trial: str) -> Standing | None:
+        experiment = trial.rpartition("-")[0]
+        state = self._states.get(self._keys.get((namespace, experiment), ""))
+        if state is None:
+            return None
+        if state.view is None or state.experiment is None:
+            over = ExperimentPhase((state.last_status or {}).get("phase", "Running")).is_over
+            return Standing(experiment, ended=True) if over else Standing(experiment, ready=False)
+        known = state.view.trials.get(trial)
+        if known is None:
+            return None
+        return Standing(experiment, attempt=state.view.latest_pod(known)[0], ended=phase(known).is_finished,
+                        resource=state.experiment.spec.early_stopping.resource)
+
+    def accept(self, namespace: str, experiment: str, trial: str, attempt: int, values: dict[str, float]) -> None:
+        state = self._states.get(self._keys.get((namespace, experiment), ""))
+        if state is not None:
+            state.reports.add(QueuedReport(trial, attempt, values))
+
+    def _report_target(self, experiment: Experiment, trial: str, attempt: int) -> ReportTarget | None:
+        """Where the pod of ``attempt`` pushes its reports: only with an early-stopping rule (without one a
+        report would cost the operator a request and nothing would use it)."""
+        if self.reporting is None or experiment.spec.early_stopping.rule == "none":
+            return None
+        return self.reporting.target(_namespace(experiment), trial, attempt)
 
     async def _each(self, items: Iterable[T], action: Callable[[T], Awaitable[None]], limit: int = CONCURRENCY
                     ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+from typing import Any
 
 
 class OperatorStartError(Exception):
@@ -57,6 +58,10 @@ def run_operator(args: argparse.Namespace) -> int:
         _check_port("--liveness", args.liveness)
         if args.metrics_port:
             _check_port("--metrics-port", f"http://0.0.0.0:{args.metrics_port}/")
+        if args.reports_port:
+            _check_port("--reports-port", f"http://0.0.0.0:{args.reports_port}/")
+            handlers.configure(sharing, metrics_port=args.metrics_port or None,
+                               reports=_reports_config(args, _report_key(KubernetesApi(), args.report_key_namespace)))
         if not args.leader_election:
             asyncio.run(operate())
             return 0
@@ -69,6 +74,33 @@ def run_operator(args: argparse.Namespace) -> int:
 
 
 PROBE_TIMEOUT_SECONDS = 10.0
+REPORTS_PATH = "/v1/reports"
+
+
+def _reports_config(args: argparse.Namespace, key: bytes) -> Any:
+    """The report endpoint's configuration: its port, the URL trial pods are given, the key."""
+    from kubetune.operator.handlers import ReportsConfig
+
+    url = args.reports_url or f"http://kubetune-reports.{args.report_key_namespace}.svc:{args.reports_port}"
+    url = url if url.rstrip("/").endswith(REPORTS_PATH) else url.rstrip("/") + REPORTS_PATH
+    return ReportsConfig(args.reports_port, url, key)
+
+
+def _report_key(api: object, namespace: str) -> bytes:
+    """The report key from its Secret (created if missing), or one clear line on why it cannot be had."""
+    import asyncio
+
+    from kubetune.operator.api import ApiError, Forbidden
+    from kubetune.operator.reports import KEY_SECRET, load_key
+
+    try:
+        return asyncio.run(load_key(api, namespace))  # type: ignore[arg-type]
+    except Forbidden as exc:
+        raise OperatorStartError(f"the operator may not get or create the Secret {namespace}/{KEY_SECRET} that holds "
+                                 f"the report key ({exc}); grant it (the Helm chart does), or pass --reports-port 0"
+                                 ) from None
+    except (ApiError, ValueError) as exc:
+        raise OperatorStartError(f"cannot read the report key {namespace}/{KEY_SECRET}: {exc}") from None
 
 
 def _reach_api_server() -> None:

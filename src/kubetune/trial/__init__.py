@@ -3,7 +3,9 @@
 ``report(step=3, accuracy=0.93)`` prints one JSON line (which the ``stdout`` collector reads), appends it to
 ``$KUBETUNE_METRICS_FILE`` (its folder made if need be) when a local run uses the ``file`` collector, and,
 inside a Kubernetes pod, keeps a compact summary in ``/dev/termination-log`` whatever the collector, which is
-what the operator reads (it never reads the metrics file).
+what the operator reads (it never reads the metrics file). Where the operator gave the pod a report endpoint
+(``$KUBETUNE_REPORT_URL``), each report is also pushed there (:mod:`kubetune.trial.push`), for early
+stopping.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.core import termination
+from kubetune.trial.push import deliver
 
 TERMINATION_LOG = Path("/dev/termination-log")
 # The kubelet keeps at most 4096 bytes of a termination message.
@@ -54,6 +57,7 @@ def report(step: int | None = None, **metrics: float) -> None:
         with open(metrics_file, "a") as out:
             out.write(line + "\n")
     _remember(row)
+    deliver(row)
     if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
         _write_termination_message()
 

@@ -10,6 +10,7 @@ Pod Security Standard "restricted" settings wherever the template leaves them un
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from kubetune.core.cluster.gpu_sharing import GpuPlacement, GpuSharing, place
@@ -19,6 +20,20 @@ from kubetune.core.template import substitute_all, trial_environment
 EXPERIMENT_LABEL = "kubetune.io/experiment"
 TRIAL_LABEL = "kubetune.io/trial"
 ATTEMPT_LABEL = "kubetune.io/attempt"
+
+
+REPORT_URL_VARIABLE = "KUBETUNE_REPORT_URL"
+REPORT_TOKEN_VARIABLE = "KUBETUNE_REPORT_TOKEN"
+NAMESPACE_VARIABLE = "KUBETUNE_NAMESPACE"
+
+
+@dataclass(frozen=True)
+class ReportTarget:
+    """Where a trial pushes its intermediate reports: the operator's report endpoint and the token that
+    authorises this attempt (computed by the operator, which holds the key)."""
+
+    url: str
+    token: str
 
 
 def pod_name(trial: str, attempt: int) -> str:
@@ -49,14 +64,20 @@ def render_pod(
     sharing: GpuSharing,
     attempt: int = 1,
     owner: dict[str, Any] | None = None,
+    report: ReportTarget | None = None,
 ) -> dict[str, Any]:
-    """The Pod for one attempt of ``trial``. ``owner`` is an ownerReference (the Trial)."""
+    """The Pod for one attempt of ``trial``. ``owner`` is an ownerReference (the Trial); ``report``, where
+    the trial's intermediate values are pushed (the operator's endpoint and this attempt's token)."""
     template = experiment.spec.trial_template
     pod_spec = substitute_all(copy.deepcopy(template.spec), params, trial, experiment.name)
     pod_spec["restartPolicy"] = "Never"
     if template.timeout_seconds:
         pod_spec["activeDeadlineSeconds"] = template.timeout_seconds
-    _set_environment(pod_spec, trial_environment(params, trial, experiment.name, template.resources.gpu))
+    environment = trial_environment(params, trial, experiment.name, template.resources.gpu)
+    if report is not None:
+        environment.update({REPORT_URL_VARIABLE: report.url, REPORT_TOKEN_VARIABLE: report.token,
+                            NAMESPACE_VARIABLE: experiment.metadata.namespace or "default"})
+    _set_environment(pod_spec, environment)
     placement = place(template.resources.gpu, sharing.for_experiment(experiment.metadata.annotations))
     _set_resources(pod_spec["containers"][0], template.resources, placement)
     if placement.scheduler_name:
