@@ -159,3 +159,59 @@ def test_both_shells_end_a_scenario_alike(scenario, shell, tmp_path):
         assert len(ended.trials) == 1
     if scenario.name == "stop":  # the experiment's end stops what still runs
         assert len(ended.trials) == 3 and ended.counts == Counter({"Succeeded": 1, "Killed": 2})
+
+
+ASHA = {"rule": "asha", "settings": {"minResource": 1, "maxResource": 9, "reductionFactor": 3}}
+
+
+def stop_early_locally(tmp_path: Path) -> Ended:
+    doc = manifest(maxTrials=12, parallelism=4, earlyStopping=ASHA)
+    doc["spec"]["trialTemplate"]["spec"]["containers"][0].update(
+        command=[sys.executable, str(TRIALS / "curve.py")], args=["--x=${params.x}", "--steps=9", "--sleep=0.1"])
+    out = tmp_path / "out"
+    ended = asyncio.run(local_runner(load_experiment(doc), out, tmp_path).run())
+    rows, _ = parse_rows((out / "trials.jsonl").read_text().splitlines())
+    latest = latest_by_id(rows).values()
+    return Ended(ended.phase, ended.reason, {r.number: {"state": str(r.state), "step": r.progress.step,
+                                                        "reports": r.progress.reports} for r in latest},
+                 Counter(str(r.state) for r in latest))
+
+
+def stop_early_in_cluster() -> Ended:
+    from fake_cluster import ReportingKubelet
+    from test_reconcile_stopping import Pushes, new_reconciler
+
+    cluster = FakeCluster()
+    doc = manifest(maxTrials=12, parallelism=4, earlyStopping=ASHA)
+    doc["spec"]["trialTemplate"]["spec"]["containers"][0]["image"] = "python:3.12-slim"
+    cluster.add_experiment(doc)
+    pushes = Pushes()
+    reconciler, kubelet = new_reconciler(cluster, pushes), ReportingKubelet(cluster, pushes)
+
+    async def drive() -> dict[str, Any]:
+        for _ in range(400):
+            result = await reconciler.reconcile(cluster.experiment("demo"))
+            if result.done:
+                return result.status
+            kubelet.step()
+        raise AssertionError("the experiment did not end")
+
+    status = asyncio.run(drive())
+    trials = {}
+    for t in cluster.of_kind("trials"):
+        progress = t["status"].get("progress") or {}
+        trials[int(t["spec"]["number"])] = {"state": t["status"]["phase"], "step": progress.get("step"),
+                                            "reports": progress.get("reports", 0)}
+    return Ended(status["phase"], status["reason"], trials, Counter(t["state"] for t in trials.values()))
+
+
+@pytest.mark.parametrize("shell", ["local", "operator"])
+def test_both_shells_stop_hopeless_trials_early_alike(shell, tmp_path):
+    ended = stop_early_locally(tmp_path) if shell == "local" else stop_early_in_cluster()
+    assert (ended.phase, ended.reason) == ("Succeeded", "MaxTrialsReached"), ended
+    assert len(ended.trials) == 12 and set(ended.counts) == {"Succeeded", "EarlyStopped"}, ended.counts
+    for trial in ended.trials.values():
+        if trial["state"] == "EarlyStopped":
+            assert trial["step"] < 9, trial
+        else:
+            assert trial["step"] == 9 and trial["reports"] == 9, trial
