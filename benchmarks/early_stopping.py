@@ -103,6 +103,39 @@ def simulate(problem: str, method_name: str, seed: int, budget: int, workers: in
             "wall": time.perf_counter() - wall}
 
 
+def fidelity(problem: str, configs: int = 200, repeats: int = 5, seed: int = 123) -> dict:
+    """How well early epochs predict the last on ``problem``, for ``configs`` random points: Spearman's rank
+    correlation of the value at each rung (1, 3, 9) with the final value, over every point and over the best
+    quarter; the share of the best tenth (by final value) that is in the top third at each rung (what a rung
+    of ASHA keeps); and the noise of the final value itself (its standard deviation over ``repeats`` streams,
+    the median over the best ten points)."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from kubetune import Optimizer
+
+    spec = CURVE_PROBLEMS[problem]
+    points = [s.params for s in Optimizer(spec.parameters, algorithm="random", seed=seed).ask(configs)]
+    values = np.array([[epoch(t) for t in range(1, MAX_EPOCHS + 1)]
+                       for epoch in (spec.start(p, 10_000 + i) for i, p in enumerate(points))])
+    final = values[:, -1]
+    best_quarter, best_tenth = final <= np.quantile(final, 0.25), final <= np.quantile(final, 0.1)
+    rungs = {}
+    for rung in (1, 3, 9):
+        early = values[:, rung - 1]
+        rungs[str(rung)] = {
+            "rho": float(spearmanr(early, final).statistic),
+            "rho_best_quarter": float(spearmanr(early[best_quarter], final[best_quarter]).statistic),
+            "best_tenth_kept": float(np.mean(early[best_tenth] <= np.quantile(early, 1 / 3))),
+        }
+    noise = []
+    for index in np.argsort(final)[:10]:
+        finals = [[spec.start(points[index], 20_000 + 100 * index + r)(t) for t in range(1, MAX_EPOCHS + 1)][-1]
+                  for r in range(repeats)]
+        noise.append(float(np.std(finals)))
+    return {"problem": problem, "configs": configs, "rungs": rungs, "final_noise": float(np.median(noise))}
+
+
 def run_group(task: tuple[str, int, int, list[str]]) -> list[dict]:
     """Every method on one (problem, seed), sharing the learning curves computed along the way."""
     problem, seed, budget, methods = task
@@ -157,6 +190,10 @@ def main() -> None:
     if not args.report_only:
         tasks = [(problem, seed, budget, args.methods) for seed in range(args.seeds) for problem in args.problems]
         run(tasks, args.jobs, raw)
+    fidelity_raw = out / "early_stopping_fidelity.json"
+    if not args.report_only or not fidelity_raw.exists():
+        configs = 30 if args.quick else 200
+        fidelity_raw.write_text(json.dumps([fidelity(p, configs) for p in args.problems]))
     report(raw, out, budget, quick=args.quick)
 
 

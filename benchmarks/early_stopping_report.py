@@ -117,9 +117,9 @@ def targets(summary: dict[str, dict[str, dict]], budget: int) -> tuple[list[str]
              "Tune's ASHAScheduler (medians over seeds). No stopping needs its whole budget: the level is the median "
              "of what it reaches with it, so half its seeds reach the level only then or never (its own median "
              "first hit in the tables is therefore `never` or close to the budget).", "",
-             "| problem | kubetune ASHA | no stopping (budget) | ≤ 1/3 | Optuna Hyperband | fewer | Ray Tune ASHA "
-             "| fewer |",
-             "|---|---:|---:|:---:|---:|:---:|---:|:---:|"]
+             "| problem | kubetune ASHA | no stopping (budget) | ratio | ≤ 1/3 | Optuna Hyperband | fewer | "
+             "Ray Tune ASHA | fewer |",
+             "|---|---:|---:|---:|:---:|---:|:---:|---:|:---:|"]
     met = True
     for problem, rows in summary.items():
         if OURS not in rows:
@@ -130,9 +130,51 @@ def targets(summary: dict[str, dict[str, dict]], budget: int) -> tuple[list[str]
         checks = [ours <= figures[0] / 3, ours < figures[1], ours < figures[2]]
         met = met and all(checks)
         cells = [f"{_fmt(f)} | {'yes' if ok else 'no'}" for f, ok in zip(figures, checks, strict=True)]
+        cells[0] = f"{budget} | {_fmt(ours / budget, '.2f') if ours < NEVER / 10 else 'n/a'} | {_yes(checks[0])}"
         lines.append(f"| {problem} | {_fmt(ours)} | " + " | ".join(cells) + " |")
     lines += ["", f"**Target {'met' if met else 'not met'}.**", ""]
     return lines, met
+
+
+def misses(summary: dict[str, dict[str, dict]], budget: int, fidelity_path: Path) -> list[str]:
+    """Where the target is missed, with the figures that say why: how the other successive-halving rules
+    fare on the same problem, and how well early epochs predict the last there."""
+    noise = {}
+    if fidelity_path.exists():
+        noise = {e["problem"]: e for e in json.loads(fidelity_path.read_text())}
+    lines = []
+    for problem, rows in summary.items():
+        if OURS not in rows:
+            continue
+        ours = quartiles(rows[OURS]["steps"])[1]
+        peers = {m: quartiles(rows[m]["steps"])[1] for m in (RAY, "Optuna random + SuccessiveHalvingPruner",
+                                                             HYPERBAND, GP_TELL, GP_FAIL) if m in rows}
+        failed = []
+        if ours > budget / 3:
+            failed.append(f"a third of the budget ({budget / 3:.0f} steps): it needs {_fmt(ours)}, "
+                          f"{ours / budget:.2f} of the budget")
+        failed += [f"{m} ({_fmt(peers[m])} steps)" for m in (HYPERBAND, RAY) if m in peers and ours >= peers[m]]
+        if not failed:
+            continue
+        text = (f"**{problem}**: kubetune's ASHA misses " + "; ".join(failed) + ". The other rules on it: "
+                + ", ".join(f"{m} {_fmt(v)}" for m, v in peers.items()) + ".")
+        entry = noise.get(problem)
+        if entry:
+            rung = entry["rungs"]["1"]
+            text += (f" Early epochs predict the last poorly where it matters: among the best quarter of random "
+                     f"points the rank correlation of the first epoch's value with the final one is "
+                     f"{rung['rho_best_quarter']:.2f} (rung 3: {entry['rungs']['3']['rho_best_quarter']:.2f}, rung 9: "
+                     f"{entry['rungs']['9']['rho_best_quarter']:.2f}), and the first rung's top third keeps "
+                     f"{rung['best_tenth_kept']:.0%} of the best tenth; the final value of one point varies by "
+                     f"{entry['final_noise']:.3g} (standard deviation) from one training stream to another, about the "
+                     f"regret level ({rows[OURS]['level']:.3g}), so reaching the level is partly a draw that "
+                     "needs many completed trials, and stopping completes fewer of them.")
+        lines.append(text)
+    return ["## Where the target is missed, and why", "", *[line + "\n" for line in lines]] if lines else []
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "no"
 
 
 def telling(summary: dict[str, dict[str, dict]]) -> list[str]:
@@ -141,14 +183,23 @@ def telling(summary: dict[str, dict[str, dict]]) -> list[str]:
              "(never suggested again, no value). Random search ignores values, so its two rows are the same runs "
              "(checked below); the choice matters to a model-based sampler, measured with `gp`.", "",
              "| problem | random: identical runs | gp, told its last value: steps | gp, failed: steps | "
-             "told / failed (median steps) |", "|---|:---:|---:|---:|---:|"]
+             "told / failed (median steps) | gp, told: final regret | gp, failed: final regret |",
+             "|---|:---:|---:|---:|---:|---:|---:|"]
+    votes: list[bool] = []
     for problem, rows in summary.items():
         same = (OURS in rows and OURS_FAIL in rows and rows[OURS]["hits"] == rows[OURS_FAIL]["hits"])
         if GP_TELL in rows and GP_FAIL in rows:
             told, failed = quartiles(rows[GP_TELL]["steps"])[1], quartiles(rows[GP_FAIL]["steps"])[1]
             ratio = f"{told / failed:.2f}" if max(told, failed) < NEVER / 10 else "n/a"
-            lines.append(f"| {problem} | {'yes' if same else 'no'} | {_cell(rows[GP_TELL]['steps'])} | "
-                         f"{_cell(rows[GP_FAIL]['steps'])} | {ratio} |")
+            regrets = [quartiles(rows[m]["regret"]) for m in (GP_TELL, GP_FAIL)]
+            votes.append(told < failed)
+            lines.append(f"| {problem} | {_yes(same)} | {_cell(rows[GP_TELL]['steps'])} | "
+                         f"{_cell(rows[GP_FAIL]['steps'])} | {ratio} | "
+                         + " | ".join(f"{m:.3g} [{a:.3g}, {b:.3g}]" for a, m, b in regrets) + " |")
+    if votes:
+        verdict = ("told its last value (`True`)" if all(votes) else "failed (`False`)" if not any(votes)
+                   else "neither everywhere")
+        lines += ["", f"Fewer median steps to the level on every problem: {verdict}."]
     return lines + [""]
 
 
@@ -169,15 +220,42 @@ def report(raw: Path, out: Path, budget: int, quick: bool = False) -> dict:
              "`ASHAScheduler` is driven directly with the simulated clock (its `on_trial_add`, "
              "`on_trial_result`, `on_trial_complete`, as Tune's controller calls them) on kubetune's random "
              "points; Optuna's pruners through `study.ask`, `trial.report`, `trial.should_prune`, `study.tell` "
-             "with Optuna's RandomSampler.", ""]
+             "with Optuna's RandomSampler. Seconds per run: the real time a run took on this machine, its "
+             "suggestions and rule decisions included; the learning curves a (problem, seed) computes are "
+             "shared by its methods, so the first method to need a curve pays for it (no stopping, on "
+             f"sgd-digits). The runs took {sum(r['wall'] for r in results) / 60:.1f} process-minutes in all, "
+             f"{sum(r['wall'] for r in results if ' gp ' in r['method']) / 60:.1f} of them the gp rows.", ""]
     for problem, rows in summary.items():
         lines += table(problem, rows, budget)
     target_lines, met = targets(summary, budget)
-    lines += target_lines + telling(summary)
+    fidelity_path = out / "early_stopping_fidelity.json"
+    lines += (target_lines + misses(summary, budget, fidelity_path) + telling(summary)
+              + predictors(fidelity_path, summary))
     (out / "early_stopping.md").write_text("\n".join(lines) + "\n")
     plot(summary, out / "early_stopping.png", budget)
     print(f"wrote {out / 'early_stopping.md'} and {out / 'early_stopping.png'}")
     return {"summary": summary, "target_met": met}
+
+
+def predictors(path: Path, summary: dict[str, dict[str, dict]]) -> list[str]:
+    if not path.exists():
+        return []
+    lines = ["## How well early epochs predict the last", "",
+             "Measured by the benchmark on random points of each problem: Spearman's rank correlation of the "
+             "value at each rung with the final value (over all points, and over the best quarter by final "
+             "value), the share of the best tenth that a rung's top third keeps, and the noise of the final "
+             "value itself (standard deviation over 5 training streams of the same point, median over the best "
+             "ten points), against the regret level.", "",
+             "| problem | points | rung 1: ρ, ρ best quarter, best tenth kept | rung 3 | rung 9 | final-value noise "
+             "| regret level |", "|---|---:|---|---|---|---:|---:|"]
+    for entry in json.loads(path.read_text()):
+        rows = summary.get(entry["problem"])
+        target = f"{next(iter(rows.values()))['level']:.3g}" if rows else "n/a"
+        cells = [f"{r['rho']:.2f}, {r['rho_best_quarter']:.2f}, {r['best_tenth_kept']:.0%}"
+                 for r in entry["rungs"].values()]
+        lines.append(f"| {entry['problem']} | {entry['configs']} | " + " | ".join(cells)
+                     + f" | {entry['final_noise']:.3g} | {target} |")
+    return lines + [""]
 
 
 WORKERS_TEXT = "8 simulated asynchronous workers"
@@ -215,7 +293,7 @@ def plot(summary: dict[str, dict[str, dict]], path: Path, budget: int) -> None:
         ax.axhline(max(target, 1e-4), color="grey", linestyle=":", linewidth=1)
         if drawn:  # nothing to draw when no trial completed (a tiny budget)
             ax.set_yscale("log")
-        ax.set_title(f"{problem}: regret of the best completed trial (median over seeds)", fontsize=10)
+        ax.set_title(f"{problem}: regret of the best completed trial (median over seeds)", fontsize=9)
         ax.set_xlabel("training steps (epochs, all workers)")
         ax.legend(fontsize=7)
         box = axes[1][col]
