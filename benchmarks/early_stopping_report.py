@@ -132,8 +132,17 @@ def targets(summary: dict[str, dict[str, dict]], budget: int) -> tuple[list[str]
         cells = [f"{_fmt(f)} | {'yes' if ok else 'no'}" for f, ok in zip(figures, checks, strict=True)]
         cells[0] = f"{budget} | {_fmt(ours / budget, '.2f') if ours < NEVER / 10 else 'n/a'} | {_yes(checks[0])}"
         lines.append(f"| {problem} | {_fmt(ours)} | " + " | ".join(cells) + " |")
-    lines += ["", f"**Target {'met' if met else 'not met'}.**", ""]
+    lines += ["", "Seed by seed against Ray Tune's ASHA, which runs on the same points (so only the rule differs): "
+              + "; ".join(f"{problem}: {_paired(rows[OURS]['steps'], rows[RAY]['steps'])}"
+                          for problem, rows in summary.items() if OURS in rows and RAY in rows) + ".",
+              "", f"**Target {'met' if met else 'not met'}.**", ""]
     return lines, met
+
+
+def _paired(ours: list[float], theirs: list[float]) -> str:
+    first = sum(a < b for a, b in zip(ours, theirs, strict=True))
+    later = sum(a > b for a, b in zip(ours, theirs, strict=True))
+    return f"kubetune first on {first} seeds, later on {later}, the same step on {len(ours) - first - later}"
 
 
 def misses(summary: dict[str, dict[str, dict]], budget: int, fidelity_path: Path) -> list[str]:
@@ -183,8 +192,9 @@ def telling(summary: dict[str, dict[str, dict]]) -> list[str]:
              "(never suggested again, no value). Random search ignores values, so its two rows are the same runs "
              "(checked below); the choice matters to a model-based sampler, measured with `gp`.", "",
              "| problem | random: identical runs | gp, told its last value: steps | gp, failed: steps | "
-             "told / failed (median steps) | gp, told: final regret | gp, failed: final regret |",
-             "|---|:---:|---:|---:|---:|---:|---:|"]
+             "told / failed (median steps) | seeds: told first, failed first | gp, told: final regret | "
+             "gp, failed: final regret |",
+             "|---|:---:|---:|---:|---:|---:|---:|---:|"]
     votes: list[bool] = []
     for problem, rows in summary.items():
         same = (OURS in rows and OURS_FAIL in rows and rows[OURS]["hits"] == rows[OURS_FAIL]["hits"])
@@ -195,6 +205,8 @@ def telling(summary: dict[str, dict[str, dict]]) -> list[str]:
             votes.append(told < failed)
             lines.append(f"| {problem} | {_yes(same)} | {_cell(rows[GP_TELL]['steps'])} | "
                          f"{_cell(rows[GP_FAIL]['steps'])} | {ratio} | "
+                         f"{sum(a < b for a, b in zip(rows[GP_TELL]['steps'], rows[GP_FAIL]['steps'], strict=True))}, "
+                         f"{sum(a > b for a, b in zip(rows[GP_TELL]['steps'], rows[GP_FAIL]['steps'], strict=True))} | "
                          + " | ".join(f"{m:.3g} [{a:.3g}, {b:.3g}]" for a, m, b in regrets) + " |")
     if votes:
         verdict = ("told its last value (`True`)" if all(votes) else "failed (`False`)" if not any(votes)
