@@ -7,7 +7,8 @@ the worker asks for a new point, with no barrier; a trial that reaches the last 
 when the budget is spent. What a run has found at any moment is the best final (last-epoch) value of the
 trials that completed: a stopped trial's early values are not a result. The regret to reach is what random
 search without stopping reaches with its whole budget (the median over seeds of its final regret); each run
-records the steps and the time at which it first came within it.
+records the steps and the time at which it first came within it. How well early epochs predict the last on
+each problem (:func:`fidelity`) goes to ``early_stopping_fidelity.json`` and explains the results.
 
 Runs are grouped by (problem, seed) so that one process runs every method on the same seed and shares the
 learning curves it has computed (kubetune's random-search rows and Ray's draw the same points for a seed).

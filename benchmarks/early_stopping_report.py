@@ -81,6 +81,17 @@ def _cell(values: list[float]) -> str:
     return f"{_fmt(median)} [{_fmt(q1)}, {_fmt(q3)}]"
 
 
+def machine() -> str:
+    """The CPU's model name where Linux tells it, else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def versions() -> str:
     found = []
     for package in ("optuna", "ray", "scikit-learn", "numpy"):
@@ -221,7 +232,8 @@ def report(raw: Path, out: Path, budget: int, quick: bool = False) -> dict:
     seeds = len({r["seed"] for r in results})
     lines = ["# Early stopping with asynchronous workers", "",
              f"`python -m benchmarks.early_stopping{' --quick' if quick else ''}`, run {time.strftime('%Y-%m-%d')} "
-             f"on {platform.machine()} ({os.cpu_count()} cores, Python {platform.python_version()}; {versions()}). "
+             f"on {machine()}, {os.cpu_count()} cores shared with other work "
+             f"(Python {platform.python_version()}; {versions()}). "
              f"{seeds} seeds, {WORKERS_TEXT}, a budget of {budget} training steps ({budget // MAX_EPOCHS} full "
              f"trials of {MAX_EPOCHS} epochs). Steps and simulated time (one epoch = one unit) at which the best "
              "completed trial first came within the regret random search without stopping reaches with its "
