@@ -1,13 +1,19 @@
-"""The benchmark harness itself: problems have the optima they claim, and the asynchronous simulation
-keeps q trials in flight and reports a monotone best-so-far curve."""
+"""The benchmark harness itself: problems have the optima they claim, the asynchronous simulation keeps q
+trials in flight and reports a monotone best-so-far curve, and the early-stopping benchmark's simulated
+workers spend exactly their budget of training steps and report from its results."""
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 
+from benchmarks.early_stopping import run_group
+from benchmarks.early_stopping import simulate as simulate_stopping
 from benchmarks.gpu_packing import manifest, most_at_once
+from benchmarks.learning_curves import CURVE_PROBLEMS, HARTMANN3_OPTIMUM, MAX_EPOCHS, hartmann3
 from benchmarks.problems import PROBLEMS, branin, hartmann6, six_hump_camel
 from benchmarks.quality import simulate
 from kubetune.core.manifest import load_experiment
@@ -52,3 +58,49 @@ def test_gpu_packing_runs_the_example_with_one_share_and_the_same_trials():
     assert spec.trial_template.resources.gpu == 0.125
     assert (spec.algorithm.name, spec.seed, spec.parallelism, spec.max_trials) == ("sobol", 0, 8, 12)
     assert spec.trial_template.spec["containers"][0]["args"][-1] == "--epochs=40"
+
+
+def test_learning_curves_end_at_their_final_value():
+    assert hartmann3(np.array([0.114614, 0.555649, 0.852547])) == pytest.approx(HARTMANN3_OPTIMUM, abs=1e-5)
+    point = {"x0": 0.114614, "x1": 0.555649, "x2": 0.852547}
+    epoch = CURVE_PROBLEMS["hartmann3-curves"].start(point, 7)
+    values = [epoch(t) for t in range(1, MAX_EPOCHS + 1)]
+    assert values[-1] == pytest.approx(HARTMANN3_OPTIMUM, abs=1e-5) and values[0] > values[-1] + 1
+    sgd = CURVE_PROBLEMS["sgd-digits"].start({"alpha": 1e-4, "eta0": 1e-2, "learning_rate": "constant",
+                                              "penalty": "l2"}, 0)
+    assert 0 <= sgd(1) < 0.5
+
+
+def test_early_stopping_workers_spend_the_budget_and_free_stopped_trials_at_once():
+    budget = 2 * 8 * MAX_EPOCHS
+    plain = simulate_stopping("hartmann3-curves", "kubetune random, no stopping", seed=0, budget=budget)
+    assert (plain["started"], plain["completed"], plain["stopped"]) == (16, 16, 0)
+    asha = simulate_stopping("hartmann3-curves", "kubetune random + asha", seed=0, budget=budget)
+    assert asha["stopped"] > asha["completed"] and asha["started"] - asha["stopped"] - asha["completed"] <= 8
+    for run in (plain, asha):
+        steps = [h[0] for h in run["hits"]]
+        bests = [h[2] for h in run["hits"]]
+        assert steps == sorted(steps) and steps[-1] <= budget and bests == sorted(bests, reverse=True)
+        assert run["best"] == bests[-1]
+    assert plain["hits"][0][:2] == (MAX_EPOCHS * 8 - 7, MAX_EPOCHS)  # the first trial completes at epoch 27
+
+
+def test_early_stopping_benchmark_quick_path(tmp_path):
+    pytest.importorskip("optuna")
+    pytest.importorskip("ray.tune")
+    pytest.importorskip("matplotlib")
+    from benchmarks.early_stopping_report import report
+    from benchmarks.stopping_methods import STOPPING_METHODS
+
+    methods = [m for m in STOPPING_METHODS if " gp " not in m]
+    budget = 10 * MAX_EPOCHS  # 8 workers without stopping complete their first trials at 216
+    results = run_group(("hartmann3-curves", 0, budget, methods)) + run_group(("hartmann3-curves", 1, budget, methods))
+    assert {r["method"] for r in results} == set(methods)
+    assert all(r["stopped"] > 0 for r in results if "no stopping" not in r["method"] and "Median" not in r["method"]
+               and "median" not in r["method"])
+    raw = tmp_path / "early_stopping.json"
+    raw.write_text(json.dumps(results))
+    outcome = report(raw, tmp_path, budget, quick=True)
+    text = (tmp_path / "early_stopping.md").read_text()
+    assert "## Target" in text and "kubetune random + asha" in text and (tmp_path / "early_stopping.png").exists()
+    assert isinstance(outcome["target_met"], bool)
