@@ -43,8 +43,8 @@ def test_install_upgrade_and_uninstall(bare_cluster, tmp_path):
     assert crds <= names(cluster, "customresourcedefinitions", namespaced=False)
     assert names(cluster, "deployments") == {"kubetune"}
     assert names(cluster, "serviceaccounts") == {"kubetune"}
-    assert names(cluster, "services") == {"kubetune-metrics"}
-    assert names(cluster, "roles") == {"kubetune-leader-election"}
+    assert names(cluster, "services") == {"kubetune-metrics", "kubetune-reports"}
+    assert names(cluster, "roles") == {"kubetune-leader-election", "kubetune-report-key"}
     assert "kubetune" in names(cluster, "clusterroles", namespaced=False)
     assert "kubetune" in names(cluster, "clusterrolebindings", namespaced=False)
     deployment = get(cluster, "deployment", "kubetune", "-n", NAMESPACE)
