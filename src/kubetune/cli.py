@@ -512,7 +512,7 @@ def _export(args: argparse.Namespace) -> int:
             count = write(results, args.format, out)
     except OSError as exc:
         raise CommandLineError(f"-o {args.out}: {exc.strerror or exc}") from None
-    errors().print(f"wrote {count} trials to {args.out}", markup=False)
+    errors().print(f"wrote {count} trials to {args.out}", markup=False, soft_wrap=True)
     return EXIT_OK
 
 
