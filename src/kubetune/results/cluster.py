@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from kubetune.core.cluster.crd import GROUP, VERSION
 from kubetune.core.cluster.pods import ATTEMPT_LABEL, EXPERIMENT_LABEL, TRIAL_LABEL
@@ -51,67 +52,73 @@ class ClusterReader:
     def __init__(self, namespace: str | None = None, kubeconfig: str | None = None, context: str | None = None):
         try:
             import urllib3
-            from kubernetes import client, config
+            from kubernetes import config
+            from kubernetes.client.exceptions import ApiException
         except ImportError:
             raise ClusterError(MISSING_EXTRA) from None
         path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-        api_client, default_namespace = _connect(config, path, context)
-        api_client.configuration.retries = False  # one attempt: an unreachable server is said at once
-        self.host = api_client.configuration.host
+        self._client, default_namespace = _connect(config, path, context)
+        self._client.configuration.retries = False  # one attempt: an unreachable server is said at once
+        self.host = self._client.configuration.host
         self.namespace = namespace or default_namespace
-        self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
-        self._api_exception = client.exceptions.ApiException
-        self._unreachable = (urllib3.exceptions.HTTPError, OSError)
+        # ApiException: the client's own for a TLS failure (status 0); answers are read here, never raised
+        self._unreachable = (urllib3.exceptions.HTTPError, OSError, ApiException)
 
     # -- calls ----------------------------------------------------------------------------------------------
-    def _call(self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """The answer, as plain JSON, of one call; failures become a one-line :class:`ClusterError` naming
-        ``what`` was asked."""
+    def _get(self, what: str, path: str, accept: str = "application/json", **query: str | int) -> dict[str, Any]:
+        """The answer, as plain JSON, of one GET; failures become a one-line :class:`ClusterError` naming
+        ``what`` was asked. The request goes through the client's ``ApiClient`` (its TLS, token and
+        credential plugins) but not its generated API classes, whose import alone takes seconds."""
         try:
-            answer = function(*args, _preload_content=False, _request_timeout=TIMEOUT_SECONDS, **kwargs)
-            return json.loads(answer.data or b"{}")
-        except self._api_exception as exc:
-            raise ClusterError(_refusal(what, self.namespace, exc)) from None
+            method, url, headers, _, _ = self._client.param_serialize(
+                "GET", path, query_params=[(k, v) for k, v in query.items() if v], header_params={"Accept": accept},
+                auth_settings=["BearerToken"])
+            answer = self._client.call_api(method, url, header_params=headers, _request_timeout=TIMEOUT_SECONDS)
+            data = answer.read()
         except self._unreachable as exc:
             raise ClusterError(f"cannot reach the Kubernetes API server at {self.host}: {_why(exc)} (is the "
                                "cluster running, and the kubeconfig the right one?)") from None
-        except ValueError:
-            raise ClusterError(f"{what}: the API server's answer is not JSON") from None
+        if not 200 <= answer.status < 300:
+            raise ClusterError(_refusal(what, self.namespace, answer.status, data))
+        try:
+            return dict(json.loads(data or b"{}"))
+        except (ValueError, TypeError):
+            raise ClusterError(f"{what}: the API server's answer is not a JSON object") from None
+
+    def _custom_path(self, kind: str, name: str = "") -> str:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(self.namespace)}/{kind}"
+        return f"{path}/{quote(name)}" if name else path
 
     def experiment(self, name: str) -> dict[str, Any]:
-        return dict(self._call(f"experiment {name}", self._custom.get_namespaced_custom_object, GROUP, VERSION,
-                               self.namespace, "experiments", name))
+        return self._get(f"experiment {name}", self._custom_path("experiments", name))
 
     def trial(self, name: str) -> dict[str, Any]:
-        return dict(self._call(f"trial {name}", self._custom.get_namespaced_custom_object, GROUP, VERSION,
-                               self.namespace, "trials", name))
+        return self._get(f"trial {name}", self._custom_path("trials", name))
 
-    def _pages(self, what: str, function: Callable[..., Any], *args: Any, **options: Any) -> Iterator[dict]:
+    def _pages(self, what: str, path: str, **options: str) -> Iterator[dict[str, Any]]:
         """Every item of a listing, a page (``limit``/``continue``) at a time."""
-        token = None
+        token = ""
         while True:
-            page = self._call(what, function, *args, limit=PAGE, **options, **({"_continue": token} if token else {}))
+            page = self._get(what, path, limit=PAGE, **options, **{"continue": token})
             yield from page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue")
+            token = (page.get("metadata") or {}).get("continue") or ""
             if not token:
                 return
 
     def trials(self, experiment: str) -> Iterator[dict[str, Any]]:
         """The experiment's Trials, a page at a time."""
-        yield from self._pages(f"trials of experiment {experiment}", self._custom.list_namespaced_custom_object,
-                               GROUP, VERSION, self.namespace, "trials",
-                               label_selector=f"{EXPERIMENT_LABEL}={experiment}")
+        yield from self._pages(f"trials of experiment {experiment}", self._custom_path("trials"),
+                               labelSelector=f"{EXPERIMENT_LABEL}={experiment}")
 
     def running_pods(self, experiment: str) -> list[RunningPod]:
         """The pods of the experiment's trials that hold a slot now (Pending or Running), one per trial: the
         API server filters by phase, and answers with metadata only, so this costs the running trials, not the
         experiment's thousands of finished ones."""
         latest: dict[str, RunningPod] = {}
+        pods, selector = f"/api/v1/namespaces/{quote(self.namespace)}/pods", f"{EXPERIMENT_LABEL}={experiment}"
         for phase in ("Pending", "Running"):
-            for pod in self._pages(f"pods of experiment {experiment}", self._core.list_namespaced_pod,
-                                   self.namespace, label_selector=f"{EXPERIMENT_LABEL}={experiment}",
-                                   field_selector=f"status.phase={phase}", _headers={"Accept": METADATA_ONLY}):
+            for pod in self._pages(f"pods of experiment {experiment}", pods, accept=METADATA_ONLY,
+                                   labelSelector=selector, fieldSelector=f"status.phase={phase}"):
                 found = _running_pod(pod, phase)
                 if found and (found.trial not in latest or latest[found.trial].attempt < found.attempt):
                     latest[found.trial] = found
@@ -191,17 +198,17 @@ def results_of(experiment: dict[str, Any], records: list[TrialRecord], source: s
                    phase=str(status.get("phase") or "Created"))
 
 
-def _refusal(what: str, namespace: str, exc: Any) -> str:
+def _refusal(what: str, namespace: str, status: int, body: bytes) -> str:
     """One line for an API error: what was asked, and why it was refused."""
     try:
-        message = json.loads(exc.body).get("message") or exc.reason
+        message = json.loads(body).get("message") or ""
     except (TypeError, ValueError, AttributeError):
-        message = exc.reason
-    if exc.status == 404:
+        message = body[:200].decode(errors="replace")
+    if status == 404:
         return f"{what} not found in namespace {namespace}"
-    if exc.status in (401, 403):
-        return f"not allowed to read {what} in namespace {namespace}: {_one_line(message)}"
-    return f"{what}: the API server answered {exc.status}: {_one_line(message)}"
+    if status in (401, 403):
+        return f"not allowed to read {what} in namespace {namespace}: {_one_line(message) or status}"
+    return f"{what}: the API server answered {status}: {_one_line(message)}"
 
 
 def _why(exc: BaseException) -> str:
