@@ -211,3 +211,19 @@ def test_status_and_export_of_a_run_folder_need_only_the_base_install(run_folder
     assert report["result"][3] == ("error: reading an experiment on a cluster needs the kubernetes client: "
                                    "pip install 'kubetune[operator]'")
     assert not set(report["loaded"]) & set(OPERATOR_MODULES)
+
+
+def test_watch_redraws_until_ctrl_c_and_exits_0(run_folder, monkeypatch, capsys):
+    import time
+
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    assert main(["status", str(run_folder), "--watch"]) == 0
+    assert sleeps == [2.0, 2.0, 2.0]
+    assert "Best: " in capsys.readouterr().out

@@ -505,7 +505,11 @@ def _export(args: argparse.Namespace) -> int:
     args.reader = _cluster(args)
     results = _read(args, snapshot=False)
     if args.out is None:
-        write(results, args.format, sys.stdout)
+        try:
+            write(results, args.format, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `kubetune export ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     try:
         with args.out.open("w", newline="", encoding="utf-8") as out:
