@@ -21,6 +21,17 @@ def behaviour(pod):
     return Behaviour(seconds=0.2 if number < 4 else 300)
 
 
+def trials_viewer(namespace, tmp_path):
+    """A ServiceAccount that may read Experiments and Trials in the namespace, and nothing else."""
+    namespace.kubectl("create", "serviceaccount", "viewer")
+    namespace.kubectl("create", "role", "viewer", "--verb=get,list", "--resource=experiments.kubetune.io",
+                      "--resource=trials.kubetune.io")
+    namespace.kubectl("create", "rolebinding", "viewer", "--role=viewer", f"--serviceaccount={namespace.name}:viewer")
+    path = namespace.cluster.service_account_kubeconfig(tmp_path / "viewer", namespace.name, "viewer")
+    path.write_text(path.read_text().replace("namespace: default", f"namespace: {namespace.name}"))
+    return path
+
+
 def test_status_and_export_of_a_cluster_experiment(namespace, tmp_path, monkeypatch, capsys):
     admin = str(namespace.cluster.admin_kubeconfig)
     with namespace.kubelet(behaviour=behaviour), run_operator(namespace):
@@ -40,6 +51,13 @@ def test_status_and_export_of_a_cluster_experiment(namespace, tmp_path, monkeypa
             line = next(line for line in out.splitlines() if line.strip("│ ").startswith(name))
             assert "Running" in line and f"x={trials[name]['spec']['params']['x']:.4g}" in line
             assert re.search(r" \d+m\d\ds ", line), line
+
+        # a user RBAC lets read Experiments and Trials but not pods: the running trials come from the Trials
+        viewer = trials_viewer(namespace, tmp_path)
+        assert main(["status", "-e", "demo", "--kubeconfig", str(viewer)]) == 0  # the context's namespace
+        out_viewer = capsys.readouterr().out
+        assert "Running: 2" in out_viewer and f"Best: {best['trial']}" in out_viewer
+        assert re.search(r"demo-4 .* Running .* \d+m\d\ds .* x=", out_viewer), out_viewer
 
         monkeypatch.setenv("KUBECONFIG", admin)  # the kubectl plugin, as kubectl runs it
         assert kubectl_main(["export", "demo", "-n", namespace.name]) == 0

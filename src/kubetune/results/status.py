@@ -75,8 +75,7 @@ def cluster_snapshot(reader: ClusterReader, name: str, shown: int = SHOWN_RUNNIN
     best = None
     if isinstance(best_status.get("value"), int | float):
         best = (str(best_status.get("trial")), float(best_status["value"]), _mapping(best_status.get("params")))
-    pods = _longest_first([Running(p.trial, p.phase, p.created, attempt=p.attempt)
-                           for p in reader.running_pods(name)])
+    pods = _longest_first([Running(p.trial, p.phase, p.created, attempt=p.attempt) for p in _slots(reader, name)])
     trials = {_mapping(t.get("metadata")).get("name"): t for t in reader.trials_named([p.id for p in pods[:shown]])}
     for pod in pods[:shown]:
         pod.params = _mapping(_mapping(trials.get(pod.id, {}).get("spec")).get("params"))
@@ -87,6 +86,17 @@ def cluster_snapshot(reader: ClusterReader, name: str, shown: int = SHOWN_RUNNIN
                     total=int(tally["created"]) if _count(tally.get("created")) else sum(counts.values()),
                     counts=counts, best=best, running=pods[:shown], running_total=len(pods),
                     message=_text(status.get("message")) or "")
+
+
+def _slots(reader: ClusterReader, name: str) -> list[Any]:
+    """The trials holding a slot: from their pods, or, where RBAC lets the user read Trials but not pods,
+    from every Trial (slower at thousands of trials, but right)."""
+    from kubetune.results.cluster import Forbidden
+
+    try:
+        return reader.running_pods(name)
+    except Forbidden:
+        return reader.running_trials(name)
 
 
 # -- drawing --------------------------------------------------------------------------------------------------
