@@ -92,3 +92,14 @@ def test_a_cluster_experiment_that_cannot_be_read_is_one_line_and_exit_2(what, n
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and err.startswith(expected), err
     assert EXIT_BAD_INPUT == 2
+
+
+def test_an_experiment_no_operator_has_seen_yet(namespace, capsys):
+    namespace.apply(experiment(name="fresh"))
+    kubeconfig = str(namespace.cluster.admin_kubeconfig)
+    assert main(["status", "-e", "fresh", "-n", namespace.name, "--kubeconfig", kubeconfig]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"fresh ({namespace.name}/fresh): Created", "Trials: none yet",
+                                "Best: none yet (minimize loss)"]
+    assert main(["export", "-e", "fresh", "-n", namespace.name, "--kubeconfig", kubeconfig, "--format", "csv"]) == 0
+    assert capsys.readouterr().out == "id,number,state,value,started,finished,duration_s,attempts,reason\n"

@@ -103,21 +103,29 @@ def _slots(reader: ClusterReader, name: str) -> list[Any]:
 def render(snapshot: Snapshot, now: datetime) -> RenderableType:
     """The snapshot as the terminal shows it: a headline, counts, the best trial, the running trials."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     colour = {"Succeeded": "green", "Running": "cyan", "Failed": "red"}.get(snapshot.phase, "yellow")
     headline = Text.assemble((snapshot.name, "bold"), f" ({snapshot.source}): ", (snapshot.phase, colour))
     if snapshot.message:
         headline.append(f": {snapshot.message}")
+    parts: list[RenderableType] = [headline, _counts(snapshot), _best_line(snapshot)]
+    if snapshot.running_total:
+        parts.append(_running_table(snapshot, now))
+    return Group(*parts)
+
+
+def _counts(snapshot: Snapshot) -> RenderableType:
+    from rich.table import Table
+    from rich.text import Text
+
+    if not snapshot.counts:
+        return Text("Trials: none yet")
     counts = Table(title=f"Trials: {snapshot.total}", title_justify="left")
     for state in snapshot.counts:
         counts.add_column(state, justify="right")
     counts.add_row(*(str(n) for n in snapshot.counts.values()))
-    parts: list[RenderableType] = [headline, counts, _best_line(snapshot)]
-    if snapshot.running_total:
-        parts.append(_running_table(snapshot, now))
-    return Group(*parts)
+    return counts
 
 
 def _best_line(snapshot: Snapshot) -> RenderableType:
