@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DESCRIPTION = ("Hyperparameter optimization: run an Experiment manifest's trials on this machine, check a "
-               "manifest, or run the Kubernetes operator.")
+               "manifest, show an experiment's status or export its trials (a run folder or a cluster), or run the "
+               "Kubernetes operator.")
 EPILOG = ("exit status: 0 finished, 1 failed (maxFailedTrials exceeded, or no trial succeeded), 2 bad input "
           "(nothing ran), 130 interrupted (continue with --resume)")
 
@@ -155,11 +156,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_source(command: argparse.ArgumentParser) -> None:
     """Where an experiment's results are read from: a run folder, or an Experiment on a cluster."""
-    command.add_argument("source", nargs="?", type=Path, help="a run folder (what kubetune run --out wrote)")
+    command.add_argument("source", nargs="?", type=Path, metavar="SOURCE",
+                         help="a run folder (what kubetune run --out wrote)")
     command.add_argument("--experiment", "-e", metavar="NAME", help="an Experiment on the cluster, instead of SOURCE")
     command.add_argument("--namespace", "-n", help="its namespace (default: the kubeconfig context's)")
-    command.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
-    command.add_argument("--context", help="the kubeconfig context to use (default: its current context)")
+    command.add_argument("--kubeconfig", metavar="FILE",
+                         help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
+    command.add_argument("--context", metavar="NAME",
+                         help="the kubeconfig context to use (default: its current context)")
 
 
 def _add_overrides(command: argparse.ArgumentParser) -> None:
