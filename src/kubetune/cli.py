@@ -1,5 +1,7 @@
-"""The ``kubetune`` command: ``run`` an experiment on this machine, ``validate`` a manifest, run the
-``operator``, write the ``crds``.
+"""The ``kubetune`` command: ``run`` an experiment on this machine, ``validate`` a manifest, show an
+experiment's ``status`` or ``export`` its trials (a run folder, or an Experiment on a cluster), run the
+``operator``, write the ``crds``. ``kubectl-kubetune`` (:func:`kubectl_main`) is the same command as a kubectl
+plugin, where a bare NAME means ``--experiment NAME``.
 
 Exit status: 0 when the experiment finished, 1 when it failed (for example maxFailedTrials was exceeded),
 2 on bad input (nothing runs), 130 when interrupted (finished trials are kept; ``--resume`` continues).
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DESCRIPTION = ("Hyperparameter optimization: run an Experiment manifest's trials on this machine, check a "
-               "manifest, or run the Kubernetes operator.")
+               "manifest, show an experiment's status or export its trials (a run folder or a cluster), or run the "
+               "Kubernetes operator.")
 EPILOG = ("exit status: 0 finished, 1 failed (maxFailedTrials exceeded, or no trial succeeded), 2 bad input "
           "(nothing ran), 130 interrupted (continue with --resume)")
 
@@ -133,10 +136,34 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     operator.set_defaults(handler=_operator)
 
+    status = commands.add_parser("status", help="an experiment's phase, counts, best trial and running trials")
+    _add_source(status)
+    status.add_argument("--watch", action="store_true", help="refresh in place every 2 s until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    status.set_defaults(handler=_status)
+
+    export = commands.add_parser("export", help="one row per trial (its latest attempt) as CSV or JSON Lines")
+    _add_source(export)
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default) or jsonl")
+    export.add_argument("-o", "--out", type=Path, help="write to this file (default: standard output)")
+    export.set_defaults(handler=_export)
+
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions (generated from the model)")
     crds.add_argument("--out", type=Path, help="folder to write them to (default: print them)")
     crds.set_defaults(handler=_crds)
     return parser
+
+
+def _add_source(command: argparse.ArgumentParser) -> None:
+    """Where an experiment's results are read from: a run folder, or an Experiment on a cluster."""
+    command.add_argument("source", nargs="?", type=Path, metavar="SOURCE",
+                         help="a run folder (what kubetune run --out wrote)")
+    command.add_argument("--experiment", "-e", metavar="NAME", help="an Experiment on the cluster, instead of SOURCE")
+    command.add_argument("--namespace", "-n", help="its namespace (default: the kubeconfig context's)")
+    command.add_argument("--kubeconfig", metavar="FILE",
+                         help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
+    command.add_argument("--context", metavar="NAME",
+                         help="the kubeconfig context to use (default: its current context)")
 
 
 def _add_overrides(command: argparse.ArgumentParser) -> None:
@@ -401,6 +428,129 @@ def _print_first_trial(experiment: Experiment) -> None:
     else:
         console().print(f"First trial would run, in a cluster: the image's entrypoint {command}".rstrip(),
                         soft_wrap=True, markup=False)
+
+
+# -- status and export --------------------------------------------------------------------------------------
+def _cluster(args: argparse.Namespace) -> Any:
+    """A reader of the cluster the kubeconfig names, when ``--experiment`` was given; else None (a run
+    folder). Refuses neither or both."""
+    if (args.source is None) == (args.experiment is None):
+        raise CommandLineError("give a run folder (SOURCE) or --experiment NAME, not both" if args.source
+                               else "give a run folder (SOURCE) or --experiment NAME")
+    if args.experiment is None:
+        return None
+    from kubetune.results.cluster import ClusterError, ClusterReader
+
+    try:
+        return ClusterReader(args.namespace, args.kubeconfig, args.context)
+    except ClusterError as exc:
+        raise CommandLineError(str(exc)) from None
+
+
+def _read(args: argparse.Namespace, snapshot: bool) -> Any:
+    """The experiment's :class:`Snapshot` (``snapshot``) or its full :class:`Results`; a problem with the
+    source is a :class:`CommandLineError`."""
+    from kubetune.results.cluster import ClusterError, read_experiment
+    from kubetune.results.run_folder import NotARunFolder, read_run_folder
+    from kubetune.results.status import cluster_snapshot, snapshot_of
+
+    try:
+        if args.experiment is None:
+            results = read_run_folder(args.source)
+            return snapshot_of(results) if snapshot else results
+        if snapshot:
+            return cluster_snapshot(args.reader, args.experiment)
+        return read_experiment(args.reader, args.experiment)
+    except (NotARunFolder, ClusterError) as exc:
+        raise CommandLineError(str(exc)) from None
+
+
+def _status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from kubetune.results.status import render
+
+    args.reader = _cluster(args)
+    view = render(_read(args, snapshot=True), datetime.now(UTC))
+    if not args.watch:
+        console().print(view)
+        return EXIT_OK
+    return _watch(args, view)
+
+
+def _watch(args: argparse.Namespace, view: Any) -> int:
+    """Redraws the status in place every ``--interval`` seconds until Ctrl-C (exit 0). A failed read while
+    watching (the API server restarting, say) is shown under the last good view, and tried again."""
+    import time
+    from datetime import UTC, datetime
+
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from kubetune.results.status import render
+
+    try:
+        with Live(view, console=console(), auto_refresh=False, transient=False) as live:
+            while True:
+                time.sleep(max(args.interval, 0.1))
+                try:
+                    view = render(_read(args, snapshot=True), datetime.now(UTC))
+                    live.update(view, refresh=True)
+                except CommandLineError as exc:
+                    live.update(Group(view, Text(f"error: {exc} (trying again)", style="red")), refresh=True)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from kubetune.results.export import write
+
+    args.reader = _cluster(args)
+    results = _read(args, snapshot=False)
+    if args.out is None:
+        try:
+            write(results, args.format, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `kubetune export ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    try:
+        with args.out.open("w", newline="", encoding="utf-8") as out:
+            count = write(results, args.format, out)
+    except OSError as exc:
+        raise CommandLineError(f"-o {args.out}: {exc.strerror or exc}") from None
+    errors().print(f"wrote {count} trials to {args.out}", markup=False, soft_wrap=True)
+    return EXIT_OK
+
+
+# -- kubectl plugin -----------------------------------------------------------------------------------------
+PLUGIN_COMMANDS = ("status", "report", "export")  # where a bare NAME is an Experiment on the cluster
+VALUE_OPTIONS = {"-n", "--namespace", "--kubeconfig", "--context", "--format", "-o", "--out", "-e", "--experiment",
+                 "--interval"}
+
+
+def plugin_argv(argv: list[str]) -> list[str]:
+    """``kubectl kubetune status NAME -n NS`` as ``kubetune status --experiment NAME -n NS``: the first bare
+    argument after status, report or export names an Experiment, the way kubectl names objects."""
+    if not argv or argv[0] not in PLUGIN_COMMANDS:
+        return argv
+    skip = False
+    for index, token in enumerate(argv[1:], 1):
+        if skip:
+            skip = False
+        elif token.startswith("-"):
+            skip = token in VALUE_OPTIONS
+            if token in ("-e", "--experiment") or token.startswith("--experiment="):
+                return argv
+        else:
+            return [*argv[:index], "--experiment", token, *argv[index + 1:]]
+    return argv
+
+
+def kubectl_main(argv: list[str] | None = None) -> int:
+    """The ``kubectl-kubetune`` console script: kubectl runs it for ``kubectl kubetune ...``."""
+    return main(plugin_argv(list(sys.argv[1:] if argv is None else argv)))
 
 
 # -- operator -----------------------------------------------------------------------------------------------

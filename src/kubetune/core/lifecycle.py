@@ -19,11 +19,13 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubetune.core.engine import Optimizer
-from kubetune.core.spec import ExperimentSpec
 from kubetune.core.stopping import Progress
+
+if TYPE_CHECKING:  # the engine loads numpy and scipy: a reader of trial records (kubetune status) needs neither
+    from kubetune.core.engine import Optimizer
+    from kubetune.core.spec import ExperimentSpec
 
 
 class TrialState(StrEnum):
@@ -227,6 +229,8 @@ def inform(optimizer: Optimizer, record: TrialRecord) -> None:
 
 def build_optimizer(spec: ExperimentSpec, records: list[TrialRecord]) -> Optimizer:
     """The experiment's optimizer, knowing every trial so far (active ones as pending)."""
+    from kubetune.core.engine import Optimizer
+
     past = [{"id": str(r.number), "params": r.params, "state": _told_state(r), "value": r.value} for r in records]
     return Optimizer(spec.parameters, direction=spec.objective.direction, algorithm=spec.algorithm.name,
                      settings=spec.algorithm.settings, seed=spec.seed, trials=past)

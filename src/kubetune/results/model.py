@@ -21,11 +21,17 @@ class Results:
 
     @property
     def direction(self) -> str:
-        return str(self.manifest.get("spec", {}).get("objective", {}).get("direction", "minimize"))
+        return str(self._objective().get("direction", "minimize"))
 
     @property
     def metric(self) -> str:
-        return str(self.manifest.get("spec", {}).get("objective", {}).get("metric", "objective"))
+        return str(self._objective().get("metric", "objective"))
+
+    def _objective(self) -> dict[str, Any]:
+        """``spec.objective``, or nothing when a damaged manifest has no such mapping."""
+        spec = self.manifest.get("spec")
+        objective = spec.get("objective") if isinstance(spec, dict) else None
+        return objective if isinstance(objective, dict) else {}
 
     def running(self) -> list[TrialRecord]:
         return [t for t in self.trials if t.state.is_active]

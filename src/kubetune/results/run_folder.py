@@ -38,7 +38,8 @@ def read_run_folder(path: Path) -> Results:
     for record in _running(path, latest):
         latest[record.id] = record
     summary = _summary(path / "summary.json")
-    name = str((manifest.get("metadata") or {}).get("name", path.name))
+    metadata = manifest.get("metadata")
+    name = str(metadata.get("name", path.name) if isinstance(metadata, dict) else path.name)
     phase = str(summary.get("phase", "Running" if any(r.state.is_active for r in latest.values()) else "Unknown"))
     return Results(name=name, source=str(path), manifest=manifest,
                    trials=sorted(latest.values(), key=lambda r: r.number), attempts=attempts, summary=summary,
