@@ -133,6 +133,16 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     operator.set_defaults(handler=_operator)
 
+    report = commands.add_parser("report", help="write one self-contained HTML page of a run's results, with plots")
+    report.add_argument("source", type=Path, nargs="?", help="a run folder (what kubetune run --out wrote)")
+    report.add_argument("--experiment", metavar="NAME", help="an Experiment on the cluster instead of a run folder "
+                        "(read through your kubeconfig)")
+    report.add_argument("--namespace", "-n", help="the Experiment's namespace (default: the kubeconfig's)")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="where to write the page (default: report.html in the run folder, NAME-report.html "
+                        "here for --experiment)")
+    report.set_defaults(handler=_report)
+
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions (generated from the model)")
     crds.add_argument("--out", type=Path, help="folder to write them to (default: print them)")
     crds.set_defaults(handler=_crds)
@@ -416,6 +426,45 @@ def _operator(args: argparse.Namespace) -> int:
     try:
         return run_operator(args)
     except OperatorStartError as exc:
+        raise CommandLineError(str(exc)) from None
+
+
+# -- report ------------------------------------------------------------------------------------------------
+def _report(args: argparse.Namespace) -> int:
+    from kubetune.results.report import write_report
+
+    results, default = _read_results(args)
+    out = args.output or default
+    try:
+        size = write_report(results, out)
+    except OSError as exc:
+        raise CommandLineError(f"-o {out}: cannot write the report: {exc.strerror or exc}") from None
+    console().print(f"wrote {out} ({size / 1e6:.1f} MB, {len(results.trials)} trials)", markup=False)
+    return EXIT_OK
+
+
+def _read_results(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The results the command shows (a run folder, or ``--experiment`` on the cluster) and where their report
+    goes by default."""
+    if args.experiment:
+        if args.source is not None:
+            raise CommandLineError("give a run folder or --experiment NAME, not both")
+        try:
+            # written on another branch; until it is merged, --experiment says it cannot read a cluster
+            from kubetune.results.cluster import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+                read_cluster_experiment,
+            )
+        except ImportError as exc:
+            raise CommandLineError(f"--experiment needs the operator extra (pip install 'kubetune[operator]'): "
+                                   f"{exc}") from None
+        return read_cluster_experiment(args.experiment, args.namespace), Path(f"{args.experiment}-report.html")
+    if args.source is None:
+        raise CommandLineError("give a run folder (what kubetune run --out wrote) or --experiment NAME")
+    from kubetune.results.run_folder import NotARunFolder, read_run_folder
+
+    try:
+        return read_run_folder(args.source), args.source / "report.html"
+    except NotARunFolder as exc:
         raise CommandLineError(str(exc)) from None
 
 
