@@ -13,7 +13,7 @@ from kubetune.results.report.data import Frame, Section, seconds
 from kubetune.results.report.svg import Figure, Scale, c, coords, esc, fmt, state_class
 
 WIDTH = 1200
-LANE_MAX, LANE_MIN = 14, 2
+LANE_MAX, LANE_MIN = 24, 2
 
 
 def attempts(frame: Frame) -> list[TrialRecord]:
