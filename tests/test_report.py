@@ -19,12 +19,15 @@ import yaml
 from benchmarks.report import make_run_folder
 from conftest import TRIALS, manifest
 from kubetune.cli import main
-from kubetune.results.report import importance, parallel, render_report, timeline
+from kubetune.results.report import importance, parallel, render_report, table, timeline
 from kubetune.results.report.data import build_frame
 from kubetune.results.run_folder import read_run_folder
 
 PLOTS = {"plain": ["history-time", "history-number", "parallel", "importance", "slice-x", "timeline"],
-         "stopping": ["history-time", "history-number", "parallel", "importance", "slice-x", "timeline", "curves"]}
+         # importance needs 4 Succeeded trials, which ASHA may not leave here
+         "stopping": ["history-time", "history-number", "parallel", "slice-x", "timeline", "curves"],
+         "many": ["history-time", "history-number", "parallel", "importance", "slice-lr", "slice-optimizer",
+                  "timeline", "curves"]}
 
 
 def _chromium() -> str | None:
@@ -53,7 +56,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     stopping_doc["spec"]["trialTemplate"]["spec"]["containers"][0].update(
         command=[sys.executable, str(TRIALS / "curve.py")], args=["--x=${params.x}", "--steps=9", "--sleep=0.1"])
     stopping = _run(tmp_path_factory.mktemp("stopping"), stopping_doc)
-    return {"plain": plain, "stopping": stopping}
+    many = tmp_path_factory.mktemp("many") / "run"
+    make_run_folder(many, 450)  # synthetic (benchmarks/report.py): more rows than a page of the table
+    return {"plain": plain, "stopping": stopping, "many": many}
 
 
 def _dump_dom(page: Path) -> tuple[str, str]:
@@ -66,7 +71,7 @@ def _dump_dom(page: Path) -> tuple[str, str]:
 
 
 @needs_chromium
-@pytest.mark.parametrize("kind", ["plain", "stopping"])
+@pytest.mark.parametrize("kind", ["plain", "stopping", "many"])
 def test_the_page_renders_in_chromium_without_errors(runs, kind, tmp_path):
     page = tmp_path / "report.html"
     assert main(["report", str(runs[kind]), "-o", str(page)]) == 0
@@ -78,12 +83,15 @@ def test_the_page_renders_in_chromium_without_errors(runs, kind, tmp_path):
     attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', check.group(0)))
     assert json.loads(html.unescape(attrs["errors"])) == [] and attrs["ready"] == "true"
     trials = len(read_run_folder(runs[kind]).trials)
-    assert attrs["rows"] == str(trials) == str(len(re.findall(r"<tr data-i=\"\d", dom)))
+    assert attrs["total"] == str(trials)
+    shown = min(trials, table.PAGE)
+    assert attrs["rows"] == str(shown) == str(len(re.findall(r"<tr data-i=\"\d", dom)))
+    assert f"rows 1–{shown} of {trials}" in dom
     plots = dict(re.findall(r'<svg class="plot" data-plot="([^"]+)"[^>]*>(.*?)</svg>', dom, flags=re.S))
     for name in PLOTS[kind]:
         assert name in plots, f"no {name} plot"
         assert re.search(r"<(circle|path|polyline|rect)\b", plots[name]), f"the {name} plot is empty"
-    if kind == "stopping":
+    if kind != "plain":
         assert 'class="stop"' in plots["curves"], "early-stopped trials end in a cross"
         assert "s-EarlyStopped" in plots["curves"]
 

@@ -31,6 +31,7 @@ max-width:1100px}.row,.grid{display:flex;flex-wrap:wrap;gap:8px}svg.plot{backgro
 width:100%}th{position:sticky;top:0;background:#eef1f6;cursor:pointer;text-align:left;padding:4px 8px;
 white-space:nowrap}td{padding:3px 8px;border-top:1px solid #f0f1f4;white-space:nowrap;max-width:420px;
 overflow:hidden;text-overflow:ellipsis}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pager{margin:6px 0}.pager button{margin-right:6px}
 th.asc:after{content:" ▲"}th.desc:after{content:" ▼"}pre{background:#f6f7f9;padding:10px;overflow:auto;
 max-height:480px;font-size:12.5px}#tip{position:fixed;pointer-events:none;background:#1d2230;color:#fff;
 padding:6px 9px;border-radius:4px;font-size:12px;display:none;z-index:9;max-width:420px;white-space:pre-wrap}
@@ -43,9 +44,13 @@ const data=JSON.parse(document.getElementById('trials-data').textContent);
 const cols=data.columns,rows=data.rows,table=document.getElementById('trials');
 function cell(v){if(v===null||v===undefined)return '';if(typeof v==='number')return String(+v.toPrecision(6));
 return String(v).replace(/[&<>"]/g,ch=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[ch]));}
-function draw(list){const html=[];for(const r of list){html.push('<tr data-i="'+r.i+'">'+r.v.map(v=>
-'<td'+(typeof v==='number'?' class="num"':'')+'>'+cell(v)+'</td>').join('')+'</tr>');}
-table.tBodies[0].innerHTML=html.join('');}
+const PAGE=data.page;let page=0;const pager=document.getElementById('pager');
+function draw(list){const html=[];for(const r of list.slice(page*PAGE,(page+1)*PAGE)){html.push('<tr data-i="'+r.i+
+'">'+r.v.map(v=>'<td'+(typeof v==='number'?' class="num"':'')+'>'+cell(v)+'</td>').join('')+'</tr>');}
+table.tBodies[0].innerHTML=html.join('');const last=Math.max(0,Math.ceil(list.length/PAGE)-1);
+pager.querySelector('span').textContent=list.length?'rows '+(page*PAGE+1)+'–'+Math.min(list.length,(page+1)*PAGE)+
+' of '+list.length:'no rows';pager.querySelector('[data-go="-1"]').disabled=page<=0;
+pager.querySelector('[data-go="1"]').disabled=page>=last;}
 const items=rows.map((v,i)=>({i:i,v:v}));
 table.tHead.innerHTML='<tr>'+cols.map((c,k)=>'<th data-k="'+k+'">'+cell(c)+'</th>').join('')+'</tr>';
 let key=-1,dir=1;
@@ -53,7 +58,8 @@ table.tHead.addEventListener('click',e=>{const th=e.target.closest('th');if(!th)
 dir=(k===key)?-dir:1;key=k;items.sort((a,b)=>{const x=a.v[k],y=b.v[k];if(x===y)return 0;
 if(x===null||x===undefined||x==='')return 1;if(y===null||y===undefined||y==='')return -1;
 return (x<y?-1:1)*dir;});for(const h of table.tHead.rows[0].cells)h.className='';
-th.className=dir>0?'asc':'desc';draw(items);});
+th.className=dir>0?'asc':'desc';page=0;draw(items);});
+pager.addEventListener('click',e=>{const b=e.target.closest('button');if(!b)return;page+=+b.dataset.go;draw(items);});
 draw(items);
 const tip=document.getElementById('tip');
 document.addEventListener('mouseover',e=>{const el=e.target.closest&&e.target.closest('svg [data-i]');
@@ -73,7 +79,8 @@ window.kubetuneReady=true;
 CHECK = r"""
 (function(){const out=document.createElement('div');out.id='report-check';out.hidden=true;
 out.dataset.errors=JSON.stringify(window.kubetuneErrors);out.dataset.ready=String(!!window.kubetuneReady);
-out.dataset.rows=String(document.querySelectorAll('#trials tbody tr').length);document.body.appendChild(out);})();
+out.dataset.rows=String(document.querySelectorAll('#trials tbody tr').length);
+out.dataset.total=String(JSON.parse(document.getElementById('trials-data').textContent).rows.length);document.body.appendChild(out);})();
 """
 
 

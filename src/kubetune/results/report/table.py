@@ -12,6 +12,8 @@ import numpy as np
 
 from kubetune.results.report.data import Frame, Section
 
+PAGE = 200  # rows a page; the page's script uses the same number
+
 
 def columns(frame: Frame) -> list[str]:
     metric = frame.results.metric
@@ -49,13 +51,15 @@ def _clean(value: Any) -> Any:
 
 def data(frame: Frame) -> str:
     """The rows as JSON to place in a <script type="application/json">."""
-    text = json.dumps({"columns": columns(frame), "rows": rows(frame), "params": len(frame.params)},
+    text = json.dumps({"columns": columns(frame), "rows": rows(frame), "params": len(frame.params),
+                       "page": PAGE},
                       separators=(",", ":"), allow_nan=False)
     return text.replace("</", "<\\/")
 
 
 def render(frame: Frame) -> Section:
-    note = (f"{frame.n} trials, one row each (the latest attempt). Click a column's header to sort by it; click "
-            "again to reverse.")
-    body = ('<div class="tablewrap"><table id="trials"><thead></thead><tbody></tbody></table></div>')
+    note = (f"{frame.n} trials, one row each (the latest attempt), {PAGE} rows a page (a browser lays out a table of "
+            "thousands of rows slowly). Click a column's header to sort every row by it; click again to reverse.")
+    body = ('<div class="pager" id="pager"><button data-go="-1">◀ previous</button><button data-go="1">next ▶</button>'
+            '<span></span></div><div class="tablewrap"><table id="trials"><thead></thead><tbody></tbody></table></div>')
     return Section("table", "Trials", note, body)
