@@ -63,7 +63,8 @@ def importances(frame: Frame) -> list[tuple[str, float, float]]:
 
 def render(frame: Frame) -> Section:
     scores = importances(frame)
-    note = f"Method: {METHOD}. Caveat: {CAVEAT}"
+    used = len(frame.succeeded())
+    note = f"On the {used} Succeeded trials. Method: {METHOD}. Caveat: {CAVEAT}"
     if not scores:
         return Section("importance", "Parameter importance",
                        f"Needs at least {MIN_TRIALS} Succeeded trials. {note}", "")
