@@ -26,6 +26,7 @@ from kubetune.results.run_folder import read_run_folder
 PLOTS = {"plain": ["history-time", "history-number", "parallel", "importance", "slice-x", "timeline"],
          # importance needs 4 Succeeded trials, which ASHA may not leave here
          "stopping": ["history-time", "history-number", "parallel", "slice-x", "timeline", "curves"],
+         "empty": [],
          "many": ["history-time", "history-number", "parallel", "importance", "slice-lr", "slice-optimizer",
                   "timeline", "curves"]}
 
@@ -58,7 +59,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     stopping = _run(tmp_path_factory.mktemp("stopping"), stopping_doc)
     many = tmp_path_factory.mktemp("many") / "run"
     make_run_folder(many, 450)  # synthetic (benchmarks/report.py): more rows than a page of the table
-    return {"plain": plain, "stopping": stopping, "many": many}
+    empty = tmp_path_factory.mktemp("empty")  # a run that has not finished a trial yet
+    (empty / "experiment.yaml").write_text(yaml.safe_dump(manifest()))
+    return {"plain": plain, "stopping": stopping, "many": many, "empty": empty}
 
 
 def _dump_dom(page: Path) -> tuple[str, str]:
@@ -71,7 +74,7 @@ def _dump_dom(page: Path) -> tuple[str, str]:
 
 
 @needs_chromium
-@pytest.mark.parametrize("kind", ["plain", "stopping", "many"])
+@pytest.mark.parametrize("kind", ["plain", "stopping", "many", "empty"])
 def test_the_page_renders_in_chromium_without_errors(runs, kind, tmp_path):
     page = tmp_path / "report.html"
     assert main(["report", str(runs[kind]), "-o", str(page)]) == 0
@@ -86,12 +89,14 @@ def test_the_page_renders_in_chromium_without_errors(runs, kind, tmp_path):
     assert attrs["total"] == str(trials)
     shown = min(trials, table.PAGE)
     assert attrs["rows"] == str(shown) == str(len(re.findall(r"<tr data-i=\"\d", dom)))
-    assert f"rows 1–{shown} of {trials}" in dom
+    assert f"rows 1–{shown} of {trials}" in dom if trials else "no rows" in dom
     plots = dict(re.findall(r'<svg class="plot" data-plot="([^"]+)"[^>]*>(.*?)</svg>', dom, flags=re.S))
     for name in PLOTS[kind]:
         assert name in plots, f"no {name} plot"
         assert re.search(r"<(circle|path|polyline|rect)\b", plots[name]), f"the {name} plot is empty"
-    if kind != "plain":
+    if kind == "empty":
+        assert "No trial has reported a value yet." in dom
+    if kind in ("stopping", "many"):
         assert 'class="stop"' in plots["curves"], "early-stopped trials end in a cross"
         assert "s-EarlyStopped" in plots["curves"]
 
@@ -114,6 +119,15 @@ def test_the_default_output_is_in_the_run_folder(runs, capsys):
 @pytest.mark.parametrize("how", ["not-a-folder", "no-manifest", "nothing"])
 def test_a_source_that_is_not_a_run_folder_is_refused(tmp_path, capsys, how):
     args = {"not-a-folder": [str(tmp_path / "missing")], "no-manifest": [str(tmp_path)], "nothing": []}[how]
+    assert main(["report", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("args", [["--experiment", "demo", "--kubeconfig", "/nonexistent/kubeconfig"],
+                                  ["SOURCE", "--experiment", "demo"]])
+def test_a_cluster_experiment_that_cannot_be_read_is_refused_in_one_line(runs, capsys, args):
+    args = [str(runs["plain"]) if a == "SOURCE" else a for a in args]
     assert main(["report", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
