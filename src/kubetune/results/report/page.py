@@ -23,8 +23,10 @@ margin:14px 0;padding:10px 16px 14px}section h2{font-size:17px;margin:4px 0 4px}
 max-width:1100px}.row,.grid{display:flex;flex-wrap:wrap;gap:8px}svg.plot{background:#fff;max-width:100%;height:auto}
 .frame{fill:none;stroke:#c9ced8}.grid line,.grid{stroke:none}line.grid{stroke:#eef0f4}.axis{stroke:#8a93a6}
 .tick{font-size:10px;fill:#555}.label{font-size:11.5px;fill:#333}.best{fill:none;stroke:#d62728;stroke-width:1.6}
-.pt{stroke:#fff;stroke-width:.4}.dots{fill:none;stroke-linecap:round}.pc{fill:none;stroke-width:1;opacity:.55}.pc:hover{opacity:1;stroke-width:2.5}
-.lc{fill:none;stroke-width:1.1;opacity:.7}.lc.s-EarlyStopped{stroke-dasharray:4 2}.stop{stroke:#e8871e;stroke-width:1.6}
+.pt{stroke:#fff;stroke-width:.4}.dots{fill:none;stroke-linecap:round}
+.pc{fill:none;stroke-width:1;stroke-opacity:.55}.pc:hover{stroke-opacity:1;stroke-width:2.5}
+.lc{fill:none;stroke-width:1.1;stroke-opacity:.7}.lc.s-EarlyStopped{stroke-dasharray:4 2}
+.stop{stroke:#e8871e;stroke-width:1.6}
 .bar{fill:#2a6fdb}.chance{stroke:#999;stroke-width:2}.legend span{display:inline-block;margin-right:12px}
 .legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
 .tablewrap{max-height:560px;overflow:auto;border:1px solid #e1e4ea}table{border-collapse:collapse;font-size:12.5px;

@@ -175,10 +175,11 @@ def points(xs: np.ndarray, ys: np.ndarray, idx: np.ndarray, groups: list[tuple[s
     for k in np.flatnonzero(keep).tolist():
         by_group.setdefault(groups[k], []).append(k)
     out = []
+    outline = "" if len(ids) <= HOVER_POINTS else ";stroke:none"  # outlines cost a browser dearly by the 10,000
     for (cls, fill), members in by_group.items():
         if hover:
             dots = "".join(f'<circle cx="{cx[k]}" cy="{cy[k]}" r="{r}" data-i="{ids[k]}"/>' for k in members)
-            out.append(f'<g class="{cls}" style="fill:{fill}">{dots}</g>')
+            out.append(f'<g class="{cls}" style="fill:{fill}{outline}">{dots}</g>')
         else:
             d = "".join(f"M{cx[k]} {cy[k]}h0" for k in members)
             style = f"stroke:{fill};stroke-width:{2 * r}"
