@@ -60,6 +60,11 @@ def test_status_and_export_of_a_cluster_experiment(namespace, tmp_path, monkeypa
         assert re.search(r"demo-4 .* Running .* \d+m\d\ds .* x=", out_viewer), out_viewer
 
         monkeypatch.setenv("KUBECONFIG", admin)  # the kubectl plugin, as kubectl runs it
+        page = tmp_path / "demo.html"
+        assert kubectl_main(["report", "demo", "-n", namespace.name, "-o", str(page)]) == 0
+        html = page.read_text()
+        assert "<svg" in html and "demo-5" in html and "https://" not in html
+        capsys.readouterr()
         assert kubectl_main(["export", "demo", "-n", namespace.name]) == 0
     exported = by_name([{**row, "metadata": {"name": row["id"]}}
                         for row in csv.DictReader(io.StringIO(capsys.readouterr().out))])

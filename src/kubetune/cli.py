@@ -148,6 +148,17 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--out", type=Path, help="write to this file (default: standard output)")
     export.set_defaults(handler=_export)
 
+    report = commands.add_parser("report", help="write one self-contained HTML page of a run's results, with plots")
+    report.add_argument("source", type=Path, nargs="?", help="a run folder (what kubetune run --out wrote)")
+    report.add_argument("--experiment", "-e", metavar="NAME", help="an Experiment on the cluster, instead of SOURCE")
+    report.add_argument("--namespace", "-n", help="its namespace (default: the kubeconfig context's)")
+    report.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
+    report.add_argument("--context", help="the kubeconfig context to use (default: its current context)")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="where to write the page (default: report.html in the run folder, NAME-report.html "
+                        "here for --experiment)")
+    report.set_defaults(handler=_report)
+
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions (generated from the model)")
     crds.add_argument("--out", type=Path, help="folder to write them to (default: print them)")
     crds.set_defaults(handler=_crds)
@@ -566,6 +577,52 @@ def _operator(args: argparse.Namespace) -> int:
     try:
         return run_operator(args)
     except OperatorStartError as exc:
+        raise CommandLineError(str(exc)) from None
+
+
+# -- report ------------------------------------------------------------------------------------------------
+def _report(args: argparse.Namespace) -> int:
+    from kubetune.results.report import write_report
+
+    results, default = _read_results(args)
+    out = args.output or default
+    try:
+        size = write_report(results, out)
+    except OSError as exc:
+        raise CommandLineError(f"-o {out}: cannot write the report: {exc.strerror or exc}") from None
+    console().print(f"wrote {out} ({size / 1e6:.1f} MB, {len(results.trials)} trials)", markup=False)
+    return EXIT_OK
+
+
+def _read_results(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The results the command shows (a run folder, or ``--experiment`` on the cluster) and where their report
+    goes by default."""
+    if (args.source is None) == (args.experiment is None):
+        raise CommandLineError("give a run folder (SOURCE) or --experiment NAME, not both" if args.source
+                               else "give a run folder (SOURCE) or --experiment NAME")
+    if args.experiment is not None:
+        return _read_cluster(args), Path(f"{args.experiment}-report.html")
+    from kubetune.results.run_folder import NotARunFolder, read_run_folder
+
+    try:
+        return read_run_folder(args.source), args.source / "report.html"
+    except NotARunFolder as exc:
+        raise CommandLineError(str(exc)) from None
+
+
+def _read_cluster(args: argparse.Namespace) -> Any:
+    try:  # kubetune.results.cluster is written on another branch; until it is merged --experiment says so
+        from kubetune.results.cluster import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            ClusterError,
+            read_cluster_experiment,
+        )
+    except ModuleNotFoundError as exc:
+        if exc.name != "kubetune.results.cluster":
+            raise
+        raise CommandLineError("--experiment: this kubetune cannot read an experiment on a cluster yet") from None
+    try:
+        return read_cluster_experiment(args.experiment, args.namespace, args.kubeconfig, args.context)
+    except ClusterError as exc:
         raise CommandLineError(str(exc)) from None
 
 
