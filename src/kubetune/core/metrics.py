@@ -36,8 +36,9 @@ class MetricLog:
         self.values.setdefault(name, []).append(value)
 
 
-def parse_line(line: str) -> list[tuple[str, float]]:
-    """The ``(name, value)`` pairs one line reports, in order."""
+def _reported(line: str) -> list[tuple[str, float]]:
+    """Every ``(name, value)`` pair one line reports, in order: the numbers of a JSON object, else the
+    ``name=value`` pairs."""
     stripped = line.strip()
     if stripped.startswith("{") and stripped.endswith("}"):
         try:
@@ -45,12 +46,16 @@ def parse_line(line: str) -> list[tuple[str, float]]:
         except ValueError:
             document = None
         if isinstance(document, dict):
-            return [
-                (str(k), float(v))
-                for k, v in document.items()
-                if k not in STEP_KEYS and isinstance(v, int | float) and not isinstance(v, bool)
-            ]
+            return [(str(k), float(v)) for k, v in document.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)]
     return [(m.group(1), float(m.group(2))) for m in KEY_VALUE.finditer(line)]
+
+
+def parse_line(line: str) -> list[tuple[str, float]]:
+    """The ``(name, value)`` pairs one line reports, in order (a JSON object's step or epoch is not one)."""
+    stripped = line.strip()
+    is_json = stripped.startswith("{") and stripped.endswith("}")
+    return [(name, value) for name, value in _reported(line) if not (is_json and name in STEP_KEYS)]
 
 
 def parse_lines(lines: Iterable[str], names: Iterable[str]) -> MetricLog:
@@ -96,18 +101,7 @@ def final_metrics(log: MetricLog, objective: str, strategy: Strategy) -> dict[st
 def progress_report(line: str, resource: str, metric: str) -> tuple[float, float] | None:
     """``(resource level, objective value)`` when ``line`` reports both (a JSON object or ``name=value`` pairs,
     e.g. ``{"step": 3, "loss": 0.4}`` or ``epoch 3: step=3 loss=0.4``), else None."""
-    stripped = line.strip()
-    values: dict[str, float] = {}
-    if stripped.startswith("{") and stripped.endswith("}"):
-        try:
-            document = json.loads(stripped)
-        except ValueError:
-            document = None
-        if isinstance(document, dict):
-            values = {str(k): float(v) for k, v in document.items()
-                      if isinstance(v, int | float) and not isinstance(v, bool)}
-    if not values:
-        values = {m.group(1): float(m.group(2)) for m in KEY_VALUE.finditer(line)}
+    values = dict(_reported(line))
     if resource in values and metric in values:
         return values[resource], values[metric]
     return None
