@@ -52,7 +52,9 @@ def test_an_operator_killed_mid_run_is_replaced_and_the_new_one_goes_on_stopping
         wait_for(lambda: any(t.get("status", {}).get("progress", {}).get("rungs", {}).get("3")
                              for t in namespace.trials()), timeout=60, what="a trial past the rung at 3")
         operator.kill()  # SIGKILL: whatever it had not written is lost with it
-        before = {name: t["status"]["phase"] for name, t in by_name(namespace.trials()).items()}
+        # a Trial just created has no status yet: its status is written with its next change
+        before = {name: (t.get("status") or {}).get("phase", "Pending")
+                  for name, t in by_name(namespace.trials()).items()}
         restarted_at = len(operator.log())
         operator.start()
         final = ended(namespace, "demo", timeout=150)
