@@ -124,7 +124,10 @@ def test_more_failures_than_max_failed_trials_fail_the_experiment(namespace):
         final = ended(namespace, "demo")
     assert final["phase"] == "Failed" and final["reason"] == "MaxFailedTrialsReached"
     failed = [t for t in namespace.trials() if t["status"]["phase"] == "Failed"]
-    assert len(failed) == 3 and "exited with status 3" in failed[0]["status"]["message"]
+    # the third failure ends it; a trial of the other slot that failed in the same pass keeps its result
+    parallelism = experiment()["spec"]["parallelism"]
+    assert 3 <= len(failed) <= 2 + parallelism and final["trials"]["failed"] == len(failed)
+    assert all("exited with status 3" in t["status"]["message"] for t in failed)
 
 
 def test_reaching_the_target_ends_the_experiment_and_stops_running_trials(namespace):
