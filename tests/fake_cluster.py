@@ -101,9 +101,13 @@ class FakeKubelet:
                 status.update(phase="Running", containerStatuses=[
                     {"name": pod["spec"]["containers"][0]["name"], "state": {"running": {}}}])
             elif status["phase"] == "Running" and (finish is None or finished < finish):
-                self._finish(pod)
-                finished += 1
+                finished += self._advance(pod)
         return finished
+
+    def _advance(self, pod: dict[str, Any]) -> int:
+        """Moves one running pod on; 1 when it ended."""
+        self._finish(pod)
+        return 1
 
     def _finish(self, pod: dict[str, Any]) -> None:
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
@@ -143,18 +147,8 @@ class ReportingKubelet(FakeKubelet):
         self.push, self.steps = push, steps
         self.reported: Counter[str] = Counter()  # pod name -> steps reported
 
-    def step(self, finish: int | None = None) -> int:
-        finished = 0
-        for pod in sorted(self.cluster.of_kind("pods"), key=lambda p: p["metadata"]["name"]):
-            status = pod.setdefault("status", {"phase": "Pending"})
-            if status["phase"] == "Pending":
-                status.update(phase="Running", containerStatuses=[
-                    {"name": pod["spec"]["containers"][0]["name"], "state": {"running": {}}}])
-            elif status["phase"] == "Running":
-                finished += self._report(pod)
-        return finished
-
-    def _report(self, pod: dict[str, Any]) -> int:
+    def _advance(self, pod: dict[str, Any]) -> int:
+        """Reports the pod's next step, or ends it once it reported them all."""
         meta = pod["metadata"]
         if self.reported[meta["name"]] >= self.steps:
             self._finish(pod)
