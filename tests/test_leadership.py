@@ -99,10 +99,27 @@ async def test_only_one_replica_leads_and_a_release_hands_over_at_once(leases):
     with pytest.raises(TimeoutError):  # renewed all along: the Lease never expires
         await asyncio.wait_for(second.acquire(), 3 * FAST.duration_seconds)
     holding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holding
     await first.release()
     await asyncio.wait_for(second.acquire(), 1.0)
     state = LeaseState.of(await api.get_lease(ns, "kubetune-operator"))
     assert state.holder == "second" and state.transitions == 1
+
+
+@pytest.mark.asyncio
+async def test_a_release_after_a_renewal_it_never_saw_still_hands_over(leases):
+    """A renewal cancelled mid-call still lands from its worker thread, so the holder's last known
+    resourceVersion is stale when it releases: the release must not be refused with 409."""
+    api, ns = leases
+    first, second = election(leases, "first"), election(leases, "second")
+    await first.acquire()
+    current = LeaseState.of(await api.get_lease(ns, "kubetune-operator"))
+    late_renewal = claim(current, "first", datetime.datetime.now(datetime.UTC), FAST)
+    await api.patch_lease(ns, "kubetune-operator", current.resource_version, late_renewal)
+    await first.release()
+    await asyncio.wait_for(second.acquire(), 1.0)
+    assert LeaseState.of(await api.get_lease(ns, "kubetune-operator")).holder == "second"
 
 
 @pytest.mark.asyncio

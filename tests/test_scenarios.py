@@ -44,7 +44,9 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("retry", {"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 0, "template": {"retries": 1}},
+    # One slot: with two, whether trial 0's retry ends before trial 2's second failure ends the experiment
+    # would be a race between processes.
+    Scenario("retry", {"maxTrials": 4, "parallelism": 1, "maxFailedTrials": 0, "template": {"retries": 1}},
              {"default": ["ok"], "0": ["fail", "ok"], "2": ["fail", "fail"]}),
     Scenario("target", {"maxTrials": 20, "parallelism": 1,
                         "objective": {"metric": "loss", "direction": "minimize", "target": 1000}},

@@ -30,7 +30,7 @@ class ApiError(Exception):
 
 
 class Conflict(ApiError):
-    """The object already exists."""
+    """The object already exists, or changed since the ``resourceVersion`` a conditional write named."""
 
     status = 409
 

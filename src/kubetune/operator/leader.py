@@ -23,6 +23,7 @@ from kubetune.operator.api import Conflict, LeaseApi, NotFound
 
 logger = logging.getLogger("kubetune.leader")
 DEFAULT_TIMING = ElectionTiming()
+RELEASE_ATTEMPTS = 3
 
 
 class LeadershipLost(Exception):
@@ -79,12 +80,24 @@ class LeaderElection:
         """Gives the Lease up (when stopping on purpose), so a standby need not wait for it to expire."""
         if self._lease is None or self._lease.resource_version is None:
             return
+        version: str | None = self._lease.resource_version
+        self._lease = None
         try:
-            await self.api.patch_lease(self.namespace, self.name, self._lease.resource_version, release())
-            logger.info("released Lease %s/%s", self.namespace, self.name)
+            for _ in range(RELEASE_ATTEMPTS):
+                try:
+                    await self.api.patch_lease(self.namespace, self.name, version or "", release())
+                    logger.info("released Lease %s/%s", self.namespace, self.name)
+                    return
+                except Conflict:
+                    # A renewal cancelled mid-call still lands from its worker thread and moves the Lease on:
+                    # give up the Lease only while it is still ours, at its current version.
+                    state = LeaseState.of(await self.api.get_lease(self.namespace, self.name))
+                    if state.holder != self.identity:
+                        return
+                    version = state.resource_version
+            raise Conflict(f"the Lease kept changing over {RELEASE_ATTEMPTS} attempts")
         except Exception as exc:  # it will expire instead
             logger.warning("could not release Lease %s/%s: %s", self.namespace, self.name, exc)
-        self._lease = None
 
     async def _try_take(self) -> bool:
         now = self.clock()
