@@ -66,9 +66,9 @@ class Cluster:
 
     def node_ids(self, expected: int) -> dict[str, str]:
         """The fake resource name of each live node (``node_a``...) by Ray node id, once ``expected`` are up."""
-        script = ("import json, ray; ray.init(address=%r, logging_level='ERROR'); print(json.dumps("
+        script = (f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR'); print(json.dumps("
                   "{n['NodeID']: sorted(k for k in n['Resources'] if k.startswith('node_')) for n in ray.nodes() "
-                  "if n['Alive']}))" % self.address)
+                  "if n['Alive']}))")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if any(node.poll() is not None for node in self.nodes.values()):
@@ -152,9 +152,10 @@ def experiment(folder: Path, track: Path, *, sleep: float = 1.0, resources: dict
     return path
 
 
-def kubetune(*args: str | Path) -> subprocess.Popen[str]:
+def kubetune(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", "import sys; from kubetune.cli import main; sys.exit(main())",
-                             *map(str, args)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             *map(str, args)], env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 150) -> tuple[int, str]:
@@ -282,6 +283,19 @@ def test_a_node_lost_mid_trial_is_a_failed_attempt_that_is_retried(cluster, tmp_
     assert lost["attempt"] == 2 and lost["history"][0]["reason"] == "NodeLost", lost
     assert gone(victim["pid"]), "the trial's process went with its node"
     assert sorted(cluster.node_ids(2).values()) == ["node_a", "node_b"]
+
+
+def test_a_working_dir_over_rays_limit_is_bad_input(cluster, tmp_path):
+    track, out = tmp_path / "track", tmp_path / "out"
+    path = experiment(tmp_path / "exp", track)
+    (tmp_path / "exp" / "data.bin").write_bytes(os.urandom(300_000))
+    # Ray's limit is its gRPC message size (512 MiB by default): lowered here for the driver only
+    code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address,
+                                   env={"RAY_max_grpc_message_size": "100000"}))
+    assert code == 2, output
+    error = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "cannot start the Ray job with working_dir" in error[0], output
+    assert "Package size (0.29MiB) exceeds the maximum size of 0.10MiB" in error[0]
 
 
 def test_ctrl_c_stops_the_ray_trials_and_resume_finishes(cluster, tmp_path):

@@ -88,8 +88,8 @@ class RayBackend:
             where = self.address or "auto"
             raise RunnerError(f"--address {where}: cannot connect to Ray: {_first_line(exc)}") from None
         except Exception as exc:  # Ray raises plain errors for a working_dir it refuses (too large, unreadable)
-            raise RunnerError(f"cannot start the Ray job with working_dir {self.workdir}: "
-                              f"{_first_line(exc)}") from None
+            raise RunnerError(f"cannot start the Ray job with working_dir {self.workdir} (the manifest's folder, "
+                              f"copied to every node): {_first_line(_innermost(exc))}") from None
         from ray import cloudpickle
 
         from kubetune.runners import ray_task
@@ -226,6 +226,13 @@ def _check_reachable(address: str | None) -> None:
             pass
     except (OSError, ValueError) as exc:
         raise RunnerError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception at the bottom of a ``raise ... from`` chain (Ray wraps the reason it refused)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
 
 
 def _first_line(exc: BaseException) -> str:
