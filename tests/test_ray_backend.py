@@ -66,7 +66,8 @@ class Cluster:
 
     def node_ids(self, expected: int) -> dict[str, str]:
         """The fake resource name of each live node (``node_a``...) by Ray node id, once ``expected`` are up."""
-        script = (f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR'); print(json.dumps("
+        script = (f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
+                  "print('NODES', json.dumps("
                   "{n['NodeID']: sorted(k for k in n['Resources'] if k.startswith('node_')) for n in ray.nodes() "
                   "if n['Alive']}))")
         deadline = time.monotonic() + 90
@@ -79,15 +80,24 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 continue
             if done.returncode == 0:
-                alive = {node: names[0] for node, names in json.loads(done.stdout.splitlines()[-1]).items() if names}
+                line = next(line for line in done.stdout.splitlines() if line.startswith("NODES "))
+                alive = {node: names[0] for node, names in json.loads(line[6:]).items() if names}
                 if len(alive) == expected:
                     return alive
             time.sleep(1)
         raise RuntimeError(f"the Ray cluster has not {expected} nodes: {self.logs()}")
 
+    def lose(self, name: str) -> None:
+        """Ends a node the way a lost machine ends: SIGKILL to all its processes at once (its raylet, its
+        workers; not the trials, which die with their worker)."""
+        process = self.nodes.pop(name)
+        for pid in [process.pid, *_descendants(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait(10)
+
     def kill(self, name: str) -> None:
-        """Stops a node the way a lost machine would end: its processes go (SIGTERM to ``ray start --block``,
-        which stops its raylet and workers)."""
+        """Stops a node (SIGTERM to ``ray start --block``, which stops its raylet and workers)."""
         process = self.nodes.pop(name)
         process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -110,6 +120,23 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(10)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children of children...), except those in a session of their own."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[3]) != int(proc.name):  # not a session leader: a trial is one
+                    parents[int(proc.name)] = int(stat[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def _pids_under(temp: Path) -> list[int]:
@@ -273,14 +300,16 @@ def test_a_node_lost_mid_trial_is_a_failed_attempt_that_is_retried(cluster, tmp_
             assert time.monotonic() < deadline and run.poll() is None, "no trial reached node_c"
             time.sleep(0.2)
         victim = next(p for p in probes(track) if nodes.get(p["node"]) == "node_c")
-        cluster.kill("node_c")
+        cluster.lose("node_c")
     finally:
         code, output = finish(run, timeout=180)
     assert code == 0, output
     trials = rows(out)
     assert len(trials) == 5 and {t["state"] for t in trials.values()} == {"Succeeded"}
-    lost = trials[victim["trial"]]
-    assert lost["attempt"] == 2 and lost["history"][0]["reason"] == "NodeLost", lost
+    lost = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()
+            if json.loads(line)["id"] == victim["trial"]]
+    assert [(row["attempt"], row["state"]) for row in lost] == [(1, "Failed"), (2, "Succeeded")], lost
+    assert lost[0]["reason"] == "NodeLost" and lost[0]["retry"] is True, lost
     assert gone(victim["pid"]), "the trial's process went with its node"
     assert sorted(cluster.node_ids(2).values()) == ["node_a", "node_b"]
 
