@@ -24,6 +24,8 @@ import yaml
 
 from conftest import TRIALS, manifest
 from kubetune.cli import main
+from kubetune.core.spec import Resources
+from kubetune.runners.ray_backend import UNLIMITED, _capacity, quantity, ray_resources
 
 pytest.importorskip("ray")
 
@@ -229,6 +231,22 @@ def gone(pid: int) -> bool:
 
 
 # -- without a cluster -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "number"), [("500m", 0.5), ("2", 2), (1.5, 1.5), ("1Gi", 2**30), ("1G", 1e9),
+                                               ("256Mi", 256 * 2**20), ("1e3", 1000)])
+def test_kubernetes_quantities(text, number):
+    assert quantity(text) == pytest.approx(number)
+
+
+def test_resources_become_ray_task_options_and_bound_what_runs_at_once():
+    options = ray_resources(Resources(cpu="250m", memory="1Gi", gpu=0.25))
+    assert options == {"num_cpus": 0.25, "num_gpus": 0.25, "memory": float(2**30)}
+    assert ray_resources(Resources()) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    cluster = {"CPU": 4.0, "GPU": 2.0, "memory": 64.0 * 2**30}
+    assert _capacity(cluster, options) == 8  # the GPUs bound it: four trials to a GPU
+    assert _capacity({"CPU": 4.0}, options) == 16  # no GPU yet (an autoscaler may add some): the CPUs bound it
+    assert _capacity({}, options) == UNLIMITED
+
+
 def test_an_address_nothing_answers_at_is_bad_input(tmp_path, capsys):
     path = experiment(tmp_path / "exp", tmp_path / "track")
     code = main(["run", str(path), "--out", str(tmp_path / "out"), "--backend", "ray",
