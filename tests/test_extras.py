@@ -106,3 +106,14 @@ def test_kubetune_operator_without_the_extra_prints_one_line_and_exits_2():
     assert status == 2
     assert printed.strip().splitlines() == [
         "error: kubetune operator needs the operator extra: pip install 'kubetune[operator]'"]
+
+
+def test_kubetune_run_loads_ray_only_for_the_ray_backend(tmp_path):
+    quickstart = str(ROOT / "examples" / "quickstart.yaml")
+    report = run_without(OPERATOR_MODULES + ["ray"], f"""
+        from kubetune.cli import main
+        result = [main(["run", {quickstart!r}, "--out", {str(tmp_path / "local")!r}, "--max-trials", "1", "--quiet"]),
+                  main(["run", {quickstart!r}, "--out", {str(tmp_path / "ray")!r}, "--backend", "ray"])]
+    """)
+    assert report["result"] == [0, 2], "without Ray: the process backend runs, --backend ray is bad input"
+    assert report["attempted"] == ["ray"]

@@ -86,12 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kubetune {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run an experiment's trials as local processes")
+    run = commands.add_parser("run", help="run an experiment's trials as local processes or on a Ray cluster")
     run.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
     run.add_argument("--out", type=Path, help="results folder (default kubetune-runs/<metadata.name>)")
     _add_overrides(run)
     run.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
     run.add_argument("--no-gpu", action="store_true", help="run GPU trials without a GPU")
+    run.add_argument("--backend", choices=("process", "ray"), default="process",
+                     help="where trials run: processes on this machine (default) or tasks on a Ray cluster")
+    run.add_argument("--address", metavar="ADDR", help="--backend ray: the cluster (auto, host:port, "
+                     "ray://host:10001); default: start Ray on this machine")
     run.add_argument("--quiet", action="store_true", help="no line per finished trial")
     run.set_defaults(handler=_run)
 
@@ -315,8 +319,10 @@ def _run_experiment(args: argparse.Namespace) -> int:
             best=f"{best[0].value:.6g}" if best else "-",
         )
 
+    if args.address is not None and args.backend != "ray":
+        raise CommandLineError("--address needs --backend ray")
     runner = local_runner(experiment, out, args.file.resolve().parent, resume=args.resume, no_gpu=args.no_gpu,
-                          on_trial_end=on_trial_end)
+                          backend_name=args.backend, address=args.address, on_trial_end=on_trial_end)
     try:
         runner.prepare()
     except OSError as exc:  # the results folder cannot be made or written
@@ -325,7 +331,8 @@ def _run_experiment(args: argparse.Namespace) -> int:
         _warning(str(warning))
     pace = f"{runner.at_once} at a time"
     if runner.at_once < spec.parallelism:
-        pace += f" (parallelism {spec.parallelism}, but only {runner.at_once} fit on this machine's GPUs)"
+        where = "the Ray cluster" if args.backend == "ray" else "this machine's GPUs"
+        pace += f" (parallelism {spec.parallelism}, but only {runner.at_once} fit on {where})"
     console().print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
                     f"trials, {pace}; results in {out}")
     with progress:

@@ -1,0 +1,394 @@
+"""`kubetune run --backend ray` against a real multi-node Ray cluster started on this machine: a head (fake
+resource ``node_a``) and a worker node (``node_b``), each with one CPU and one fake GPU, started with
+``ray start --block`` so that every process of the cluster is ours to stop (also on failure). Trials are
+placed on both nodes, fractional GPUs are packed by Ray's scheduler, a node killed mid-run costs one retry,
+Ctrl-C and resume, early stopping through Ray. Bad input (no Ray, an address nothing answers at) is exit 2."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import TRIALS, manifest
+from kubetune.cli import main
+from kubetune.core.spec import Resources
+from kubetune.runners.ray_backend import UNLIMITED, _capacity, quantity, ray_resources
+
+pytest.importorskip("ray")
+
+RAY = Path(sys.executable).with_name("ray")
+SRC = Path(__file__).resolve().parents[1] / "src"
+# Ray 2.5x+ turns token authentication on for a cluster when ~/.ray/auth_token exists (a local ray.init() writes
+# it), but a driver given host:port does not read it: the test cluster and its drivers run without it.
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled",
+       "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+NODE_PORTS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-grpc-port",
+              "--dashboard-agent-listen-port", "--metrics-export-port", "--runtime-env-agent-port")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Cluster:
+    """The Ray processes this module started: ``ray start --block`` per node, and what it spawned."""
+
+    def __init__(self, temp: Path):
+        self.temp = temp
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *, gpus: int = 1, head: bool = False) -> None:
+        args = [str(RAY), "start", "--block", "--num-cpus=1", f"--num-gpus={gpus}",
+                f"--resources={json.dumps({name: 1})}", "--disable-usage-stats",
+                *(f"{option}={_free_port()}" for option in NODE_PORTS)]
+        if head:
+            args += ["--head", f"--port={self.port}", f"--temp-dir={self.temp}", "--include-dashboard=false"]
+        else:
+            args += [f"--address={self.address}"]
+        log = (self.temp / f"{name}.log").open("wb")
+        self.nodes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            env=ENV)
+
+    def node_ids(self, expected: int) -> dict[str, str]:
+        """The fake resource name of each live node (``node_a``...) by Ray node id, once ``expected`` are up."""
+        script = (f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
+                  "print('NODES', json.dumps("
+                  "{n['NodeID']: sorted(k for k in n['Resources'] if k.startswith('node_')) for n in ray.nodes() "
+                  "if n['Alive']}))")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if any(node.poll() is not None for node in self.nodes.values()):
+                break
+            try:
+                done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                                      env=ENV)
+            except subprocess.TimeoutExpired:
+                continue
+            if done.returncode == 0:
+                line = next(line for line in done.stdout.splitlines() if line.startswith("NODES "))
+                alive = {node: names[0] for node, names in json.loads(line[6:]).items() if names}
+                if len(alive) == expected:
+                    return alive
+            time.sleep(1)
+        raise RuntimeError(f"the Ray cluster has not {expected} nodes: {self.logs()}")
+
+    def lose(self, name: str) -> None:
+        """Ends a node the way a lost machine ends: SIGKILL to all its processes at once (its raylet, its
+        workers; not the trials, which die with their worker)."""
+        process = self.nodes.pop(name)
+        for pid in [process.pid, *_descendants(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait(10)
+
+    def kill(self, name: str) -> None:
+        """Stops a node (SIGTERM to ``ray start --block``, which stops its raylet and workers)."""
+        process = self.nodes.pop(name)
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(30)
+        _kill_group(process)
+
+    def stop(self) -> None:
+        for name in list(self.nodes):
+            self.kill(name)
+        for pid in _pids_under(self.temp):  # anything of ours still alive (a worker, an agent)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def logs(self) -> str:
+        return " | ".join(f"{p.name}: {p.read_text(errors='replace')[-800:]}" for p in self.temp.glob("*.log"))
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children of children...), except those in a session of their own."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[3]) != int(proc.name):  # not a session leader: a trial is one
+                    parents[int(proc.name)] = int(stat[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _pids_under(temp: Path) -> list[int]:
+    """Processes whose command line names this cluster's temp folder (its session folder is inside)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if str(temp).encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    temp = Path(tempfile.mkdtemp(prefix="ktray", dir="/tmp"))  # short: Ray's socket paths live under it
+    ray_cluster = Cluster(temp)
+    try:
+        ray_cluster.start("node_a", head=True)
+        ray_cluster.node_ids(1)
+        ray_cluster.start("node_b")
+        ray_cluster.node_ids(2)
+        yield ray_cluster
+    finally:
+        ray_cluster.stop()
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+def experiment(folder: Path, track: Path, *, sleep: float = 1.0, resources: dict[str, Any] | None = None,
+               **spec: Any) -> Path:
+    doc = manifest(**spec)
+    container = doc["spec"]["trialTemplate"]["spec"]["containers"][0]
+    container.update(command=["python", str(TRIALS / "ray_probe.py")],
+                     args=["--x=${params.x}", f"--sleep={sleep}", f"--track={track}"])
+    doc["spec"]["trialTemplate"]["resources"] = resources or {"cpu": 1}
+    folder.mkdir(parents=True, exist_ok=True)
+    track.mkdir(parents=True, exist_ok=True)
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def kubetune(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", "import sys; from kubetune.cli import main; sys.exit(main())",
+                             *map(str, args)], env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 150) -> tuple[int, str]:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        raise AssertionError(f"kubetune run did not end: {output}") from None
+    return process.returncode, output
+
+
+def rows(out: Path) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for line in (out / "trials.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        latest[row["id"]] = row
+    return latest
+
+
+def probes(track: Path) -> list[dict[str, Any]]:
+    seen = []
+    for path in track.glob("*.json"):
+        with contextlib.suppress(ValueError):  # one being written
+            seen.append(json.loads(path.read_text()))
+    return seen
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# -- without a cluster -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "number"), [("500m", 0.5), ("2", 2), (1.5, 1.5), ("1Gi", 2**30), ("1G", 1e9),
+                                               ("256Mi", 256 * 2**20), ("1e3", 1000)])
+def test_kubernetes_quantities(text, number):
+    assert quantity(text) == pytest.approx(number)
+
+
+def test_resources_become_ray_task_options_and_bound_what_runs_at_once():
+    options = ray_resources(Resources(cpu="250m", memory="1Gi", gpu=0.25))
+    assert options == {"num_cpus": 0.25, "num_gpus": 0.25, "memory": float(2**30)}
+    assert ray_resources(Resources()) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    cluster = {"CPU": 4.0, "GPU": 2.0, "memory": 64.0 * 2**30}
+    assert _capacity(cluster, options) == 8  # the GPUs bound it: four trials to a GPU
+    assert _capacity({"CPU": 4.0}, options) == 16  # no GPU yet (an autoscaler may add some): the CPUs bound it
+    assert _capacity({}, options) == UNLIMITED
+
+
+def test_an_address_nothing_answers_at_is_bad_input(tmp_path, capsys):
+    path = experiment(tmp_path / "exp", tmp_path / "track")
+    code = main(["run", str(path), "--out", str(tmp_path / "out"), "--backend", "ray",
+                 "--address", f"127.0.0.1:{_free_port()}"])
+    assert code == 2
+    assert "no Ray cluster answers there" in capsys.readouterr().err
+
+
+def test_without_ray_installed_it_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    path = experiment(tmp_path / "exp", tmp_path / "track")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--backend", "ray"]) == 2
+    assert "pip install 'kubetune[ray]'" in capsys.readouterr().err
+
+
+def test_address_needs_the_ray_backend(tmp_path, capsys):
+    path = experiment(tmp_path / "exp", tmp_path / "track")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--address", "auto"]) == 2
+    assert "--address needs --backend ray" in capsys.readouterr().err
+
+
+# -- on the cluster --------------------------------------------------------------------------------------------
+def test_trials_run_on_both_nodes_and_their_logs_come_back(cluster, tmp_path):
+    nodes = cluster.node_ids(2)
+    track, out = tmp_path / "track", tmp_path / "out"
+    path = experiment(tmp_path / "exp", track, sleep=1.5, parallelism=2, maxTrials=4)
+    code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address))
+    assert code == 0, output
+    assert "2 at a time" in output  # one CPU per node, one CPU per trial
+    trials = rows(out)
+    assert len(trials) == 4 and {t["state"] for t in trials.values()} == {"Succeeded"}
+    assert {nodes[p["node"]] for p in probes(track)} == {"node_a", "node_b"}
+    for trial in trials.values():
+        log = (out / "trials" / trial["id"] / "attempt-1.stdout.log").read_text()
+        assert json.loads(log)["loss"] == pytest.approx(trial["value"])
+    # the trials ran in Ray's copy of the manifest's folder (runtime_env working_dir), not in it
+    assert all(Path(p["cwd"]) != tmp_path / "exp" for p in probes(track))
+
+
+def test_fractional_gpus_are_packed_four_to_a_gpu_by_ray(cluster, tmp_path):
+    nodes = cluster.node_ids(2)
+    track, out = tmp_path / "track", tmp_path / "out"
+    path = experiment(tmp_path / "exp", track, sleep=3, parallelism=10, maxTrials=10,
+                      resources={"cpu": "100m", "gpu": 0.25})
+    code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address))
+    assert code == 0, output
+    assert "8 at a time (parallelism 10, but only 8 fit on the Ray cluster)" in output
+    seen = probes(track)
+    assert len(seen) == 10 and {p["share"] for p in seen} == {"0.25"}
+    assert {p["cuda"] for p in seen} == {"0"}, "Ray gives each trial its node's one fake GPU"
+    by_node: dict[str, list[tuple[float, float]]] = {}
+    for probe in seen:
+        by_node.setdefault(nodes[probe["node"]], []).append((probe["start"], probe["end"]))
+    assert set(by_node) == {"node_a", "node_b"}
+    assert all(most_at_once(spans) <= 4 for spans in by_node.values()), by_node
+    assert max(most_at_once(spans) for spans in by_node.values()) >= 2, "the GPU was shared"
+
+
+def test_a_node_lost_mid_trial_is_a_failed_attempt_that_is_retried(cluster, tmp_path):
+    cluster.start("node_c", gpus=0)
+    nodes = cluster.node_ids(3)
+    track, out = tmp_path / "track", tmp_path / "out"
+    path = experiment(tmp_path / "exp", track, sleep=4, parallelism=3, maxTrials=5,
+                      template={"retries": 1})
+    run = kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address)
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in probes(track) if nodes.get(p["node"]) == "node_c"]:
+            assert time.monotonic() < deadline and run.poll() is None, "no trial reached node_c"
+            time.sleep(0.2)
+        victim = next(p for p in probes(track) if nodes.get(p["node"]) == "node_c")
+        cluster.lose("node_c")
+    finally:
+        code, output = finish(run, timeout=180)
+    assert code == 0, output
+    trials = rows(out)
+    assert len(trials) == 5 and {t["state"] for t in trials.values()} == {"Succeeded"}
+    lost = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()
+            if json.loads(line)["id"] == victim["trial"]]
+    assert [(row["attempt"], row["state"]) for row in lost] == [(1, "Failed"), (2, "Succeeded")], lost
+    assert lost[0]["reason"] == "NodeLost" and lost[0]["retry"] is True, lost
+    assert gone(victim["pid"]), "the trial's process went with its node"
+    assert sorted(cluster.node_ids(2).values()) == ["node_a", "node_b"]
+
+
+def test_a_working_dir_over_rays_limit_is_bad_input(cluster, tmp_path):
+    track, out = tmp_path / "track", tmp_path / "out"
+    path = experiment(tmp_path / "exp", track)
+    (tmp_path / "exp" / "data.bin").write_bytes(os.urandom(300_000))
+    # Ray's limit is its gRPC message size (512 MiB by default): lowered here for the driver only
+    code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address,
+                                   env={"RAY_max_grpc_message_size": "100000"}))
+    assert code == 2, output
+    error = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "cannot start the Ray job with working_dir" in error[0], output
+    assert "Package size (0.29MiB) exceeds the maximum size of 0.10MiB" in error[0]
+
+
+def test_ctrl_c_stops_the_ray_trials_and_resume_finishes(cluster, tmp_path):
+    cluster.node_ids(2)
+    track, out = tmp_path / "track", tmp_path / "out"
+    path = experiment(tmp_path / "exp", track, sleep=30, parallelism=2, maxTrials=3)
+    run = kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address)
+    deadline = time.monotonic() + 60
+    while len(probes(track)) < 2:
+        assert time.monotonic() < deadline and run.poll() is None, "the trials did not start"
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    code, output = finish(run, timeout=60)
+    assert code == 130, output
+    assert all(gone(p["pid"]) for p in probes(track)), "Ctrl-C killed the trials on their nodes"
+    assert {t["state"] for t in rows(out).values()} == {"Killed"}
+    path.write_text(path.read_text().replace("--sleep=30", "--sleep=0.5"))
+    code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address,
+                                   "--resume"))
+    assert code == 0, output
+    trials = rows(out)
+    assert len(trials) == 3 and {t["state"] for t in trials.values()} == {"Succeeded"}
+    assert {t["attempt"] for t in trials.values() if t["number"] < 2} == {2}
+
+
+def test_early_stopping_through_ray(cluster, tmp_path):
+    cluster.node_ids(2)
+    track, out = tmp_path / "track", tmp_path / "out"
+    doc = manifest(maxTrials=8, parallelism=2,
+                   earlyStopping={"rule": "asha", "settings": {"minResource": 1, "maxResource": 9}})
+    doc["spec"]["trialTemplate"]["spec"]["containers"][0].update(
+        command=["python", str(TRIALS / "curve.py")],
+        args=["--x=${params.x}", "--steps=9", "--sleep=0.3", f"--track={track}"])
+    doc["spec"]["trialTemplate"]["resources"] = {"cpu": 1}
+    (tmp_path / "exp").mkdir()
+    track.mkdir()
+    path = tmp_path / "exp" / "experiment.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address,
+                                   "--quiet"))
+    assert code == 0, output
+    trials = rows(out)
+    stopped = [t for t in trials.values() if t["state"] == "EarlyStopped"]
+    finished = [t for t in trials.values() if t["state"] == "Succeeded"]
+    assert stopped and finished and len(stopped) + len(finished) == 8
+    for trial in stopped:
+        assert trial["progress"]["step"] < 9 and trial["message"].startswith("stopped by the asha rule at step")
+    for marker in track.iterdir():  # left by the stopped trials: their processes are gone, on their node
+        assert gone(int(marker.read_text()))

@@ -1,0 +1,23 @@
+"""A trial for the Ray backend tests: reports loss = (x - 2)^2 after --sleep seconds, and leaves in --track a
+JSON file with where it ran (its Ray node, CUDA_VISIBLE_DEVICES, its GPU share), its pid and when it started
+and ended."""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float)
+parser.add_argument("--sleep", type=float, default=1.0)
+parser.add_argument("--track")
+args = parser.parse_args()
+seen = {"trial": os.environ["KUBETUNE_TRIAL"], "pid": os.getpid(), "node": os.environ.get("KUBETUNE_RAY_NODE_ID"),
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "share": os.environ.get("KUBETUNE_GPU_SHARE"),
+        "cwd": os.getcwd(), "start": time.time()}
+marker = Path(args.track) / f"{seen['trial']}.{os.getpid()}.json"
+marker.write_text(json.dumps(seen))
+time.sleep(args.sleep)
+marker.write_text(json.dumps({**seen, "end": time.time()}))
+print(json.dumps({"loss": (args.x - 2.0) ** 2}), flush=True)
