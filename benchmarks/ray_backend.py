@@ -10,8 +10,10 @@ with ``--num-cpus`` equal to the parallelism, so both Ray systems get the same s
   reports its value, random search over the same space, ``max_concurrent_trials`` = the parallelism;
 - ``kubetune-local``: ``kubetune run`` with the default process backend (no Ray).
 
-Each system runs in a process of its own, which records its resident memory (``/proc/self/statm``) as
-trials end, at every 1,000th trial (and at 10 % steps for small runs). Reported: trials per second, wall
+Each system runs in a process of its own. The driver's resident memory (``/proc/PID/statm``) is recorded as
+trials end, at every 1,000th trial (and at 10 % steps for small runs): for kubetune, the ``kubetune run``
+process read from outside as rows reach ``trials.jsonl``; for Ray Tune, the process that runs ``Tuner.fit``
+read from a Tune callback. Reported: trials per second, wall
 time per trial (the overhead: the trials themselves take about a millisecond), and the driver's memory
 after 1,000 trials and at the end. Targets (issue 16): kubetune-ray's time per trial within 2x of Ray
 Tune's, and its driver's memory flat (within 100 MB) from 1,000 to 10,000 trials.
@@ -22,7 +24,6 @@ Tune's, and its driver's memory flat (within 100 MB) from 1,000 to 10,000 trials
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -40,8 +41,8 @@ LOW, HIGH = -5.0, 10.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def resident_mib() -> float:
-    with open("/proc/self/statm") as statm:
+def resident_mib(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * PAGE / 2**20
 
 
@@ -57,7 +58,10 @@ class MemoryLog:
     def trial_ended(self) -> None:
         self.ended += 1
         if self.ended % self.every == 0:
-            self.samples.append((self.ended, round(resident_mib(), 1)))
+            self.sample(self.ended, resident_mib())
+
+    def sample(self, ended: int, mib: float) -> None:
+        self.samples.append((ended, round(mib, 1)))
 
     def result(self, **extra: Any) -> dict[str, Any]:
         wall = time.perf_counter() - self.started
@@ -79,15 +83,36 @@ def experiment_document(trials: int, parallelism: int) -> dict[str, Any]:
 
 
 def run_kubetune(backend: str, trials: int, parallelism: int, address: str | None, folder: Path) -> dict[str, Any]:
-    from kubetune.core.manifest import load_experiment
-    from kubetune.runners import local_runner
-
+    """``kubetune run`` as a user runs it, in a process of its own; its memory is read from here as the rows of
+    ``trials.jsonl`` come in."""
+    manifest = folder / "experiment.yaml"
+    manifest.write_text(json.dumps(experiment_document(trials, parallelism)))
+    command = [sys.executable, "-m", "kubetune.cli", "run", str(manifest), "--out", str(folder / "run"), "--quiet"]
+    if backend == "kubetune-ray":
+        command += ["--backend", "ray", "--address", str(address)]
     log = MemoryLog(trials)
-    runner = local_runner(load_experiment(experiment_document(trials, parallelism)), folder / "run", folder,
-                          backend_name="ray" if backend == "kubetune-ray" else "process", address=address,
-                          on_trial_end=lambda _record: log.trial_ended())
-    ended = asyncio.run(runner.run())
-    return log.result(phase=ended.phase, reason=ended.reason)
+    rows = folder / "run" / "trials.jsonl"
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as driver:
+        seen = 0
+        while driver.poll() is None:
+            time.sleep(0.2)
+            ended = _lines(rows)
+            if ended // log.every > seen // log.every:
+                log.sample(ended, resident_mib(driver.pid))
+            seen = ended
+        shown = driver.stdout.read() if driver.stdout else ""
+    if driver.returncode != 0:
+        raise RuntimeError(f"kubetune run exited with {driver.returncode}: {shown[-2000:]}")
+    log.ended = _lines(rows)
+    return log.result(outcome=shown.strip().splitlines()[-3] if shown.strip() else "")
+
+
+def _lines(path: Path) -> int:
+    try:
+        with path.open("rb") as file:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 16), b""))
+    except FileNotFoundError:
+        return 0
 
 
 def run_ray_tune(trials: int, parallelism: int, address: str | None, folder: Path) -> dict[str, Any]:

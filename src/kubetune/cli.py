@@ -277,6 +277,27 @@ def _output_folder(out: Path | None, default: Path) -> Path:
 
 
 # -- run ----------------------------------------------------------------------------------------------------
+class _RunningTally:
+    """The progress line's figures, kept up as trials end (a pass over every record per trial would make a run
+    of n trials cost n^2)."""
+
+    def __init__(self, direction: str):
+        self.sign = -1.0 if direction == "maximize" else 1.0
+        self.finished = self.failed = 0
+        self.best: float | None = None
+
+    def add(self, record: TrialRecord) -> None:
+        from kubetune.core.lifecycle import TrialState
+
+        if not record.state.is_finished:
+            return
+        self.finished += 1
+        self.failed += record.state.is_failure
+        if record.state is TrialState.SUCCEEDED and record.value is not None and (
+                self.best is None or self.sign * record.value < self.sign * self.best):
+            self.best = record.value
+
+
 def _run(args: argparse.Namespace) -> int:
     from kubetune.runners.backend import RunnerError
 
@@ -291,7 +312,6 @@ def _run_experiment(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from kubetune.core.summary import ranked
     from kubetune.runners import local_runner
 
     experiment = _load(args)
@@ -306,18 +326,14 @@ def _run_experiment(args: argparse.Namespace) -> int:
     )
     task = progress.add_task(experiment.name, total=spec.max_trials, running=0, failed=0, best="-")
 
+    tally = _RunningTally(spec.objective.direction)
+
     def on_trial_end(record: TrialRecord) -> None:
         if not args.quiet:
             progress.console.print(_trial_line(record))
-        runner_records = [r for r in runner.records.values() if r.state.is_finished]
-        best = ranked(runner_records, spec.objective.direction)
-        progress.update(
-            task,
-            completed=len(runner_records),
-            running=len(runner.running),
-            failed=sum(r.state.is_failure for r in runner_records),
-            best=f"{best[0].value:.6g}" if best else "-",
-        )
+        tally.add(record)
+        progress.update(task, completed=tally.finished, running=len(runner.running), failed=tally.failed,
+                        best="-" if tally.best is None else f"{tally.best:.6g}")
 
     if args.address is not None and args.backend != "ray":
         raise CommandLineError("--address needs --backend ray")
@@ -335,9 +351,11 @@ def _run_experiment(args: argparse.Namespace) -> int:
         pace += f" (parallelism {spec.parallelism}, but only {runner.at_once} fit on {where})"
     console().print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
                     f"trials, {pace}; results in {out}")
+    for record in runner.records.values():
+        tally.add(record)
     with progress:
-        done_before = sum(r.state.is_finished for r in runner.records.values())
-        progress.update(task, completed=done_before)
+        progress.update(task, completed=tally.finished, failed=tally.failed,
+                        best="-" if tally.best is None else f"{tally.best:.6g}")
         outcome = asyncio.run(runner.run())
     _print_outcome(outcome, experiment, out, args.file)
     return {"Succeeded": EXIT_OK, "Interrupted": EXIT_INTERRUPTED}.get(outcome.phase, EXIT_FAILED)

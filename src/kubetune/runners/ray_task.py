@@ -70,7 +70,8 @@ def _watch(process: subprocess.Popen[bytes], follow: _Follow,
             yield "timeout", timeout
             return
         yield from follow.news()
-        time.sleep(POLL_SECONDS)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(POLL_SECONDS)  # returns the moment the trial exits
     yield from follow.news()
     yield "exit", process.returncode
 
