@@ -268,17 +268,48 @@ def test_address_needs_the_ray_backend(tmp_path, capsys):
     assert "--address needs --backend ray" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    ("pip: [a\n", "not YAML or JSON"),
+    ("- pip\n", "must be a mapping of Ray runtime_env fields"),
+    (b"\xff\xfe", "not YAML or JSON"),
+    (None, "No such file or directory"),
+])
+def test_a_runtime_env_that_is_not_a_mapping_is_bad_input(tmp_path, capsys, content, message):
+    path = experiment(tmp_path / "exp", tmp_path / "track")
+    env = tmp_path / "runtime-env.yaml"
+    if isinstance(content, bytes):
+        env.write_bytes(content)
+    elif content is not None:
+        env.write_text(content)
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--backend", "ray", "--runtime-env",
+                 str(env)]) == 2
+    err = capsys.readouterr().err
+    assert f"--runtime-env {env}" in err and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_runtime_env_needs_the_ray_backend(tmp_path, capsys):
+    path = experiment(tmp_path / "exp", tmp_path / "track")
+    (tmp_path / "env.yaml").write_text("env_vars: {A: b}\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--runtime-env", str(tmp_path / "env.yaml")]) == 2
+    assert "--runtime-env needs --backend ray" in capsys.readouterr().err
+
+
 # -- on the cluster --------------------------------------------------------------------------------------------
 def test_trials_run_on_both_nodes_and_their_logs_come_back(cluster, tmp_path):
     nodes = cluster.node_ids(2)
     track, out = tmp_path / "track", tmp_path / "out"
     path = experiment(tmp_path / "exp", track, sleep=1.5, parallelism=2, maxTrials=4)
-    code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address))
+    runtime_env = tmp_path / "runtime-env.yaml"
+    runtime_env.write_text("env_vars: {PROBE_EXTRA: from the runtime env}\n")
+    code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address,
+                                   "--runtime-env", runtime_env))
     assert code == 0, output
     assert "2 at a time" in output  # one CPU per node, one CPU per trial
     trials = rows(out)
     assert len(trials) == 4 and {t["state"] for t in trials.values()} == {"Succeeded"}
     assert {nodes[p["node"]] for p in probes(track)} == {"node_a", "node_b"}
+    assert {p["extra"] for p in probes(track)} == {"from the runtime env"}
     for trial in trials.values():
         log = (out / "trials" / trial["id"] / "attempt-1.stdout.log").read_text()
         assert json.loads(log)["loss"] == pytest.approx(trial["value"])
@@ -343,6 +374,17 @@ def test_a_working_dir_over_rays_limit_is_bad_input(cluster, tmp_path):
     error = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "cannot start the Ray job with working_dir" in error[0], output
     assert "Package size (0.29MiB) exceeds the maximum size of 0.10MiB" in error[0]
+
+
+def test_a_runtime_env_ray_refuses_is_bad_input(cluster, tmp_path):
+    path = experiment(tmp_path / "exp", tmp_path / "track")
+    (tmp_path / "env.yaml").write_text("pip: 5\n")
+    code, output = finish(kubetune("run", path, "--out", tmp_path / "out", "--backend", "ray", "--address",
+                                   cluster.address, "--runtime-env", tmp_path / "env.yaml"))
+    assert code == 2, output
+    error = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "the --runtime-env fields ['pip']" in error[0], output
+    assert "Traceback" not in output
 
 
 def test_ctrl_c_stops_the_ray_trials_and_resume_finishes(cluster, tmp_path):

@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="where trials run: processes on this machine (default) or tasks on a Ray cluster")
     run.add_argument("--address", metavar="ADDR", help="--backend ray: the cluster (auto, host:port, "
                      "ray://host:10001); default: start Ray on this machine")
+    run.add_argument("--runtime-env", type=Path, metavar="FILE", help="--backend ray: a Ray runtime_env for the "
+                     "trials (YAML or JSON: pip, env_vars, ...); the manifest's folder is its working_dir")
     run.add_argument("--quiet", action="store_true", help="no line per finished trial")
     run.set_defaults(handler=_run)
 
@@ -262,6 +264,22 @@ def _load(args: argparse.Namespace) -> Experiment:
         raise
 
 
+def _runtime_env(path: Path) -> dict[str, Any]:
+    """``--runtime-env FILE``: a mapping of Ray runtime_env fields (Ray itself judges the fields)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CommandLineError(f"--runtime-env {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CommandLineError(f"--runtime-env {path}: not YAML or JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(document, dict) or not all(isinstance(key, str) for key in document):
+        raise CommandLineError(f"--runtime-env {path}: must be a mapping of Ray runtime_env fields "
+                               "(pip, env_vars, ...)")
+    return document
+
+
 def _output_folder(out: Path | None, default: Path) -> Path:
     """The results folder (``--out``, else ``default``); refused when it cannot be one: a file, or a path
     below a file."""
@@ -335,10 +353,13 @@ def _run_experiment(args: argparse.Namespace) -> int:
         progress.update(task, completed=tally.finished, running=len(runner.running), failed=tally.failed,
                         best="-" if tally.best is None else f"{tally.best:.6g}")
 
-    if args.address is not None and args.backend != "ray":
-        raise CommandLineError("--address needs --backend ray")
+    for option, given in (("--address", args.address), ("--runtime-env", args.runtime_env)):
+        if given is not None and args.backend != "ray":
+            raise CommandLineError(f"{option} needs --backend ray")
+    runtime_env = _runtime_env(args.runtime_env) if args.runtime_env is not None else None
     runner = local_runner(experiment, out, args.file.resolve().parent, resume=args.resume, no_gpu=args.no_gpu,
-                          backend_name=args.backend, address=args.address, on_trial_end=on_trial_end)
+                          backend_name=args.backend, address=args.address, runtime_env=runtime_env,
+                          on_trial_end=on_trial_end)
     try:
         runner.prepare()
     except OSError as exc:  # the results folder cannot be made or written

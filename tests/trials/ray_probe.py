@@ -1,6 +1,6 @@
 """A trial for the Ray backend tests: reports loss = (x - 2)^2 after --sleep seconds, and leaves in --track a
-JSON file with where it ran (its Ray node, CUDA_VISIBLE_DEVICES, its GPU share), its pid and when it started
-and ended."""
+JSON file with where it ran (its Ray node, CUDA_VISIBLE_DEVICES, its GPU share, $PROBE_EXTRA), its pid and when
+it started and ended."""
 
 import argparse
 import json
@@ -15,7 +15,7 @@ parser.add_argument("--track")
 args = parser.parse_args()
 seen = {"trial": os.environ["KUBETUNE_TRIAL"], "pid": os.getpid(), "node": os.environ.get("KUBETUNE_RAY_NODE_ID"),
         "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "share": os.environ.get("KUBETUNE_GPU_SHARE"),
-        "cwd": os.getcwd(), "start": time.time()}
+        "cwd": os.getcwd(), "extra": os.environ.get("PROBE_EXTRA"), "start": time.time()}
 marker = Path(args.track) / f"{seen['trial']}.{os.getpid()}.json"
 marker.write_text(json.dumps(seen))
 time.sleep(args.sleep)

@@ -68,11 +68,12 @@ class _Running:
 
 class RayBackend:
     def __init__(self, resources: Resources, workdir: Path, *, address: str | None = None,
-                 out: Path | None = None):
+                 out: Path | None = None, runtime_env: dict[str, Any] | None = None):
         self.options = ray_resources(resources)
         self.workdir = Path(workdir).resolve()
         self.address = address
         self.out = out
+        self.user_runtime_env = dict(runtime_env or {})
         self.capacity = UNLIMITED
         self._running: dict[str, _Running] = {}
         self._remote: Any = None
@@ -87,9 +88,10 @@ class RayBackend:
         except ConnectionError as exc:
             where = self.address or "auto"
             raise RunnerError(f"--address {where}: cannot connect to Ray: {_first_line(exc)}") from None
-        except Exception as exc:  # Ray raises plain errors for a working_dir it refuses (too large, unreadable)
-            raise RunnerError(f"cannot start the Ray job with working_dir {self.workdir} (the manifest's folder, "
-                              f"copied to every node): {_first_line(_innermost(exc))}") from None
+        except Exception as exc:  # Ray raises plain errors for a runtime_env it refuses (a working_dir too large)
+            given = f" and the --runtime-env fields {sorted(self.user_runtime_env)}" if self.user_runtime_env else ""
+            raise RunnerError(f"cannot start the Ray job with working_dir {self._runtime_env()['working_dir']} "
+                              f"(copied to every node){given}: {_first_line(_innermost(exc))}") from None
         from ray import cloudpickle
 
         from kubetune.runners import ray_task
@@ -98,11 +100,15 @@ class RayBackend:
         self.capacity = _capacity(ray.cluster_resources(), self.options)
 
     def _runtime_env(self) -> dict[str, Any]:
+        """The user's runtime_env, with the manifest's folder as its working_dir unless it names one; the run
+        folder is never uploaded."""
         excludes = [".git", "kubetune-runs"]
         if self.out is not None:
             with contextlib.suppress(ValueError):
                 excludes.append(str(Path(self.out).resolve().relative_to(self.workdir)))
-        return {"working_dir": str(self.workdir), "excludes": excludes}
+        given = self.user_runtime_env.get("excludes")
+        return {"working_dir": str(self.workdir), **self.user_runtime_env,
+                "excludes": [*(given if isinstance(given, list) else []), *excludes]}
 
     def at_once(self, parallelism: int) -> int:
         return min(parallelism, self.capacity)
