@@ -92,7 +92,8 @@ def _spec_validator():
 
 
 @pytest.mark.parametrize("example", ["quickstart.yaml", "sklearn-digits/experiment.yaml", "k8s/branin.yaml",
-                                     "k8s/fractional-gpu.yaml", "gpu-digits/experiment.yaml"])
+                                     "k8s/fractional-gpu.yaml", "gpu-digits/experiment.yaml",
+                                     "ray/experiment.yaml"])
 def test_examples_validate_against_the_crd(example):
     document = yaml.safe_load((EXAMPLES / example).read_text())
     _spec_validator().validate(document["spec"])

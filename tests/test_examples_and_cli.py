@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
+import yaml
 
-from kubetune.cli import main
+from kubetune.cli import _parser, main
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @pytest.mark.parametrize("example", ["quickstart.yaml", "sklearn-digits/experiment.yaml", "k8s/branin.yaml",
                                      "k8s/fractional-gpu.yaml", "gpu-digits/experiment.yaml",
-                                     "sklearn-epochs/experiment.yaml", "k8s/early-stopping.yaml"])
+                                     "sklearn-epochs/experiment.yaml", "k8s/early-stopping.yaml",
+                                     "ray/experiment.yaml"])
 def test_example_validates(example, capsys):
     assert main(["validate", str(EXAMPLES / example)]) == 0
     out = capsys.readouterr().out
@@ -73,6 +76,56 @@ def test_sklearn_epochs_example_stops_hopeless_trials_early(tmp_path):
     states = [r["state"] for r in latest.values()]
     assert len(states) == 8 and set(states) <= {"Succeeded", "EarlyStopped"}
     assert all(r["progress"]["reports"] >= 1 for r in latest.values())
+
+
+def test_the_kuberay_rayjob_runs_the_ray_example_from_its_configmap():
+    documents = list(yaml.safe_load_all((EXAMPLES / "ray" / "rayjob.yaml").read_text()))
+    [job] = [d for d in documents if d["kind"] == "RayJob"]
+    config_maps = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ConfigMap"}
+    assert job["apiVersion"] == "ray.io/v1"
+    spec = job["spec"]
+    # the entrypoint is a kubetune command line that runs the experiment on this Ray cluster
+    command = shlex.split(spec["entrypoint"])
+    assert command[:2] == ["kubetune", "run"]
+    args = _parser().parse_args(command[1:])
+    assert (args.backend, args.address) == ("ray", "auto") and args.out is not None
+    manifest, out = PurePosixPath(args.file), PurePosixPath(args.out)
+    # on the head pod (where a Ray job's entrypoint runs) the manifest's folder is the ConfigMap, and the run
+    # folder is a volume of its own, outside the manifest's folder (Ray copies that folder to every node)
+    head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    mounts = {PurePosixPath(m["mountPath"]): m["name"] for m in head["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in head["volumes"]}
+    config = volumes[mounts[manifest.parent]]["configMap"]
+    assert any(out == mount or mount in out.parents for mount in mounts) and manifest.parent not in out.parents
+    # the ConfigMap carries examples/ray as it is, so the two cannot drift apart
+    files = {item["path"]: item["key"] for item in config["items"]}
+    assert set(files) == {manifest.name, "train.py"}
+    data = config_maps[config["name"]]["data"]
+    for path, key in files.items():
+        assert data[key] == (EXAMPLES / "ray" / path).read_text(), f"{key} differs from examples/ray/{path}"
+    # packages through pip; no working_dir (kubetune's ray.init sets it, and Ray refuses a conflicting key)
+    runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
+    assert not {"working_dir", "excludes"} & set(runtime_env)
+    packages = " ".join(runtime_env["pip"])
+    assert "kubetune" in packages and "scikit-learn" in packages
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    assert spec["rayClusterSpec"]["workerGroupSpecs"], "the trials run on worker pods"
+
+
+def test_the_kuberay_rayjobs_pods_and_configmap_are_valid_kubernetes_objects():
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    documents = list(yaml.safe_load_all((EXAMPLES / "ray" / "rayjob.yaml").read_text()))
+    [job] = [d for d in documents if d["kind"] == "RayJob"]
+    cluster = job["spec"]["rayClusterSpec"]
+    templates = [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]
+    for template in templates:  # what KubeRay makes its pods from
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod"}, "spec": template["spec"]}
+        kubernetes_validate.validate(pod, version, strict=True)
+    for document in documents:
+        if document["kind"] == "ConfigMap":
+            kubernetes_validate.validate(document, version, strict=True)
 
 
 def test_missing_file_is_bad_input(tmp_path, capsys):

@@ -2,7 +2,8 @@
 resource ``node_a``) and a worker node (``node_b``), each with one CPU and one fake GPU, started with
 ``ray start --block`` so that every process of the cluster is ours to stop (also on failure). Trials are
 placed on both nodes, fractional GPUs are packed by Ray's scheduler, a node killed mid-run costs one retry,
-Ctrl-C and resume, early stopping through Ray. Bad input (no Ray, an address nothing answers at) is exit 2."""
+Ctrl-C and resume, early stopping through Ray, the shipped examples/ray experiment. Bad input (no Ray, an address
+nothing answers at) is exit 2."""
 
 from __future__ import annotations
 
@@ -434,3 +435,19 @@ def test_early_stopping_through_ray(cluster, tmp_path):
         assert trial["progress"]["step"] < 9 and trial["message"].startswith("stopped by the asha rule at step")
     for marker in track.iterdir():  # left by the stopped trials: their processes are gone, on their node
         assert gone(int(marker.read_text()))
+
+
+def test_the_ray_example_runs_on_the_cluster(cluster, tmp_path):
+    cluster.node_ids(2)
+    out = tmp_path / "out"
+    example = Path(__file__).resolve().parents[1] / "examples" / "ray" / "experiment.yaml"
+    code, output = finish(kubetune("run", example, "--out", out, "--backend", "ray", "--address", cluster.address,
+                                   "--max-trials", "4", "--parallelism", "2"))
+    assert code == 0, output
+    assert "2 at a time" in output
+    trials = rows(out)
+    assert len(trials) == 4, output
+    for trial in trials.values():  # the JSON lines train.py prints are its reports, read through Ray
+        assert trial["state"] in {"Succeeded", "EarlyStopped"} and trial["value"] is not None, trial
+        assert 1 <= trial["progress"]["step"] <= 27 and 0 < trial["metrics"]["accuracy"] <= 1, trial
+    assert any(trial["progress"]["step"] == 27 for trial in trials.values()), "a trial trained to the end"
