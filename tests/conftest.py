@@ -1,5 +1,5 @@
-"""Shared fixtures: a manifest builder, the test trial script, and (from :mod:`operator_cluster`) the real
-control plane and a namespace on it per test."""
+"""Shared fixtures: a manifest builder, the test trial script, (from :mod:`operator_cluster`) the real
+control plane and a namespace on it per test, and (from :mod:`ray_cluster`) a real two-node Ray cluster."""
 
 from __future__ import annotations
 
@@ -74,3 +74,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 # the control-plane fixtures; imported last, since operator_cluster builds its manifests with manifest() above
 from operator_cluster import bare_cluster, control_plane, namespace  # noqa: E402, F401, I001
+from ray_cluster import ray_cluster  # noqa: E402, F401, I001

@@ -1,7 +1,8 @@
-"""One scenario suite, two shells: the same experiments run by the local runner (trials as processes) and by
-the operator's reconciler (against the in-memory cluster and its test kubelet) end the same way, so the
-shells cannot drift apart. Each trial does what the scenario's plan says for its number and attempt
-(``tests/trials/scenario.py`` locally, the test kubelet in the cluster)."""
+"""One scenario suite, every shell: the same experiments run by the local runner (trials as processes, or as
+Ray tasks on a real two-node Ray cluster) and by the operator's reconciler (against the in-memory cluster and
+its test kubelet) end the same way, so the shells cannot drift apart. Each trial does what the scenario's
+plan says for its number and attempt (``tests/trials/scenario.py`` locally and on Ray, the test kubelet in
+the cluster)."""
 
 from __future__ import annotations
 
@@ -83,8 +84,12 @@ def document(scenario: Scenario) -> dict[str, Any]:
     return doc
 
 
-def run_locally(scenario: Scenario, tmp_path: Path) -> Ended:
+def run_locally(scenario: Scenario, tmp_path: Path, ray_address: str | None = None) -> Ended:
+    """The local runner with trials as processes, or as Ray tasks on the cluster at ``ray_address``."""
     doc = document(scenario)
+    backend = {"backend_name": "ray", "address": ray_address} if ray_address else {}
+    if ray_address:  # a tenth of a CPU each, so the test cluster's two CPUs hold every scenario's parallelism
+        doc["spec"]["trialTemplate"]["resources"] = {"cpu": "100m"}
     state = tmp_path / "state"
     state.mkdir()
     doc["spec"]["trialTemplate"]["spec"]["containers"][0]["env"].append(
@@ -98,10 +103,10 @@ def run_locally(scenario: Scenario, tmp_path: Path) -> Ended:
         if len(ended) == scenario.interrupt_after:
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = asyncio.run(local_runner(experiment, out, tmp_path, on_trial_end=interrupt).run())
+    first = asyncio.run(local_runner(experiment, out, tmp_path, on_trial_end=interrupt, **backend).run())
     if scenario.interrupt_after is not None:
         assert first.phase == "Interrupted"
-        first = asyncio.run(local_runner(experiment, out, tmp_path, resume=True).run())
+        first = asyncio.run(local_runner(experiment, out, tmp_path, resume=True, **backend).run())
     rows, problems = parse_rows((out / "trials.jsonl").read_text().splitlines())
     assert not problems
     latest = latest_by_id(rows).values()
@@ -141,10 +146,14 @@ def run_in_cluster(scenario: Scenario) -> Ended:
     return Ended(status["phase"], status["reason"], trials, Counter(t["state"] for t in trials.values()))
 
 
-@pytest.mark.parametrize("shell", ["local", "operator"])
+@pytest.mark.parametrize("shell", ["local", "ray", "operator"])
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_both_shells_end_a_scenario_alike(scenario, shell, tmp_path):
-    ended = run_locally(scenario, tmp_path) if shell == "local" else run_in_cluster(scenario)
+def test_every_shell_ends_a_scenario_alike(scenario, shell, tmp_path, request):
+    if shell == "operator":
+        ended = run_in_cluster(scenario)
+    else:
+        address = request.getfixturevalue("ray_cluster").address if shell == "ray" else None
+        ended = run_locally(scenario, tmp_path, address)
     phase, reason, trials = EXPECTED[scenario.name]
     assert (ended.phase, ended.reason) == (phase, reason), ended
     for number, (state, attempts) in trials.items():
