@@ -24,9 +24,12 @@ Tune's, and its driver's memory flat (within 100 MB) from 1,000 to 10,000 trials
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -153,12 +156,36 @@ def one_system(system: str, trials: int, parallelism: int, address: str | None) 
         return run_kubetune(system, trials, parallelism, address, folder)
 
 
-def start_ray_head(parallelism: int, scratch: Path) -> str:
-    port = 6390
-    subprocess.run(["ray", "start", "--head", f"--port={port}", f"--num-cpus={parallelism}", "--num-gpus=0",
-                    "--include-dashboard=false", f"--temp-dir={scratch}", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=_ray_env())
-    return f"127.0.0.1:{port}"
+def start_ray_head(parallelism: int, scratch: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """A Ray head of this benchmark's own (``ray start --block``, in a session of its own, so that stopping it
+    stops its processes and no other Ray on the machine)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    head = subprocess.Popen(["ray", "start", "--block", "--head", f"--port={port}", f"--num-cpus={parallelism}",
+                             "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={scratch}",
+                             "--disable-usage-stats"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=_ray_env(), start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    for _ in range(120):
+        probe = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address={address!r}); ray.shutdown()"],
+                               capture_output=True, env=_ray_env())
+        if probe.returncode == 0:
+            return address, head
+        if head.poll() is not None:
+            break
+        time.sleep(1)
+    stop_ray_head(head)
+    raise RuntimeError("the benchmark's Ray head did not start")
+
+
+def stop_ray_head(head: subprocess.Popen[bytes]) -> None:
+    head.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        head.wait(60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGKILL)
+    head.wait()
 
 
 def _ray_env() -> dict[str, str]:
@@ -168,7 +195,7 @@ def _ray_env() -> dict[str, str]:
 def measure(systems: list[str], trials: int, parallelism: int, limit_minutes: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ray-", dir="/tmp") as scratch:
-        address = start_ray_head(parallelism, Path(scratch))
+        address, head = start_ray_head(parallelism, Path(scratch))
         try:
             for system in systems:
                 print(f"{system}: {trials} trials, {parallelism} at a time", flush=True)
@@ -187,7 +214,7 @@ def measure(systems: list[str], trials: int, parallelism: int, limit_minutes: fl
                 results[system] = json.loads(shown.stdout.strip().splitlines()[-1])
                 print(f"  {results[system]}", flush=True)
         finally:
-            subprocess.run(["ray", "stop", "--force"], capture_output=True, env=_ray_env())
+            stop_ray_head(head)
     return results
 
 
