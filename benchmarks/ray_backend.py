@@ -242,11 +242,49 @@ def report(results: dict[str, Any], trials: int, parallelism: int) -> str:
         rate = result["trials"] / result["wall_s"]
         lines.append(f"| {system} | {result['trials']:,} | {result['wall_s']:.1f} | {rate:.1f} | "
                      f"{1000 / rate:.1f} | {at_1000 if at_1000 is not None else '—'} | {end} | {growth} |")
+    lines += ["", "## Targets", "", *targets(results, trials)]
     lines += ["", "Driver memory (MiB) as trials end:", ""]
     for system, result in results.items():
         if "memory_mib" in result:
             lines.append(f"- {system}: " + ", ".join(f"{ended:,}: {mib}" for ended, mib in result["memory_mib"]))
     return "\n".join(lines) + "\n"
+
+
+def ms_per_trial(result: dict[str, Any]) -> float | None:
+    if "error" in result or not result.get("trials"):
+        return None
+    return 1000 * result["wall_s"] / result["trials"]
+
+
+def memory_growth(result: dict[str, Any]) -> float | None:
+    """MiB the driver grew from its first sample at or after 1,000 trials to its last."""
+    samples = result.get("memory_mib") or []
+    after = [mib for ended, mib in samples if ended >= 1000]
+    return after[-1] - after[0] if len(after) >= 2 else None
+
+
+def targets(results: dict[str, Any], trials: int) -> list[str]:
+    """Issue 16's two targets, judged from this run's figures."""
+    ours, tune = results.get("kubetune-ray", {}), results.get("ray-tune", {})
+    lines = []
+    mine, theirs = ms_per_trial(ours), ms_per_trial(tune)
+    if mine is None or theirs is None:
+        lines.append("- Time per trial within 2x of Ray Tune's: not judged (a system did not run to the end).")
+    else:
+        verdict = "met" if mine <= 2 * theirs else "missed"
+        lines.append(f"- Time per trial within 2x of Ray Tune's: **{verdict}**, {mine:.1f} ms against "
+                     f"{theirs:.1f} ms ({mine / theirs:.2f}x).")
+    growth = memory_growth(ours)
+    if growth is None or trials < 10000:
+        lines.append("- Driver memory flat (within 100 MB) from 1,000 to 10,000 trials: not judged "
+                     f"(this run had {trials:,} trials).")
+    else:
+        verdict = "met" if growth * 2**20 <= 100e6 else "missed"
+        tune_growth = memory_growth(tune)
+        beside = f"; Ray Tune's driver grew {tune_growth:+.1f} MiB" if tune_growth is not None else ""
+        lines.append(f"- Driver memory flat (within 100 MB) from 1,000 to 10,000 trials: **{verdict}**, "
+                     f"{growth:+.1f} MiB{beside}.")
+    return lines
 
 
 def _ray_version() -> str:

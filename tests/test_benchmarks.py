@@ -1,11 +1,15 @@
 """The benchmark harness itself: problems have the optima they claim, the asynchronous simulation keeps q
 trials in flight and reports a monotone best-so-far curve, and the early-stopping benchmark's simulated
-workers spend exactly their budget of training steps and report from its results."""
+workers spend exactly their budget of training steps and report from its results; the Ray benchmark runs
+each of its systems on a real Ray cluster."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +108,27 @@ def test_early_stopping_benchmark_quick_path(tmp_path):
     text = (tmp_path / "early_stopping.md").read_text()
     assert "## Target" in text and "kubetune random + asha" in text and (tmp_path / "early_stopping.png").exists()
     assert isinstance(outcome["target_met"], bool)
+
+
+def test_ray_backend_benchmark_quick_path(ray_cluster):
+    """Each system of the Ray benchmark runs a few trials on the test Ray cluster, as the benchmark runs them
+    (a process per system), and the report judges the targets only at the size they are set for."""
+    pytest.importorskip("ray.tune")
+    from ray_cluster import RAY_ENV
+
+    from benchmarks.ray_backend import SYSTEMS, report
+
+    results = {}
+    for system in SYSTEMS:
+        shown = subprocess.run([sys.executable, "-m", "benchmarks.ray_backend", "--one", system, "--trials", "6",
+                                "--parallelism", "2", "--address", ray_cluster.address], capture_output=True,
+                               text=True, timeout=300, env=RAY_ENV, cwd=Path(__file__).parent.parent)
+        assert shown.returncode == 0, shown.stderr[-3000:]
+        results[system] = json.loads(shown.stdout.strip().splitlines()[-1])
+        assert results[system]["trials"] == 6 and results[system]["wall_s"] > 0, results[system]
+        sampled = [ended for ended, _ in results[system]["memory_mib"]]
+        assert sampled == sorted(sampled) and all(0 < ended <= 6 for ended in sampled), results[system]
+    text = report(results, 6, 2)
+    assert all(f"| {system} | 6 |" in text for system in SYSTEMS)
+    assert "Time per trial within 2x of Ray Tune's: **" in text
+    assert "not judged (this run had 6 trials)" in text
