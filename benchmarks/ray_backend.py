@@ -7,7 +7,8 @@ with ``--num-cpus`` equal to the parallelism, so both Ray systems get the same s
 
 - ``kubetune-ray``: ``kubetune run --backend ray --address ...`` (the runner in a process of its own);
 - ``ray-tune``: ``tune.Tuner`` with a function trainable that runs the command (``subprocess.run``) and
-  reports its value, random search over the same space, ``max_concurrent_trials`` = the parallelism;
+  reports its value, random search over the same space, ``max_concurrent_trials`` = the parallelism and
+  ``reuse_actors=True``;
 - ``kubetune-local``: ``kubetune run`` with the default process backend (no Ray).
 
 Each system runs in a process of its own. The driver's resident memory (``/proc/PID/statm``) is recorded as
@@ -19,6 +20,7 @@ after 1,000 trials and at the end. Targets (issue 16): kubetune-ray's time per t
 Tune's, and its driver's memory flat (within 100 MB) from 1,000 to 10,000 trials.
 
     python -m benchmarks.ray_backend [--trials 10000] [--parallelism 8] [--systems ...] [--limit-minutes 40]
+    python -m benchmarks.ray_backend --report-only     # the report again from benchmarks/results/ray_backend.json
 """
 
 from __future__ import annotations
@@ -225,7 +227,10 @@ def report(results: dict[str, Any], trials: int, parallelism: int) -> str:
         f"`python -m benchmarks.ray_backend --trials {trials} --parallelism {parallelism}` on {os.cpu_count()} "
         f"cores ({platform.platform()}, Python {platform.python_version()}, Ray {_ray_version()}); one Ray "
         f"cluster started by the benchmark (`ray start --head --num-cpus={parallelism}`) for both Ray systems. "
-        f"Trials are `sh -c 'echo loss=X'`, random search over one parameter, {parallelism} at a time.",
+        f"Trials are `sh -c 'echo loss=X'`, random search over one parameter, {parallelism} at a time. Ray Tune "
+        "runs with `reuse_actors=True` (its faster setting for many short trials; by default it starts an actor "
+        "per trial). Time per trial is the wall time over the number of trials, startup included. Other work "
+        "may have shared the machine's cores during the run.",
         "",
         "| system | trials | wall (s) | trials/s | ms per trial | driver memory after 1,000 (MiB) | at the end "
         "(MiB) | growth (MiB) |",
@@ -302,16 +307,23 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--limit-minutes", type=float, default=40.0, help="per system")
     parser.add_argument("--out", type=Path, default=RESULTS / "ray_backend.md")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from its JSON")
     parser.add_argument("--one", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_system(args.one, args.trials, args.parallelism, args.address)))
         return
+    raw = args.out.with_suffix(".json")
+    if args.report_only:
+        measured = json.loads(raw.read_text())
+        args.out.write_text(report(measured["results"], measured["trials"], measured["parallelism"]))
+        print(args.out.read_text())
+        return
     results = measure(args.systems, args.trials, args.parallelism, args.limit_minutes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"trials": args.trials, "parallelism": args.parallelism, "results": results}, indent=1) + "\n")
+    raw.write_text(json.dumps({"trials": args.trials, "parallelism": args.parallelism, "results": results},
+                              indent=1) + "\n")
     args.out.write_text(report(results, args.trials, args.parallelism))
     print(args.out.read_text())
 
