@@ -309,7 +309,8 @@ def plot(summary: dict[str, dict[str, dict]], path: Path, budget: int) -> None:
         for method, row in rows.items():
             curves = np.array([_regret_curve(h, row["reference"], grid) for h in row["hits"]])
             curves = np.where(np.isnan(curves), np.inf, curves)
-            median = np.quantile(curves, 0.5, axis=0)
+            with np.errstate(invalid="ignore"):  # inf - inf between two never-reached seeds: nan, not drawn
+                median = np.quantile(curves, 0.5, axis=0)
             median = np.where(np.isfinite(median), np.maximum(median, 1e-4), np.nan)  # 0 drawn at 1e-4
             ax.plot(grid, median, label=method, color=colours[method], linewidth=2.2 if method == OURS else 1)
             drawn = drawn or bool(np.isfinite(median).any())
@@ -322,7 +323,7 @@ def plot(summary: dict[str, dict[str, dict]], path: Path, budget: int) -> None:
         ax.legend(fontsize=7)
         box = axes[1][col]
         data = [np.minimum(row["steps"], budget * 1.05) for row in rows.values()]
-        box.boxplot(data, vert=False, whis=(0, 100))
+        box.boxplot(data, orientation="horizontal", whis=(0, 100))
         box.set_yticks(range(1, len(rows) + 1), list(rows), fontsize=7)
         box.axvline(budget, color="grey", linestyle=":", linewidth=1)
         box.set_xlabel("training steps to the level (right of the dotted line: not reached)")
