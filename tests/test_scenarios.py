@@ -23,9 +23,11 @@ from conftest import TRIALS, manifest
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.lifecycle import TrialRecord
 from kubetune.core.manifest import load_experiment
+from kubetune.core.plan import Tally
 from kubetune.core.summary import latest_by_id, parse_rows
 from kubetune.operator.reconcile import Reconciler
 from kubetune.runners import local_runner
+from kubetune.runners.driver import Runner
 
 
 @dataclass
@@ -103,16 +105,28 @@ def run_locally(scenario: Scenario, tmp_path: Path, ray_address: str | None = No
         if len(ended) == scenario.interrupt_after:
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = asyncio.run(local_runner(experiment, out, tmp_path, on_trial_end=interrupt, **backend).run())
+    runner = local_runner(experiment, out, tmp_path, on_trial_end=interrupt, **backend)
+    first = asyncio.run(runner.run())
+    assert_tally_kept_up(runner)
     if scenario.interrupt_after is not None:
         assert first.phase == "Interrupted"
-        first = asyncio.run(local_runner(experiment, out, tmp_path, resume=True, **backend).run())
+        runner = local_runner(experiment, out, tmp_path, resume=True, **backend)
+        first = asyncio.run(runner.run())
+        assert_tally_kept_up(runner)
     rows, problems = parse_rows((out / "trials.jsonl").read_text().splitlines())
     assert not problems
     latest = latest_by_id(rows).values()
     return Ended(first.phase, first.reason, {r.number: {"state": str(r.state), "attempts": r.attempts,
                                                         "params": r.params} for r in latest},
                  Counter(str(r.state) for r in latest))
+
+
+def assert_tally_kept_up(runner: Runner) -> None:
+    """The runner's tally, kept up as trials moved, is what counting every record gives."""
+    counted = Tally.of(runner.records.values(), runner.limits.direction)
+    kept = runner.tally
+    assert {s: n for s, n in kept.counts.items() if n} == {s: n for s, n in counted.counts.items() if n}
+    assert (kept.best, sorted(kept.queued)) == (counted.best, sorted(counted.queued))
 
 
 def run_in_cluster(scenario: Scenario) -> Ended:
@@ -180,7 +194,9 @@ def stop_early_locally(tmp_path: Path) -> Ended:
     doc["spec"]["trialTemplate"]["spec"]["containers"][0].update(
         command=[sys.executable, str(TRIALS / "curve.py")], args=["--x=${params.x}", "--steps=9", "--sleep=0.1"])
     out = tmp_path / "out"
-    ended = asyncio.run(local_runner(load_experiment(doc), out, tmp_path).run())
+    runner = local_runner(load_experiment(doc), out, tmp_path)
+    ended = asyncio.run(runner.run())
+    assert_tally_kept_up(runner)
     rows, _ = parse_rows((out / "trials.jsonl").read_text().splitlines())
     latest = latest_by_id(rows).values()
     return Ended(ended.phase, ended.reason, {r.number: {"state": str(r.state), "step": r.progress.step,

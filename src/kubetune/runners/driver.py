@@ -74,6 +74,7 @@ class Runner:
         self.container = self.spec.trial_template.spec["containers"][0]
         self.collector = collector(self.spec.trial_template.metrics_collector)
         self.records: dict[str, TrialRecord] = {}
+        self.tally = Tally(self.limits.direction)  # kept up as trials move, so a pass never counts them all
         self.running: set[str] = set()
         self.attempts_run = 0
         self._optimizer: Optimizer | None = None
@@ -96,6 +97,7 @@ class Runner:
             raise RunnerError(str(problems[0]))
         self.backend.prepare()
         self.records = self.folder.open(self.experiment, self.resume)
+        self.tally = Tally.of(self.records.values(), self.limits.direction)
         self._optimizer = build_optimizer(self.spec, list(self.records.values()))
 
     @property
@@ -112,8 +114,7 @@ class Runner:
         async with self.backend:
             with _stop_signals(asyncio.get_running_loop(), interrupted):
                 while True:
-                    decision = decide(self.limits, Tally.of(self.records.values(), self.limits.direction),
-                                      self.optimizer.exhausted)
+                    decision = decide(self.limits, self.tally, self.optimizer.exhausted)
                     if decision.stop_running and (self.running or self._queued()):
                         await self._stop_all(decision.reason)
                         continue
@@ -136,7 +137,12 @@ class Runner:
                         self._settle(end)
 
     def _queued(self) -> list[TrialRecord]:
-        return [r for r in self.records.values() if r.state is TrialState.QUEUED]
+        return [self.records[trial] for trial in self.tally.queued]
+
+    def _moved(self, record: TrialRecord, before: TrialState | None) -> None:
+        """Every change of a trial's state goes through here, to keep :attr:`tally` up to date."""
+        if record.state is not before:
+            self.tally.moved(record.id, before, record.state, record.value)
 
     def _launch(self, decision: Decision) -> None:
         free = self.backend.slots()
@@ -150,11 +156,14 @@ class Runner:
             number = int(suggestion.id)
             record = TrialRecord(trial_name(self.experiment.name, number), number, suggestion.params)
             self.records[record.id] = record
+            self._moved(record, None)
             self._start(record)
 
     def _start(self, record: TrialRecord) -> None:
+        before = record.state
         record.start(self.clock())
         record.state = TrialState.RUNNING  # a process runs as soon as it is started
+        self._moved(record, before)
         self.folder.starting(record)
         rendered = substitute_all(self.container, record.params, record.id, self.experiment.name)
         command = [str(c) for c in rendered.get("command", []) + rendered.get("args", [])]
@@ -239,8 +248,10 @@ class Runner:
         self.running.discard(record.id)
         self._tails.pop(record.id, None)
         record.metrics = self._result(record, AttemptEnd(record.id, exit_code=0)).metrics
+        before = record.state
         settle(record, stop_early(record, self.spec.early_stopping.rule, self.clock()), self.limits.retries,
                self.clock())
+        self._moved(record, before)
         self.folder.ended(record)
         self._finished(record)
 
@@ -252,7 +263,9 @@ class Runner:
                                                          self.spec.objective.metric):
                 observe(record.progress, step, value, self.spec.objective.direction == "maximize", self.rule)
             self._tails.pop(record.id, None)
+        before = record.state
         retry = settle(record, self._result(record, end), self.limits.retries, self.clock())
+        self._moved(record, before)
         self.folder.ended(record)
         if not retry:
             self._finished(record)
@@ -282,12 +295,15 @@ class Runner:
                 continue
             self.running.discard(trial)
             record = self.records[trial]
+            before = record.state
             kill(record, reason, self.clock())
+            self._moved(record, before)
             self.folder.ended(record)
             self._finished(record)
         if reason != INTERRUPTED:  # a queued retry will not run: the experiment is over
             for record in self._queued():
                 kill(record, reason, self.clock())
+                self._moved(record, TrialState.QUEUED)
                 self.folder.ended(record)
                 self._finished(record)
 

@@ -43,7 +43,11 @@ class History:
 
 
 class Strategy(Protocol):
-    """Proposes up to ``n`` new assignments; fewer when the space has no more to give."""
+    """Proposes up to ``n`` new assignments; fewer when the space has no more to give. A strategy that
+    proposes from the space alone (``reads_observations = False``) is given only which points are taken, so
+    an ask does not cost a pass over every trial so far."""
+
+    reads_observations: bool
 
     def propose(self, n: int, history: History, rng: np.random.Generator) -> list[Params]: ...
 

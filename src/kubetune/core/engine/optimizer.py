@@ -148,6 +148,8 @@ class Optimizer:
 
     def _history(self) -> History:
         history = History(self.space, is_taken=self._is_taken, taken_keys=self._taken)
+        if not self._strategy.reads_observations:
+            return history
         completed_x, pending_x = [], []
         for t in self._trials.values():
             if t.state == "completed" and t.value is not None:

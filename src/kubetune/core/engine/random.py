@@ -15,6 +15,8 @@ class RandomSettings(StrategySettings):
 
 
 class RandomSearch:
+    reads_observations = False
+
     def __init__(self, space: Space, settings: RandomSettings):
         self.space = space
         self._started = False

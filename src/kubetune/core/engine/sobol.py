@@ -17,6 +17,8 @@ class SobolSettings(StrategySettings):
 
 
 class SobolSearch:
+    reads_observations = False
+
     def __init__(self, space: Space, settings: SobolSettings):
         self.space = space
         self.settings = settings

@@ -114,6 +114,8 @@ class _Choices:
 
 
 class GPSearch:
+    reads_observations = True
+
     def __init__(self, space: Space, settings: GPSettings):
         self.space = space
         self.settings = settings
