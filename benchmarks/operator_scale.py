@@ -333,7 +333,9 @@ def run_scenario(scenario: Scenario) -> Result:
             log = (workdir / "operator.log").open("w")
             operator = subprocess.Popen(
                 [sys.executable, "-m", "kubetune.cli", "operator", "--namespace", NAMESPACE, "--metrics-port",
-                 str(metrics_port), "--liveness", f"http://127.0.0.1:{free_port()}/healthz", "--log-level", "warning"],
+                 str(metrics_port), "--liveness", f"http://127.0.0.1:{free_port()}/healthz", "--log-level", "warning",
+                 # the report key lives in the operator's namespace, as the chart installs it
+                 "--report-key-namespace", NAMESPACE, "--reports-port", str(free_port())],
                 env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=log, stderr=subprocess.STDOUT)
             try:
                 time.sleep(3)  # kopf starts and begins watching
@@ -526,10 +528,12 @@ def refill_evidence(result: dict, by_name: dict[str, dict]) -> str:
     if demand is None or "instant" not in by_name:
         return bottleneck(result)
     capacity = by_name["instant"]["trials_per_second"]
-    text = (f"throughput: at steady state {demand:.1f} trials end per second, more than the "
+    against = "more than" if demand > capacity else f"{demand / capacity:.0%} of"
+    text = (f"throughput: at steady state {demand:.1f} trials end per second, {against} the "
             f"{capacity:.1f} trials/s this machine's control plane and operator sustain at most (the instant "
             f"scenario, {bottleneck(by_name['instant'])}), so ended trials queue for a new pod and the queue "
-            f"is the latency (this scenario ran {result['trials_per_second']:.0f} trials/s)")
+            f"is the latency (this scenario, with its 2,000 pods running, turned over "
+            f"{result['trials_per_second']:.0f} trials/s)")
     calmer = by_name.get("three-minute-trials")
     if calmer is not None:
         text += (f"; with 3-minute trials ({demanded_rate('three-minute-trials'):.0f} ending per second) the p95 "

@@ -132,3 +132,16 @@ def test_ray_backend_benchmark_quick_path(ray_cluster):
     assert all(f"| {system} | 6 |" in text for system in SYSTEMS)
     assert "Time per trial within 2x of Ray Tune's: **" in text
     assert "not judged (this run had 6 trials)" in text
+
+
+def test_operator_scale_benchmark_quick_path():
+    """The scale benchmark's stress scenario at a tenth of its size runs end to end on the real control plane
+    (the operator as the chart's ServiceAccount, the test kubelet's fake nodes), so the benchmark keeps up with
+    what the operator needs to start."""
+    from benchmarks.operator_scale import run_scenario, scenarios
+
+    instant = next(s for s in scenarios(10) if s.name == "instant")
+    result = run_scenario(instant)
+    assert result.trials == instant.trials == 500, result
+    assert not result.kubelet_errors and result.operator_throttled == 0, result
+    assert result.trials_per_second > 0 and result.operator_writes_per_trial >= 3, result
