@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "report.md")
     args = parser.parse_args(argv)
     result = measure(args.trials, args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(result))
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))

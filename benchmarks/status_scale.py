@@ -155,6 +155,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "status_scale.md")
     args = parser.parse_args()
+    if args.trials < 4000:  # 2,000 of them run, and most of the others must have ended
+        parser.error("--trials: at least 4000 (the scenarios have 2,000 trials running)")
     results: dict[str, Any] = {"trials": args.trials, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
     with ControlPlane(scheduler=False) as cluster:
         kubeconfig = cluster.admin_kubeconfig
