@@ -134,6 +134,22 @@ def test_asha_judges_at_the_highest_rung_the_trial_reached():
     assert judge("asha", rule, "me", trials, set(), False)
 
 
+def test_asha_never_stops_a_trial_that_already_reported_max_resource():
+    """The runner reads reports in batches: a trial judged at rung 3 may already have reported its last
+    step; stopping it then saves nothing and would record a finished trial as EarlyStopped."""
+    rule = build_rule("asha", {"minResource": 1, "maxResource": 9})
+    others = {str(i): progress([(1, v), (3, v)], rule="asha") for i, v in enumerate([1.0, 2.0, 3.0])}
+
+    def stops(reports: list[tuple[float, float]]) -> bool:
+        trial = Progress()
+        for step, value in reports:
+            observe(trial, step, value, False, rule)
+        return judge("asha", rule, "me", {**others, "me": trial}, set(), False)
+
+    assert stops([(1, 0.0), (3, 2.5), (5, 2.5)])  # worst of four at rung 3, still training
+    assert not stops([(1, 0.0), (3, 2.5), (9, 2.5)])  # the same, but it has reached maxResource
+
+
 def test_asha_never_stops_with_fewer_than_reduction_factor_values_at_a_rung():
     assert not asha_stops(100.0, [])
     assert not asha_stops(100.0, [1.0])

@@ -39,8 +39,9 @@ class AshaRule:
 
     def should_stop(self, trial: Progress, others: Mapping[str, Progress], maximize: bool) -> bool:
         """Judged at the highest rung the trial has a value for; ``others`` are every other trial, running or
-        ended, with their rung values."""
-        if not trial.rungs:
+        ended, with their rung values. A trial that has already reported ``maxResource`` has done its work: a
+        judgement at a lower rung that comes after that (its reports were read in one batch) stops nothing."""
+        if not trial.rungs or (trial.step is not None and trial.step >= self.settings.max_resource):
             return False
         rung = max(trial.rungs, key=float)
         mine = trial.rungs[rung]
