@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from kubetune.core.lifecycle import TrialRecord
     from kubetune.core.spec import Experiment
-    from kubetune.runners.driver import RunOutcome
+    from kubetune.runners.driver import Runner, RunOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DESCRIPTION = ("Hyperparameter optimization: run an Experiment manifest's trials on this machine, check a "
@@ -295,25 +295,14 @@ def _output_folder(out: Path | None, default: Path) -> Path:
 
 
 # -- run ----------------------------------------------------------------------------------------------------
-class _RunningTally:
-    """The progress line's figures, kept up as trials end (a pass over every record per trial would make a run
-    of n trials cost n^2)."""
+def _progress_figures(runner: Runner) -> dict[str, Any]:
+    """The progress line's figures, from the tally the runner keeps up as trials move (counting every record
+    per ended trial would make a run of n trials cost n^2)."""
+    from kubetune.core.lifecycle import FAILED, FINISHED
 
-    def __init__(self, direction: str):
-        self.sign = -1.0 if direction == "maximize" else 1.0
-        self.finished = self.failed = 0
-        self.best: float | None = None
-
-    def add(self, record: TrialRecord) -> None:
-        from kubetune.core.lifecycle import TrialState
-
-        if not record.state.is_finished:
-            return
-        self.finished += 1
-        self.failed += record.state.is_failure
-        if record.state is TrialState.SUCCEEDED and record.value is not None and (
-                self.best is None or self.sign * record.value < self.sign * self.best):
-            self.best = record.value
+    tally = runner.tally
+    return {"completed": tally.count(FINISHED), "running": len(runner.running), "failed": tally.count(FAILED),
+            "best": "-" if tally.best is None else f"{tally.best:.6g}"}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -344,14 +333,10 @@ def _run_experiment(args: argparse.Namespace) -> int:
     )
     task = progress.add_task(experiment.name, total=spec.max_trials, running=0, failed=0, best="-")
 
-    tally = _RunningTally(spec.objective.direction)
-
     def on_trial_end(record: TrialRecord) -> None:
         if not args.quiet:
             progress.console.print(_trial_line(record))
-        tally.add(record)
-        progress.update(task, completed=tally.finished, running=len(runner.running), failed=tally.failed,
-                        best="-" if tally.best is None else f"{tally.best:.6g}")
+        progress.update(task, **_progress_figures(runner))
 
     for option, given in (("--address", args.address), ("--runtime-env", args.runtime_env)):
         if given is not None and args.backend != "ray":
@@ -372,11 +357,8 @@ def _run_experiment(args: argparse.Namespace) -> int:
         pace += f" (parallelism {spec.parallelism}, but only {runner.at_once} fit on {where})"
     console().print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
                     f"trials, {pace}; results in {out}")
-    for record in runner.records.values():
-        tally.add(record)
     with progress:
-        progress.update(task, completed=tally.finished, failed=tally.failed,
-                        best="-" if tally.best is None else f"{tally.best:.6g}")
+        progress.update(task, **_progress_figures(runner))
         outcome = asyncio.run(runner.run())
     _print_outcome(outcome, experiment, out, args.file)
     return {"Succeeded": EXIT_OK, "Interrupted": EXIT_INTERRUPTED}.get(outcome.phase, EXIT_FAILED)
