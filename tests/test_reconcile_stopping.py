@@ -9,6 +9,7 @@ from fake_cluster import FakeCluster, ReportingKubelet
 from test_reconcile import experiment_document
 
 from kubetune.core.cluster.gpu_sharing import GpuSharing
+from kubetune.core.cluster.pods import TRIAL_LABEL
 from kubetune.core.stopping import Progress, build_rule, judge, observe
 from kubetune.operator.reconcile import Reconciler, Reporting
 
@@ -56,8 +57,30 @@ def phases(cluster: FakeCluster) -> dict[str, str]:
     return {t["metadata"]["name"]: t["status"]["phase"] for t in cluster.of_kind("trials")}
 
 
-def run_experiment(restart_after: int | None = None) -> tuple[FakeCluster, Pushes, dict]:
-    cluster = FakeCluster()
+class OperatorKilled(Exception):
+    """The operator process died in the middle of a pass."""
+
+
+class DyingAtFirstStop(FakeCluster):
+    """A cluster whose operator dies at the first pod it deletes: ``before`` the deletion reaches the cluster
+    or ``after`` it did."""
+
+    def __init__(self, moment: str) -> None:
+        super().__init__()
+        self.moment: str | None = moment
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        moment, self.moment = self.moment, None
+        if moment == "before":
+            raise OperatorKilled
+        await super().delete(kind, namespace, name)
+        if moment == "after":
+            raise OperatorKilled
+
+
+def run_experiment(restart_after: int | None = None, cluster: FakeCluster | None = None
+                   ) -> tuple[FakeCluster, Pushes, dict]:
+    cluster = cluster or FakeCluster()
     cluster.add_experiment(experiment_document(maxTrials=12, parallelism=4, earlyStopping=ASHA))
     pushes = Pushes()
     kubelet = ReportingKubelet(cluster, pushes)
@@ -65,7 +88,11 @@ def run_experiment(restart_after: int | None = None) -> tuple[FakeCluster, Pushe
     for passes in range(400):
         if passes == restart_after:
             reconciler = new_reconciler(cluster, pushes)  # a new operator process: nothing in memory
-        result = asyncio.run(reconciler.reconcile(cluster.experiment("demo")))
+        try:
+            result = asyncio.run(reconciler.reconcile(cluster.experiment("demo")))
+        except OperatorKilled:
+            reconciler = new_reconciler(cluster, pushes)
+            continue
         assert len(cluster.active_pods()) <= 4
         if result.done:
             return cluster, pushes, result.status
@@ -122,6 +149,22 @@ def test_a_new_operator_mid_run_makes_the_same_decisions():
         stopped = {name for name, phase in phases(cluster).items() if phase == "EarlyStopped"}
         assert stopped == expected_stops(pushes.accepted), restart
         assert phases(cluster) == uninterrupted, restart
+        assert status["phase"] == "Succeeded"
+
+
+def test_an_operator_killed_while_stopping_a_trial_loses_no_decision():
+    """A stopped trial's end is recorded before its pod is deleted: killed after the deletion, the operator
+    has already recorded the stop; killed before it, its successor finds the ended trial's pod and deletes
+    it. Either way the trial ends EarlyStopped, not as a failed attempt whose pod went missing."""
+    uninterrupted = phases(run_experiment()[0])
+    for moment in ("before", "after"):
+        cluster = DyingAtFirstStop(moment)
+        cluster, pushes, status = run_experiment(cluster=cluster)
+        assert cluster.moment is None, moment  # it did die
+        assert phases(cluster) == uninterrupted, moment
+        stopped = {name for name, phase in phases(cluster).items() if phase == "EarlyStopped"}
+        assert stopped == expected_stops(pushes.accepted), moment
+        assert not {p["metadata"]["labels"][TRIAL_LABEL] for p in cluster.of_kind("pods")} & stopped, moment
         assert status["phase"] == "Succeeded"
 
 

@@ -162,7 +162,7 @@ class Reconciler:
         optimizer = self._optimizer(state, experiment, view)
         results: Writes = []
         settling = await self._settle(experiment, view, optimizer, results)
-        await self._stop_early(state, experiment, view, optimizer, results)
+        await self._stop_early(state, experiment, view, optimizer)
         decision = decide(Limits.from_spec(experiment.spec), view.tally, optimizer.exhausted)
         await self._act(experiment, body, view, optimizer, decision, settling, results)
         await self._write_results(state, results)
@@ -203,6 +203,7 @@ class Reconciler:
             self.api.list("pods", namespace, name, essentials))
         state.view = ExperimentView(listed_trials, listed_pods, experiment.spec.objective.direction, started)
         restore(state.reports, state.view)
+        await self._each(state.view.outlived(), lambda pod: self._delete_pod(namespace, pod))
         return state.view
 
     def _optimizer(self, state: ExperimentState, experiment: Experiment, view: ExperimentView) -> Optimizer:
@@ -241,15 +242,14 @@ class Reconciler:
                          lambda trial: self._follow(experiment, trial, view, optimizer, results))
 
     async def _stop_early(self, state: ExperimentState, experiment: Experiment, view: ExperimentView,
-                          optimizer: Optimizer, results: Writes) -> None:
+                          optimizer: Optimizer) -> None:
         """Folds the reports trial pods pushed since the last pass into their progress, writes the progress
-        that must survive a restart, and stops the trials the early-stopping rule says to stop: their pod
-        deleted, their result (``EarlyStopped``) settled at once like any ended attempt, so the slot
-        refills in this pass."""
+        that must survive a restart, and stops the trials the early-stopping rule says to stop: their result
+        (``EarlyStopped``) written, then their pod deleted, so the slot refills in this pass."""
         folded = fold(state.reports, experiment, view)
         namespace = _namespace(experiment)
         await self._each(folded.persist, lambda item: self._patch_trial(namespace, item[0], item[1].status(), view))
-        await self._each(folded.stop, lambda item: self._stop_trial(experiment, *item, view, optimizer, results))
+        await self._each(folded.stop, lambda item: self._stop_trial(experiment, *item, view, optimizer))
 
     async def _write_results(self, state: ExperimentState, results: Writes) -> None:
         """Writes the ended trials' results: behind the pass in the operator (the next pass need not wait for
@@ -447,32 +447,35 @@ class Reconciler:
             await self.api.create("pods", namespace, pod)
         view.created(name, essentials(pod))
 
+    # A trial stopped by the operator has its end recorded before its pods are deleted: an operator killed in
+    # between leaves an ended Trial whose pod its successor deletes (ExperimentView.outlived), where the
+    # other order would leave a Running Trial without a pod, which a successor can only take for a failure.
     async def _kill(self, experiment: Experiment, trial: dict, view: ExperimentView, reason: str,
                     optimizer: Optimizer) -> None:
         namespace = _namespace(experiment)
-        for pod in list(view.pods.get(trial["metadata"]["name"], {}).values()):
-            with contextlib.suppress(NotFound):
-                await self.api.delete("pods", namespace, pod["metadata"]["name"])
         record = TrialRecord.from_trial(trial)
         kill(record, reason, self.clock())
+        await self._end_trial(namespace, trial, record, view, optimizer)
+
+    async def _stop_trial(self, experiment: Experiment, trial: dict, record: TrialRecord, view: ExperimentView,
+                          optimizer: Optimizer) -> None:
+        now = self.clock()
+        settle(record, stop_early(record, experiment.spec.early_stopping.rule, now), 0, now)
+        await self._end_trial(_namespace(experiment), trial, record, view, optimizer)
+        logger.info("trial %s/%s: %s", _namespace(experiment), trial["metadata"]["name"], record.message)
+
+    async def _end_trial(self, namespace: str, trial: dict, record: TrialRecord, view: ExperimentView,
+                         optimizer: Optimizer) -> None:
+        """Records the end of a trial the operator stopped, then deletes its pods."""
+        pods = list(view.pods.get(trial["metadata"]["name"], {}))
         await self._patch_trial(namespace, trial, record.status(), view)
         self.metrics.trials_finished.labels(str(record.state)).inc()
         inform(optimizer, record)
+        await self._each(pods, lambda pod: self._delete_pod(namespace, pod))
 
-    async def _stop_trial(self, experiment: Experiment, trial: dict, record: TrialRecord, view: ExperimentView,
-                          optimizer: Optimizer, results: Writes) -> None:
-        namespace, name = _namespace(experiment), trial["metadata"]["name"]
-        for pod in list(view.pods.get(name, {}).values()):
-            with contextlib.suppress(NotFound):
-                await self.api.delete("pods", namespace, pod["metadata"]["name"])
-        now = self.clock()
-        settle(record, stop_early(record, experiment.spec.early_stopping.rule, now), 0, now)
-        final = record.status()
-        view.set_status(trial, final)
-        results.append(lambda: self.api.patch_status("trials", namespace, name, final))
-        self.metrics.trials_finished.labels(str(record.state)).inc()
-        inform(optimizer, record)
-        logger.info("trial %s/%s: %s", namespace, name, record.message)
+    async def _delete_pod(self, namespace: str, pod: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self.api.delete("pods", namespace, pod)
 
     # -- the report endpoint's side (kubetune.operator.reports.ReportSink) ------------------------------------
     def standing(self, namespace: str, trial: str) -> Standing | None:

@@ -125,6 +125,13 @@ class ExperimentView:
         pod = self.latest_pod(trial)[1]
         return None if pod is None else (pod.get("status") or {}).get("phase", "Pending")
 
+    def outlived(self) -> list[str]:
+        """The pods still going whose trial has ended: an operator that stopped a trial records its end first
+        and deletes its pod then, so one killed in between leaves the pod to its successor."""
+        return [name for trial, own in self.pods.items()
+                if trial in self.trials and not phase(self.trials[trial]).is_active
+                for name, pod in own.items() if not has_ended(pod)]
+
     def may_settle(self, trial: dict) -> bool:
         """Whether following ``trial`` may end it or start a pod: its latest pod is missing or has ended."""
         pod = self.latest_pod(trial)[1]
