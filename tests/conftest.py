@@ -4,14 +4,20 @@ control plane and a namespace on it per test, and (from :mod:`ray_cluster`) a re
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
 TRIALS = Path(__file__).parent / "trials"
+
+# Fuzzing of bad input: a few seconds by default; KUBETUNE_FUZZ_EXAMPLES=5000 for a longer hunt.
+FUZZ = settings(max_examples=int(os.environ.get("KUBETUNE_FUZZ_EXAMPLES", "60")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 BASE: dict[str, Any] = {
     "apiVersion": "kubetune.io/v1alpha1",

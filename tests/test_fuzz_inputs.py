@@ -9,7 +9,6 @@ import contextlib
 import copy
 import io
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -18,10 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import manifest
+from conftest import FUZZ, manifest
 from kubetune.cli import main
 from kubetune.core.errors import ManifestError
 from kubetune.core.manifest import load_experiment, load_experiment_text
@@ -42,9 +41,6 @@ VALID = manifest(
 # Problems about the document as a whole, which no field path can name.
 DOCUMENT_PROBLEMS = ("not valid YAML", "the manifest must be a mapping", "expected one Experiment document",
                      "not UTF-8", "unknown field")
-# A few seconds by default; KUBETUNE_FUZZ_EXAMPLES=5000 for a longer hunt.
-FUZZ = settings(max_examples=int(os.environ.get("KUBETUNE_FUZZ_EXAMPLES", "60")), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
 
 odd_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 junk = st.one_of(

@@ -6,13 +6,17 @@ import asyncio
 import base64
 import http.server
 import json
+import math
+import string
 import threading
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 
 import kubetune.trial.push as push_module
-from conftest import manifest
+from conftest import FUZZ, manifest
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.cluster.pods import ReportTarget, render_pod
 from kubetune.core.cluster.report_token import read_token, report_token
@@ -104,6 +108,39 @@ def test_refusals(case, caplog):
     assert status == expected, answer
     assert answer["error"] and not sink.accepted and not woken
     assert any("report refused" in r.getMessage() and str(expected) in r.getMessage() for r in caplog.records)
+
+
+json_leaf = (st.none() | st.booleans() | st.text(max_size=6) | st.floats()
+             | st.integers(-(2**70), 2**70) | st.sampled_from([10**400, -(10**400), 2**1024]))
+json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
+tokens = st.sampled_from([GOOD, forged(), report_token(KEY, "ns", "demo-2", 2), report_token(KEY, "ns", "demo-3", 1)]
+                         ) | st.none() | st.text(string.ascii_letters + string.digits + "-_.=/ ", max_size=60)
+
+
+def answered_clearly(body, token) -> None:
+    """The endpoint answers with one of its statuses; what it accepts is floats with a finite step."""
+    status, answer, sink, woken = post(body, token)
+    assert status in (202, 400, 401, 403, 404, 409, 413), (status, answer)
+    if status != 202:
+        assert answer["error"] and not sink.accepted and not woken
+        return
+    [(_, _, _, _, values)] = sink.accepted
+    assert all(type(value) is float for value in values.values()) and math.isfinite(values["step"])
+
+
+@FUZZ
+@given(body=json_value | st.fixed_dictionaries({
+    "trial": st.sampled_from(["demo-1", "demo-2", "demo-3", "demo-9", ""]) | json_value,
+    "namespace": st.just("ns") | json_value, "values": json_value}), token=tokens)
+def test_any_body_and_token_are_answered_with_a_clear_status(body, token):
+    answered_clearly(body, token)
+
+
+@FUZZ
+@given(values=st.dictionaries(st.sampled_from(["step", "loss"]) | st.text(max_size=4), json_leaf, max_size=4))
+def test_only_numbers_a_float_holds_get_through_in_a_genuine_report(values):
+    answered_clearly({"trial": "demo-1", "namespace": "ns", "values": values}, GOOD)
 
 
 def test_tokens_name_their_trial_and_attempt():

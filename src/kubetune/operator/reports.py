@@ -99,8 +99,7 @@ async def _check(request: web.Request, key: bytes, sink: ReportSink) -> tuple[st
     if claim.attempt != standing.attempt:
         raise Refused(403, f"the token is for attempt {claim.attempt} of {namespace}/{trial}, which is at "
                            f"attempt {standing.attempt}")
-    _check_values(values, standing.resource)
-    sink.accept(namespace, standing.experiment, trial, claim.attempt, values)
+    sink.accept(namespace, standing.experiment, trial, claim.attempt, _numbers(values, standing.resource))
     return namespace, standing.experiment, trial
 
 
@@ -139,16 +138,23 @@ def _parse(body: Any) -> tuple[str, str, dict[str, Any]]:
     return namespace, trial, values
 
 
-def _check_values(values: dict[str, Any], resource: str) -> None:
+def _numbers(values: dict[str, Any], resource: str) -> dict[str, float]:
+    """The report's values as floats; refused when one is not a number a float holds, or the resource is
+    missing or not finite."""
     bad = sorted(name for name, value in values.items()
                  if isinstance(value, bool) or not isinstance(value, int | float))
     if bad:
         raise Refused(400, f"values must be numbers; not: {', '.join(bad)}")
-    step = values.get(resource)
+    try:
+        numbers = {name: float(value) for name, value in values.items()}
+    except OverflowError:  # an integer of hundreds of digits
+        raise Refused(400, "values must be numbers within a double's range") from None
+    step = numbers.get(resource)
     if step is None:
         raise Refused(400, f"the report has no {resource!r} (the experiment's earlyStopping.resource)")
     if not math.isfinite(step):
         raise Refused(400, f"{resource!r} must be a finite number, not {step}")
+    return numbers
 
 
 async def load_key(api: SecretApi, namespace: str) -> bytes:
