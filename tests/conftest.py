@@ -12,12 +12,18 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 TRIALS = Path(__file__).parent / "trials"
 
 # Fuzzing of bad input: a few seconds by default; KUBETUNE_FUZZ_EXAMPLES=5000 for a longer hunt.
 FUZZ = settings(max_examples=int(os.environ.get("KUBETUNE_FUZZ_EXAMPLES", "60")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
+# Any value a JSON document can hold, with integers no float holds among them.
+JSON_LEAVES = (st.none() | st.booleans() | st.text(max_size=6) | st.floats() | st.integers(-(2**70), 2**70)
+               | st.sampled_from([10**400, -(10**400), 2**1024]))
+JSON_VALUES = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
 
 BASE: dict[str, Any] = {
     "apiVersion": "kubetune.io/v1alpha1",

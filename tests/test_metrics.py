@@ -6,8 +6,11 @@ import json
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from kubetune.core.metrics import final_metrics, objective_value, parse_line, parse_text
+from conftest import FUZZ, JSON_VALUES
+from kubetune.core.metrics import final_metrics, objective_value, parse_line, parse_text, progress_report
 from kubetune.trial import report
 
 OUTPUT = """
@@ -108,3 +111,19 @@ def test_with_the_file_collector_a_pod_still_leaves_the_summary_the_operator_rea
     monkeypatch.setenv("KUBETUNE_METRICS_FILE", str(tmp_path / "out" / "metrics.jsonl"))
     report(step=1, accuracy=0.5)
     assert decode(message.read_text())["accuracy"]["latest"] == 0.5
+
+
+def test_an_integer_no_float_holds_reads_as_infinite():
+    huge = "1" + "0" * 400
+    assert parse_line(f'{{"loss": {huge}, "acc": -{huge}}}') == [("loss", math.inf), ("acc", -math.inf)]
+    assert parse_line(f"loss={huge}") == [("loss", math.inf)]
+    assert progress_report(f'{{"step": {huge}, "loss": 2}}', "step", "loss") == (math.inf, 2.0)
+
+
+@FUZZ
+@given(line=st.text(max_size=60) | st.dictionaries(st.text(max_size=5) | st.sampled_from(["step", "loss"]),
+                                                   JSON_VALUES, max_size=4).map(json.dumps))
+def test_any_output_line_reads_as_floats_or_nothing(line):
+    assert all(type(value) is float for _, value in parse_line(line))
+    report = progress_report(line, "step", "loss")
+    assert report is None or all(type(value) is float for value in report)

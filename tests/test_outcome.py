@@ -4,9 +4,12 @@ of the pod the operator keeps (:func:`essentials`)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from hypothesis import given
 
+from conftest import FUZZ, JSON_VALUES
 from kubetune.core.cluster.outcome import essentials, has_ended, needs_log, outcome
 from kubetune.core.spec import Objective
 
@@ -74,3 +77,20 @@ def test_a_pod_that_printed_its_metrics_needs_its_log():
     printed = pod("Succeeded", {"exitCode": 0, "reason": "Completed"})
     assert needs_log(printed) and needs_log(essentials(printed))
     assert outcome(printed, OBJECTIVE, log="epoch 1: loss=0.75\nepoch 2: loss=0.5\n").value == 0.5
+
+
+@FUZZ
+@given(summary=JSON_VALUES)
+def test_any_termination_message_gives_a_result(summary):
+    """Whatever a trial leaves in its termination message: a result, never an error in the operator."""
+    message = json.dumps({"kubetune": {"metrics": summary}})
+    result = outcome(pod("Succeeded", {"exitCode": 0, "reason": "Completed", "message": message}), OBJECTIVE, "")
+    assert str(result.state) in ("Succeeded", "MetricsUnavailable")
+    assert result.value is None or (type(result.value) is float and math.isfinite(result.value))
+
+
+def test_an_objective_no_float_holds_is_unavailable():
+    huge = {"loss": {"count": 1, "latest": 10**400, "min": 10**400, "max": 10**400}}
+    message = json.dumps({"kubetune": {"metrics": huge}})
+    result = outcome(pod("Succeeded", {"exitCode": 0, "reason": "Completed", "message": message}), OBJECTIVE)
+    assert str(result.state) == "MetricsUnavailable" and "not finite" in result.message

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import kubetune.trial.push as push_module
-from conftest import FUZZ, manifest
+from conftest import FUZZ, JSON_LEAVES, JSON_VALUES, manifest
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.cluster.pods import ReportTarget, render_pod
 from kubetune.core.cluster.report_token import read_token, report_token
@@ -110,10 +110,6 @@ def test_refusals(case, caplog):
     assert any("report refused" in r.getMessage() and str(expected) in r.getMessage() for r in caplog.records)
 
 
-json_leaf = (st.none() | st.booleans() | st.text(max_size=6) | st.floats()
-             | st.integers(-(2**70), 2**70) | st.sampled_from([10**400, -(10**400), 2**1024]))
-json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
-                          | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
 tokens = st.sampled_from([GOOD, forged(), report_token(KEY, "ns", "demo-2", 2), report_token(KEY, "ns", "demo-3", 1)]
                          ) | st.none() | st.text(string.ascii_letters + string.digits + "-_.=/ ", max_size=60)
 
@@ -130,15 +126,15 @@ def answered_clearly(body, token) -> None:
 
 
 @FUZZ
-@given(body=json_value | st.fixed_dictionaries({
-    "trial": st.sampled_from(["demo-1", "demo-2", "demo-3", "demo-9", ""]) | json_value,
-    "namespace": st.just("ns") | json_value, "values": json_value}), token=tokens)
+@given(body=JSON_VALUES | st.fixed_dictionaries({
+    "trial": st.sampled_from(["demo-1", "demo-2", "demo-3", "demo-9", ""]) | JSON_VALUES,
+    "namespace": st.just("ns") | JSON_VALUES, "values": JSON_VALUES}), token=tokens)
 def test_any_body_and_token_are_answered_with_a_clear_status(body, token):
     answered_clearly(body, token)
 
 
 @FUZZ
-@given(values=st.dictionaries(st.sampled_from(["step", "loss"]) | st.text(max_size=4), json_leaf, max_size=4))
+@given(values=st.dictionaries(st.sampled_from(["step", "loss"]) | st.text(max_size=4), JSON_LEAVES, max_size=4))
 def test_only_numbers_a_float_holds_get_through_in_a_genuine_report(values):
     answered_clearly({"trial": "demo-1", "namespace": "ns", "values": values}, GOOD)
 

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import manifest
+from conftest import JSON_VALUES, manifest
 from kubetune.cli import EXIT_BAD_INPUT, kubectl_main, main, plugin_argv
 from kubetune.core.lifecycle import iso
 
@@ -152,13 +152,10 @@ def test_the_kubectl_plugin_reads_the_cluster_not_a_folder(tmp_path, capsys):
 
 
 # -- fuzzing ----------------------------------------------------------------------------------------------------
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-                    max_leaves=8)
 ROW_KEYS = st.sampled_from(["id", "number", "params", "state", "value", "metrics", "attempt", "history", "reason",
                             "started", "finished", "progress", "message", "exit_code", "devices", "retry"])
-ROW = st.dictionaries(ROW_KEYS, JSON | st.sampled_from(["Succeeded", "Running", "Failed", "2026-01-01T00:00:00Z"]),
-                      max_size=10)
+ROW = st.dictionaries(ROW_KEYS, JSON_VALUES | st.sampled_from(["Succeeded", "Running", "Failed",
+                                                              "2026-01-01T00:00:00Z"]), max_size=10)
 LINES = st.lists(st.one_of(ROW.map(json.dumps), st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
                            ROW.map(lambda r: json.dumps(r)[: len(json.dumps(r)) // 2])), max_size=6)
 
@@ -176,12 +173,12 @@ def fuzzed_folder(base: Path, lines: list[str], manifest_text: str | None, summa
 
 
 MANIFESTS = st.one_of(st.none(), st.just(yaml.safe_dump(manifest())), st.text(max_size=30),
-                      JSON.map(lambda value: yaml.safe_dump({"spec": value, "metadata": value})),
-                      JSON.map(yaml.safe_dump))
+                      JSON_VALUES.map(lambda value: yaml.safe_dump({"spec": value, "metadata": value})),
+                      JSON_VALUES.map(yaml.safe_dump))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=LINES, manifest_text=MANIFESTS, summary=st.one_of(JSON.map(json.dumps), st.text(max_size=10)),
+@given(lines=LINES, manifest_text=MANIFESTS, summary=st.one_of(JSON_VALUES.map(json.dumps), st.text(max_size=10)),
        trial_note=st.one_of(ROW.map(json.dumps), st.text(max_size=10)),
        command=st.sampled_from([["status"], ["export", "--format", "csv"], ["export", "--format", "jsonl"]]))
 def test_fuzzed_run_folders_never_give_a_traceback(lines, manifest_text, summary, trial_note, command, tmp_path,
@@ -192,6 +189,19 @@ def test_fuzzed_run_folders_never_give_a_traceback(lines, manifest_text, summary
     assert status in (0, EXIT_BAD_INPUT)
     if status == EXIT_BAD_INPUT:
         assert len(captured.err.strip().splitlines()) == 1 and captured.err.startswith("error: ")
+
+
+def test_numbers_no_float_holds_in_a_row_are_no_value_or_an_unreadable_row(tmp_path, capsys):
+    huge = 10**400
+    rows = [{"id": "demo-0", "number": 0, "params": {"x": 1}, "state": "Succeeded", "value": huge},
+            {"id": "demo-1", "number": 1, "params": {"x": 2}, "state": "Succeeded", "value": 0.5},
+            {"id": "demo-2", "number": 2, "params": {"x": 3}, "state": "Succeeded", "value": 0.1,
+             "progress": {"reports": 1, "curve": [[huge, 1, 1]]}}]
+    folder = fuzzed_folder(tmp_path, [json.dumps(row) for row in rows], yaml.safe_dump(manifest()), "{}", "{}")
+    assert main(["status", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert "Best: demo-1 loss=0.5" in captured.out and "Traceback" not in captured.err
+    assert captured.err.startswith("warning: ") and "left out an unreadable row (line 3: OverflowError" in captured.err
 
 
 def test_status_and_export_of_a_run_folder_need_only_the_base_install(run_folder):

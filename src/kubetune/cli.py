@@ -486,22 +486,34 @@ def _cluster(args: argparse.Namespace) -> Any:
         raise CommandLineError(str(exc)) from None
 
 
-def _read(args: argparse.Namespace, snapshot: bool) -> Any:
+def _read(args: argparse.Namespace, snapshot: bool, warn: bool = True) -> Any:
     """The experiment's :class:`Snapshot` (``snapshot``) or its full :class:`Results`; a problem with the
-    source is a :class:`CommandLineError`."""
+    source is a :class:`CommandLineError`, what it left out a warning (``warn``)."""
     from kubetune.results.cluster import ClusterError, read_experiment
-    from kubetune.results.run_folder import NotARunFolder, read_run_folder
     from kubetune.results.status import cluster_snapshot, snapshot_of
 
     try:
         if args.experiment is None:
-            results = read_run_folder(args.source)
+            results = _read_run_folder(args.source, warn)
             return snapshot_of(results) if snapshot else results
         if snapshot:
             return cluster_snapshot(args.reader, args.experiment)
         return read_experiment(args.reader, args.experiment)
-    except (NotARunFolder, ClusterError) as exc:
+    except ClusterError as exc:
         raise CommandLineError(str(exc)) from None
+
+
+def _read_run_folder(path: Path, warn: bool = True) -> Any:
+    """The run folder's :class:`Results`, with a warning for each thing in it that could not be read."""
+    from kubetune.results.run_folder import NotARunFolder, read_run_folder
+
+    try:
+        results = read_run_folder(path)
+    except NotARunFolder as exc:
+        raise CommandLineError(str(exc)) from None
+    for problem in results.problems if warn else []:
+        _warning(problem)
+    return results
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -534,7 +546,7 @@ def _watch(args: argparse.Namespace, view: Any) -> int:
             while True:
                 time.sleep(max(args.interval, 0.1))
                 try:
-                    view = render(_read(args, snapshot=True), datetime.now(UTC))
+                    view = render(_read(args, snapshot=True, warn=False), datetime.now(UTC))
                     live.update(view, refresh=True)
                 except CommandLineError as exc:
                     live.update(Group(view, Text(f"error: {exc} (trying again)", style="red")), refresh=True)
@@ -630,24 +642,12 @@ def _read_results(args: argparse.Namespace) -> tuple[Any, Path]:
                                else "give a run folder (SOURCE) or --experiment NAME")
     if args.experiment is not None:
         return _read_cluster(args), Path(f"{args.experiment}-report.html")
-    from kubetune.results.run_folder import NotARunFolder, read_run_folder
-
-    try:
-        return read_run_folder(args.source), args.source / "report.html"
-    except NotARunFolder as exc:
-        raise CommandLineError(str(exc)) from None
+    return _read_run_folder(args.source), args.source / "report.html"
 
 
 def _read_cluster(args: argparse.Namespace) -> Any:
-    try:  # kubetune.results.cluster is written on another branch; until it is merged --experiment says so
-        from kubetune.results.cluster import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
-            ClusterError,
-            read_cluster_experiment,
-        )
-    except ModuleNotFoundError as exc:
-        if exc.name != "kubetune.results.cluster":
-            raise
-        raise CommandLineError("--experiment: this kubetune cannot read an experiment on a cluster yet") from None
+    from kubetune.results.cluster import ClusterError, read_cluster_experiment
+
     try:
         return read_cluster_experiment(args.experiment, args.namespace, args.kubeconfig, args.context)
     except ClusterError as exc:

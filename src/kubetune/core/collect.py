@@ -10,13 +10,12 @@ spares the operator a log read.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubetune.core.lifecycle import AttemptResult, TrialState
-from kubetune.core.metrics import MetricLog, final_metrics, objective_value, parse_text
+from kubetune.core.metrics import MetricLog, final_metrics, finite_number, objective_value, parse_text
 from kubetune.core.spec import MetricsCollector, Objective
 
 
@@ -83,8 +82,8 @@ def from_summary(objective: Objective, summary: dict[str, Any]) -> AttemptResult
     leaves in the termination message."""
     names = [objective.metric, *objective.additional_metrics]
     entry = summary.get(objective.metric) if isinstance(summary.get(objective.metric), dict) else None
-    value = _finite(entry.get(objective.strategy)) if entry else None
-    metrics = {n: _finite(summary[n].get("latest")) for n in names if isinstance(summary.get(n), dict)}
+    value = finite_number(entry.get(objective.strategy)) if entry else None
+    metrics = {n: finite_number(summary[n].get("latest")) for n in names if isinstance(summary.get(n), dict)}
     if entry is not None:
         metrics[objective.metric] = value
     if value is not None:
@@ -101,7 +100,3 @@ def unavailable(objective: Objective, metrics: dict[str, float | None], reported
         message = f"the trial exited 0 without reporting {objective.metric} in {where}"
     return AttemptResult(TrialState.METRICS_UNAVAILABLE, metrics=metrics, reason="MetricsUnavailable",
                          message=message, exit_code=0)
-
-
-def _finite(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

@@ -15,12 +15,12 @@ renderings.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from kubetune.core.metrics import finite_number
 from kubetune.core.stopping import Progress
 
 if TYPE_CHECKING:  # the engine loads numpy and scipy: a reader of trial records (kubetune status) needs neither
@@ -136,7 +136,7 @@ class TrialRecord:
         if not isinstance(row, dict):
             raise TypeError("a row must be a JSON object")
         record = cls(id=str(row["id"]), number=int(row["number"]), params=dict(row["params"]),
-                     state=TrialState(row["state"]), value=_finite(row.get("value")),
+                     state=TrialState(row["state"]), value=finite_number(row.get("value")),
                      metrics=dict(row.get("metrics") or {}),
                      attempts=int(row.get("attempt") or row.get("attempts") or 1),
                      history=[str(note) for note in row.get("history") or []],
@@ -253,7 +253,3 @@ def trial_name(experiment: str, number: int) -> str:
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _finite(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Strategy = Literal["latest", "min", "max"]
 
@@ -46,9 +46,25 @@ def _reported(line: str) -> list[tuple[str, float]]:
         except ValueError:
             document = None
         if isinstance(document, dict):
-            return [(str(k), float(v)) for k, v in document.items()
+            return [(str(k), as_float(v)) for k, v in document.items()
                     if isinstance(v, int | float) and not isinstance(v, bool)]
     return [(m.group(1), float(m.group(2))) for m in KEY_VALUE.finditer(line)]
+
+
+def as_float(number: int | float) -> float:
+    """``number`` as a float; an integer too large for one is infinite, as its decimal text would read."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a boolean), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = as_float(value)
+    return number if math.isfinite(number) else None
 
 
 def parse_line(line: str) -> list[tuple[str, float]]:

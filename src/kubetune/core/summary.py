@@ -25,7 +25,8 @@ def parse_rows(lines: Iterable[str]) -> tuple[list[TrialRecord], list[str]]:
             continue
         try:
             records.append(TrialRecord.from_row(json.loads(line)))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # AttributeError: a field of the wrong shape
+        # AttributeError: a field of the wrong shape; OverflowError: an integer no float holds
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             problems.append(f"line {number}: {type(exc).__name__}: {exc}")
     return records, problems
 

@@ -18,6 +18,7 @@ class Results:
     attempts: list[TrialRecord] = field(default_factory=list)  # every ended attempt, in order (run folders)
     summary: dict[str, Any] = field(default_factory=dict)  # summary.json, or the Experiment's status
     phase: str = "Unknown"  # Running, Succeeded, Failed, Interrupted...
+    problems: list[str] = field(default_factory=list)  # what could not be read and was left out
 
     @property
     def direction(self) -> str:

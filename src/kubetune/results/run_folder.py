@@ -32,8 +32,10 @@ def read_run_folder(path: Path) -> Results:
     if not isinstance(manifest, dict):
         raise NotARunFolder(f"{manifest_path}: not an Experiment manifest")
     attempts: list[TrialRecord] = []
+    problems: list[str] = []
     if trials_path.exists():
-        attempts, _problems = parse_rows(trials_path.read_text(errors="replace").splitlines())
+        attempts, unreadable = parse_rows(trials_path.read_text(errors="replace").splitlines())
+        problems = [f"{trials_path}: left out an unreadable row ({problem})" for problem in unreadable]
     latest = latest_by_id(attempts)
     for record in _running(path, latest):
         latest[record.id] = record
@@ -43,7 +45,7 @@ def read_run_folder(path: Path) -> Results:
     phase = str(summary.get("phase", "Running" if any(r.state.is_active for r in latest.values()) else "Unknown"))
     return Results(name=name, source=str(path), manifest=manifest,
                    trials=sorted(latest.values(), key=lambda r: r.number), attempts=attempts, summary=summary,
-                   phase=phase)
+                   phase=phase, problems=problems)
 
 
 def _running(path: Path, latest: dict[str, TrialRecord]) -> list[TrialRecord]:
