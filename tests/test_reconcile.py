@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
+from unittest.mock import MagicMock
 
 import pytest
 from fake_cluster import FakeCluster, FakeKubelet
@@ -11,7 +13,8 @@ from fake_cluster import FakeCluster, FakeKubelet
 from conftest import manifest
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.operator import reconcile as reconcile_module
-from kubetune.operator.reconcile import Reconciler
+from kubetune.operator.handlers import _report_failure
+from kubetune.operator.reconcile import Reconciler, TrialsDoNotFit
 
 
 def experiment_document(**spec):
@@ -417,3 +420,32 @@ def test_a_pod_deleted_unseen_is_found_by_the_background_listing_and_its_trial_r
     trials = {t["metadata"]["name"]: t for t in cluster.of_kind("trials")}
     assert trials["demo-0"]["status"]["history"] == ["attempt 1 failed (the trial's pod disappeared)"]
     assert ("pods", "default", "demo-0-r2") in cluster.objects
+
+
+def test_parameters_changed_under_running_trials_hold_the_experiment_until_they_are_restored():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document())
+    reconciler = Reconciler(cluster, GpuSharing())
+    kubelet = FakeKubelet(cluster)
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    kubelet.step(finish=1)
+    original = cluster.experiment("demo")["spec"]["parameters"]
+    cluster.objects[("experiments", "default", "demo")]["spec"]["parameters"] = [
+        {"name": "x", "type": "double", "min": 20, "max": 30}]
+    with pytest.raises(TrialsDoNotFit) as held:
+        run(reconciler.reconcile(cluster.experiment("demo")))
+    assert str(held.value).startswith("its trials no longer fit its spec: trial demo-0: its parameters do not fit "
+                                      "spec.parameters (")
+    assert "is outside [20, 30] for parameter 'x') (and 2 more); spec.parameters cannot change" in str(held.value)
+    created = len(cluster.of_kind("trials"))
+    # the handler says so in the Experiment's status, in one line of the log, and retries
+    state = SimpleNamespace(reconciler=reconciler)
+    logger = MagicMock()
+    body = cluster.experiment("demo")
+    run(_report_failure(state, body, SimpleNamespace(name="demo"), held.value, 5.0, logger))
+    assert cluster.experiment("demo")["status"]["reason"] == "SpecChanged"
+    assert "spec.parameters cannot change" in cluster.experiment("demo")["status"]["message"]
+    assert logger.error.called and not logger.exception.called
+    cluster.objects[("experiments", "default", "demo")]["spec"]["parameters"] = original
+    result = run(drive(reconciler, cluster, kubelet))
+    assert created == 3 and result.status["phase"] == "Succeeded" and len(cluster.of_kind("trials")) == 8

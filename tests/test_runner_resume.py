@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_results_status import LINES, MANIFESTS, ROW, fuzzed_folder
 
-from conftest import manifest
+from conftest import FUZZ, JSON_VALUES, manifest
 from kubetune.cli import main
 from kubetune.core.engine import Optimizer
 from kubetune.core.manifest import load_experiment
@@ -187,3 +190,51 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# -- fuzzed run folders -----------------------------------------------------------------------------------------
+PLAUSIBLE_ROW = st.fixed_dictionaries(
+    {"id": st.integers(0, 4).map(lambda n: f"demo-{n}"), "number": st.integers(-1, 4) | JSON_VALUES,
+     "params": st.fixed_dictionaries({}, optional={"x": st.floats() | JSON_VALUES, "y": st.integers()}),
+     "state": st.sampled_from(["Succeeded", "Failed", "Running", "Pending", "Queued", "Killed", "EarlyStopped",
+                               "MetricsUnavailable", "Bogus"])},
+    optional={"value": st.floats() | JSON_VALUES, "attempt": st.integers(-1, 3) | JSON_VALUES,
+              "retry": st.booleans(), "progress": JSON_VALUES, "metrics": JSON_VALUES})
+RESUME_LINES = st.lists(PLAUSIBLE_ROW.map(json.dumps) | LINES.map("\n".join), max_size=6)
+
+
+@settings(FUZZ, max_examples=FUZZ.max_examples // 2,  # each example runs the runner
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # capsys: read per example
+@given(lines=RESUME_LINES, saved_manifest=MANIFESTS,
+       summary=st.one_of(JSON_VALUES.map(json.dumps), st.text(max_size=10)),
+       trial_note=st.one_of(PLAUSIBLE_ROW.map(json.dumps), ROW.map(json.dumps), st.text(max_size=10)))
+def test_a_resume_of_any_run_folder_goes_on_or_says_why_and_keeps_every_row(lines, saved_manifest, summary,
+                                                                            trial_note, tmp_path_factory, capsys):
+    base = tmp_path_factory.mktemp("resume")
+    folder = fuzzed_folder(base, lines, saved_manifest, summary, trial_note)
+    before = (folder / "trials.jsonl").read_text()
+    file = base / "experiment.yaml"
+    file.write_text(yaml.safe_dump(manifest(maxTrials=3, parallelism=2)))
+    status = run_cli(file, folder, "--resume")
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err, captured.err
+    assert status in (0, 1, 2), captured.err
+    if status == 2:  # one line says why, after the warnings about what was left out
+        *warnings, error = captured.err.strip().splitlines()
+        assert error.startswith("error: ") and all(w.startswith("warning: ") for w in warnings), captured.err
+    assert (folder / "trials.jsonl").read_text().startswith(before)  # nothing that was there is lost
+
+
+def test_a_resume_of_trials_this_manifest_cannot_go_on_from_is_refused_and_changes_nothing(write_manifest, tmp_path,
+                                                                                         capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    rows = [{"id": "demo-0", "number": 0, "params": {"x": 1.0}, "state": "Succeeded", "value": 1.0},
+            {"id": "demo-1", "number": 1, "params": {"x": 99.0}, "state": "Succeeded", "value": 0.5}]
+    (out / "trials.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    before = (out / "trials.jsonl").read_text()
+    assert run_cli(write_manifest(manifest()), out, "--resume") == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: --resume: {out} holds trials this manifest cannot go on from: trial demo-1: its "
+                            "parameters do not fit spec.parameters (99.0 is outside [-5, 10] for parameter 'x')")
+    assert (out / "trials.jsonl").read_text() == before

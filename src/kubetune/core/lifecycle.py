@@ -236,6 +236,38 @@ def build_optimizer(spec: ExperimentSpec, records: list[TrialRecord]) -> Optimiz
                      settings=spec.algorithm.settings, seed=spec.seed, trials=past)
 
 
+def fitting(spec: ExperimentSpec, records: list[TrialRecord]) -> tuple[list[TrialRecord], list[str]]:
+    """The records an optimizer of ``spec`` can be built from, and why each other one cannot: parameters that
+    do not fit ``spec.parameters`` (a run folder edited by hand, an Experiment whose parameters were changed
+    while it ran), or a trial number an earlier record already has."""
+    from kubetune.core.space import Space
+
+    space = Space(spec.parameters)
+    kept: list[TrialRecord] = []
+    numbers: set[int] = set()
+    problems: list[str] = []
+    for record in records:
+        try:
+            space.validate(dict(record.params))
+        except (ValueError, TypeError) as exc:
+            problems.append(f"trial {record.id}: its parameters do not fit spec.parameters ({exc})")
+            continue
+        if record.number < 0:
+            problems.append(f"trial {record.id}: its number {record.number} is negative")
+            continue
+        if record.number in numbers:
+            problems.append(f"trial {record.id}: its number {record.number} is an earlier trial's")
+            continue
+        numbers.add(record.number)
+        kept.append(record)
+    return kept, problems
+
+
+def first_of(problems: list[str]) -> str:
+    """The first problem, and how many more there are."""
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+
+
 def _told_state(record: TrialRecord) -> str:
     """The trial's state as the optimizer knows it: what :func:`inform` told it (an early-stopped trial is
     told as a completed one with its last value, or as a failed one)."""

@@ -25,7 +25,7 @@ from kubetune.core.cluster.outcome import essentials, has_ended
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
 from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
-from kubetune.operator.reconcile import Reconciler, Reporting
+from kubetune.operator.reconcile import Reconciler, Reporting, TrialsDoNotFit
 from kubetune.operator.reports import make_app, serve
 
 RESYNC_SECONDS = 10.0
@@ -181,6 +181,11 @@ async def _report_failure(state: OperatorState, body: kopf.Body, meta: kopf.Meta
                           logger: Any) -> None:
     """Says why a pass failed: one line for what the API answered (a missing permission also in the
     Experiment's status, where the people running it look), a traceback only for a bug."""
+    if isinstance(exc, TrialsDoNotFit):
+        logger.error("experiment %s: %s (retrying in %.0f s)", meta.name, exc, delay)
+        with contextlib.suppress(ApiError):
+            await state.reconciler.report_problem(copy.deepcopy(dict(body)), "SpecChanged", str(exc))
+        return
     if not isinstance(exc, ApiError):
         logger.exception("experiment %s: reconciliation failed (retrying in %.0f s): %s", meta.name, delay, exc)
         return

@@ -44,6 +44,8 @@ from kubetune.core.lifecycle import (
     TrialRecord,
     TrialState,
     build_optimizer,
+    first_of,
+    fitting,
     inform,
     kill,
     settle,
@@ -76,6 +78,10 @@ RELIST_SECONDS = 60.0
 WRITE_BEHIND_CONCURRENCY = 8
 Writes = list[Callable[[], Awaitable[None]]]
 T = TypeVar("T")
+
+
+class TrialsDoNotFit(Exception):
+    """The experiment's spec was changed in a way its existing trials do not fit (its parameters)."""
 
 
 @dataclass
@@ -212,7 +218,11 @@ class Reconciler:
         spec = experiment.spec
         key = spec.model_dump_json(include={"parameters", "objective", "algorithm", "seed"})
         if state.optimizer is None or state.optimizer_key != key:
-            state.optimizer = build_optimizer(spec, [TrialRecord.from_trial(t) for t in view.trials.values()])
+            records, unfit = fitting(spec, [TrialRecord.from_trial(t) for t in view.trials.values()])
+            if unfit:
+                raise TrialsDoNotFit(f"its trials no longer fit its spec: {first_of(unfit)}; spec.parameters "
+                                     "cannot change while an experiment runs: restore them, or start a new experiment")
+            state.optimizer = build_optimizer(spec, records)
             state.optimizer_key = key
         return state.optimizer
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from kubetune.core.lifecycle import TrialRecord, TrialState, resumed
+from kubetune.core.lifecycle import TrialRecord, TrialState, first_of, fitting, resumed
 from kubetune.core.spec import Experiment
 from kubetune.core.summary import latest_by_id, parse_rows
 from kubetune.runners.backend import RunnerError
@@ -63,7 +63,7 @@ class RunFolder:
                 yaml.safe_dump(experiment.model_dump(by_alias=True, exclude_none=True), sort_keys=False))
         except OSError as exc:
             raise RunnerError(f"--out {self.path}: cannot write there: {exc.strerror or exc}") from None
-        return self._past_trials(experiment.name) if resume else {}
+        return self._past_trials(experiment) if resume else {}
 
     def _check_same_experiment(self, experiment: Experiment) -> None:
         saved_path = self.path / MANIFEST
@@ -81,7 +81,7 @@ class RunFolder:
                 f"{'; '.join(differences)}; the results so far would not mean the same. Resume with the "
                 "original manifest, or start a new run with --out")
 
-    def _past_trials(self, experiment: str) -> dict[str, TrialRecord]:
+    def _past_trials(self, experiment: Experiment) -> dict[str, TrialRecord]:
         records: dict[str, TrialRecord] = {}
         if self.trials_file.exists():
             rows, problems = parse_rows(self.trials_file.read_text(errors="replace").splitlines())
@@ -94,7 +94,10 @@ class RunFolder:
                 if known is not None:
                     started.history = known.history
                 records[started.id] = started
-        ordered = sorted(records.values(), key=lambda r: r.number)
+        ordered, unfit = fitting(experiment.spec, sorted(records.values(), key=lambda r: r.number))
+        if unfit:
+            raise RunnerError(f"--resume: {self.path} holds trials this manifest cannot go on from: "
+                              f"{first_of(unfit)}; was the run folder written for another experiment, or edited?")
         return {r.id: resumed(r) for r in ordered}
 
     def _started_trials(self) -> list[TrialRecord]:
