@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import JSON_VALUES, manifest
+from conftest import FUZZ, JSON_VALUES, manifest
 from kubetune.cli import EXIT_BAD_INPUT, kubectl_main, main, plugin_argv
 from kubetune.core.lifecycle import iso
 
@@ -156,7 +156,15 @@ ROW_KEYS = st.sampled_from(["id", "number", "params", "state", "value", "metrics
                             "started", "finished", "progress", "message", "exit_code", "devices", "retry"])
 ROW = st.dictionaries(ROW_KEYS, JSON_VALUES | st.sampled_from(["Succeeded", "Running", "Failed",
                                                               "2026-01-01T00:00:00Z"]), max_size=10)
-LINES = st.lists(st.one_of(ROW.map(json.dumps), st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+PLAUSIBLE_ROW = st.fixed_dictionaries(
+    {"id": st.integers(0, 4).map(lambda n: f"demo-{n}"), "number": st.integers(-1, 4) | JSON_VALUES,
+     "params": st.fixed_dictionaries({}, optional={"x": st.floats() | JSON_VALUES, "y": st.integers()}),
+     "state": st.sampled_from(["Succeeded", "Failed", "Running", "Pending", "Queued", "Killed", "EarlyStopped",
+                               "MetricsUnavailable", "Bogus"])},
+    optional={"value": st.floats() | JSON_VALUES, "attempt": st.integers(-1, 3) | JSON_VALUES,
+              "retry": st.booleans(), "progress": JSON_VALUES, "metrics": JSON_VALUES})
+LINES = st.lists(st.one_of(ROW.map(json.dumps), PLAUSIBLE_ROW.map(json.dumps),
+                           st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
                            ROW.map(lambda r: json.dumps(r)[: len(json.dumps(r)) // 2])), max_size=6)
 
 
@@ -177,10 +185,11 @@ MANIFESTS = st.one_of(st.none(), st.just(yaml.safe_dump(manifest())), st.text(ma
                       JSON_VALUES.map(yaml.safe_dump))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(FUZZ, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(lines=LINES, manifest_text=MANIFESTS, summary=st.one_of(JSON_VALUES.map(json.dumps), st.text(max_size=10)),
        trial_note=st.one_of(ROW.map(json.dumps), st.text(max_size=10)),
-       command=st.sampled_from([["status"], ["export", "--format", "csv"], ["export", "--format", "jsonl"]]))
+       command=st.sampled_from([["status"], ["export", "--format", "csv"], ["export", "--format", "jsonl"],
+                                ["report"]]))
 def test_fuzzed_run_folders_never_give_a_traceback(lines, manifest_text, summary, trial_note, command, tmp_path,
                                                    capsys):
     folder = fuzzed_folder(tmp_path, lines, manifest_text, summary, trial_note)
@@ -202,6 +211,15 @@ def test_numbers_no_float_holds_in_a_row_are_no_value_or_an_unreadable_row(tmp_p
     captured = capsys.readouterr()
     assert "Best: demo-1 loss=0.5" in captured.out and "Traceback" not in captured.err
     assert captured.err.startswith("warning: ") and "left out an unreadable row (line 3: OverflowError" in captured.err
+
+
+@pytest.mark.parametrize("saved_manifest", ["spec: 1", "spec: {parameters: 3}", "spec: {parameters: [1, {name: x}]}"])
+def test_a_report_of_a_folder_with_a_damaged_manifest_is_still_written(saved_manifest, tmp_path, capsys):
+    rows = [{"id": "demo-0", "number": 0, "params": {"x": 1}, "state": "Succeeded", "value": 10**400},
+            {"id": "demo-1", "number": 1, "params": {"x": 10**400}, "state": "Succeeded", "value": 0.5}]
+    folder = fuzzed_folder(tmp_path, [json.dumps(row) for row in rows], saved_manifest, "{}", "{}")
+    assert main(["report", str(folder)]) == 0, capsys.readouterr().err
+    assert (folder / "report.html").stat().st_size > 0
 
 
 def test_status_and_export_of_a_run_folder_need_only_the_base_install(run_folder):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_results_status import LINES, MANIFESTS, ROW, fuzzed_folder
+from test_results_status import LINES, MANIFESTS, PLAUSIBLE_ROW, ROW, fuzzed_folder
 
 from conftest import FUZZ, JSON_VALUES, manifest
 from kubetune.cli import main
@@ -193,13 +193,6 @@ def _alive(pid: int) -> bool:
 
 
 # -- fuzzed run folders -----------------------------------------------------------------------------------------
-PLAUSIBLE_ROW = st.fixed_dictionaries(
-    {"id": st.integers(0, 4).map(lambda n: f"demo-{n}"), "number": st.integers(-1, 4) | JSON_VALUES,
-     "params": st.fixed_dictionaries({}, optional={"x": st.floats() | JSON_VALUES, "y": st.integers()}),
-     "state": st.sampled_from(["Succeeded", "Failed", "Running", "Pending", "Queued", "Killed", "EarlyStopped",
-                               "MetricsUnavailable", "Bogus"])},
-    optional={"value": st.floats() | JSON_VALUES, "attempt": st.integers(-1, 3) | JSON_VALUES,
-              "retry": st.booleans(), "progress": JSON_VALUES, "metrics": JSON_VALUES})
 RESUME_LINES = st.lists(PLAUSIBLE_ROW.map(json.dumps) | LINES.map("\n".join), max_size=6)
 
 

@@ -28,10 +28,15 @@ class Results:
     def metric(self) -> str:
         return str(self._objective().get("metric", "objective"))
 
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The manifest's ``spec``, or nothing when a damaged manifest has no such mapping."""
+        spec = self.manifest.get("spec")
+        return spec if isinstance(spec, dict) else {}
+
     def _objective(self) -> dict[str, Any]:
         """``spec.objective``, or nothing when a damaged manifest has no such mapping."""
-        spec = self.manifest.get("spec")
-        objective = spec.get("objective") if isinstance(spec, dict) else None
+        objective = self.spec.get("objective")
         return objective if isinstance(objective, dict) else {}
 
     def running(self) -> list[TrialRecord]:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from kubetune.core.lifecycle import TrialRecord, TrialState
+from kubetune.core.metrics import finite_number
 from kubetune.results.model import Results
 
 
@@ -98,7 +99,7 @@ def build_frame(results: Results) -> Frame:
         states=[str(t.state) for t in trials],
         started=seconds([t.started for t in trials], origin),
         finished=seconds([t.finished for t in trials], origin),
-        params=param_axes(results.manifest, trials),
+        params=param_axes(results.spec, trials),
         maximize=results.direction == "maximize", origin=origin)
 
 
@@ -114,12 +115,14 @@ def seconds(times: list[str | None], origin: datetime | None) -> np.ndarray:
 
 
 def _num(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else math.nan
+    number = finite_number(value)
+    return math.nan if number is None else number
 
 
-def param_axes(manifest: dict[str, Any], trials: list[TrialRecord]) -> list[ParamAxis]:
+def param_axes(spec: dict[str, Any], trials: list[TrialRecord]) -> list[ParamAxis]:
     """An axis per parameter of the manifest's search space, then any other parameter the trials have."""
-    declared = [p for p in ((manifest.get("spec") or {}).get("parameters") or []) if isinstance(p, dict)]
+    parameters = spec.get("parameters")
+    declared = [p for p in parameters if isinstance(p, dict)] if isinstance(parameters, list) else []
     names = [str(p.get("name")) for p in declared]
     for trial in trials:
         names += [k for k in trial.params if k not in names]

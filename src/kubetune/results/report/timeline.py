@@ -66,8 +66,7 @@ def render(frame: Frame) -> Section:
             f'<path d="M{x0[k]} {ys[k]}h{widths[k]}" data-i="{position.get(run.id, -1)}"/>')
     width = c(max(step - 1.0, 1.0))
     body += "".join(f'<g class="tl {state_class(s)}" stroke-width="{width}">{"".join(b)}</g>' for s, b in bars.items())
-    spec = frame.results.manifest.get("spec") or {}
-    return Section("timeline", "Timeline", _note(starts, ends, count, spec.get("parallelism")),
+    return Section("timeline", "Timeline", _note(starts, ends, count, frame.results.spec.get("parallelism")),
                    fig.svg(body, "timeline"))
 
 
