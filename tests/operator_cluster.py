@@ -219,5 +219,17 @@ def ended(namespace: Namespace, name: str, timeout: float = 90.0) -> dict:
                     timeout=timeout, what=f"experiment {name} to end")
 
 
+def release_until_ended(namespace: Namespace, kubelet: TestKubelet, name: str = "demo", timeout: float = 120.0
+                        ) -> dict:
+    """Lets every held trial (``Behaviour(held=True)``) end as soon as it runs, until the experiment ends;
+    returns its final status."""
+    def ended_yet() -> dict | None:
+        kubelet.release(kubelet.holding())
+        status = namespace.status(name)
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    return wait_for(ended_yet, timeout=timeout, interval=0.1, what=f"experiment {name} to end")
+
+
 def by_name(items: list[dict]) -> dict[str, dict]:
     return {item["metadata"]["name"]: item for item in items}

@@ -25,7 +25,12 @@ from kubetune.operator.api import Conflict, KubernetesApi
 from kubetune.operator.leader import LeaderElection, lead
 
 NOW = datetime.datetime(2026, 11, 22, 12, 0, 0, 250000, tzinfo=datetime.UTC)
-FAST = ElectionTiming(duration_seconds=2, renew_deadline_seconds=1.0, retry_seconds=0.1)
+# Short enough for a test, long enough that a busy machine still renews in time.
+TIMING = ElectionTiming(duration_seconds=6, renew_deadline_seconds=4.0, retry_seconds=0.2)
+# A hand-over "at once" comes before the Lease could have expired; waiting for the expiry would take longer.
+AT_ONCE = TIMING.duration_seconds - 1.0
+# A bound for what is not under test (a free Lease taken, an operator started): only a hang exceeds it.
+SOON = 30.0
 
 
 def lease(holder: str | None, renewed: datetime.datetime | None, duration: int = 15, transitions: int = 0) -> dict:
@@ -52,14 +57,14 @@ def test_who_may_take_the_lease(holder, age, expected):
 
 
 def test_claim_counts_transitions_and_keeps_the_acquire_time_on_renewal():
-    taken = claim(LeaseState.of(lease("b", NOW - datetime.timedelta(seconds=30), transitions=3)), "a", NOW, FAST)
+    taken = claim(LeaseState.of(lease("b", NOW - datetime.timedelta(seconds=30), transitions=3)), "a", NOW, TIMING)
     assert taken["holderIdentity"] == "a" and taken["leaseTransitions"] == 4
     assert taken["acquireTime"] == taken["renewTime"] == format_micro_time(NOW)
     later = NOW + datetime.timedelta(seconds=1)
-    renewed = claim(LeaseState.of({"metadata": {"resourceVersion": "8"}, "spec": taken}), "a", later, FAST)
+    renewed = claim(LeaseState.of({"metadata": {"resourceVersion": "8"}, "spec": taken}), "a", later, TIMING)
     assert renewed["leaseTransitions"] == 4
     assert renewed["acquireTime"] == format_micro_time(NOW) and renewed["renewTime"] == format_micro_time(later)
-    assert claim(None, "a", NOW, FAST)["leaseTransitions"] == 0
+    assert claim(None, "a", NOW, TIMING)["leaseTransitions"] == 0
 
 
 def test_timing_must_let_the_holder_stop_before_others_may_take_over():
@@ -76,7 +81,7 @@ def leases(namespace):
 
 def election(leases, identity: str) -> LeaderElection:
     api, namespace = leases
-    return LeaderElection(api, namespace, "kubetune-operator", identity, FAST)
+    return LeaderElection(api, namespace, "kubetune-operator", identity, TIMING)
 
 
 @pytest.mark.asyncio
@@ -97,12 +102,12 @@ async def test_only_one_replica_leads_and_a_release_hands_over_at_once(leases):
     await first.acquire()
     holding = asyncio.create_task(first.hold())
     with pytest.raises(TimeoutError):  # renewed all along: the Lease never expires
-        await asyncio.wait_for(second.acquire(), 3 * FAST.duration_seconds)
+        await asyncio.wait_for(second.acquire(), 2 * TIMING.duration_seconds)
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding
     await first.release()
-    await asyncio.wait_for(second.acquire(), 1.0)
+    await asyncio.wait_for(second.acquire(), AT_ONCE)
     state = LeaseState.of(await api.get_lease(ns, "kubetune-operator"))
     assert state.holder == "second" and state.transitions == 1
 
@@ -115,10 +120,10 @@ async def test_a_release_after_a_renewal_it_never_saw_still_hands_over(leases):
     first, second = election(leases, "first"), election(leases, "second")
     await first.acquire()
     current = LeaseState.of(await api.get_lease(ns, "kubetune-operator"))
-    late_renewal = claim(current, "first", datetime.datetime.now(datetime.UTC), FAST)
+    late_renewal = claim(current, "first", datetime.datetime.now(datetime.UTC), TIMING)
     await api.patch_lease(ns, "kubetune-operator", current.resource_version, late_renewal)
     await first.release()
-    await asyncio.wait_for(second.acquire(), 1.0)
+    await asyncio.wait_for(second.acquire(), AT_ONCE)
     assert LeaseState.of(await api.get_lease(ns, "kubetune-operator")).holder == "second"
 
 
@@ -129,8 +134,8 @@ async def test_a_silent_holder_is_replaced_after_the_duration(leases):
     await first.acquire()  # and then never renews, as if it hung
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await asyncio.wait_for(second.acquire(), 3 * FAST.duration_seconds)
-    assert loop.time() - started >= FAST.duration_seconds - 0.5
+    await asyncio.wait_for(second.acquire(), 3 * TIMING.duration_seconds)
+    assert loop.time() - started >= TIMING.duration_seconds - 0.5
 
 
 @pytest.mark.asyncio
@@ -144,12 +149,12 @@ async def test_lead_stops_the_operator_when_the_lease_is_lost(leases):
         stopped.set()
 
     leading = asyncio.create_task(lead(election(leases, "first"), operate))
-    await asyncio.wait_for(operating.wait(), 2.0)
+    await asyncio.wait_for(operating.wait(), SOON)
     # another replica took the Lease (the first one's renewals did not reach the server in time)
     current = await api.get_lease(ns, "kubetune-operator")
     await api.patch_lease(ns, "kubetune-operator", current["metadata"]["resourceVersion"],
                           {"holderIdentity": "second"})
-    assert await asyncio.wait_for(leading, 2.0) == 1
+    assert await asyncio.wait_for(leading, AT_ONCE) == 1
     assert stopped.is_set()
 
 
@@ -162,7 +167,7 @@ async def test_lead_releases_the_lease_when_the_operator_stops_on_its_own(leases
         await asyncio.sleep(0.3)
 
     assert await lead(first, operate) == 0
-    await asyncio.wait_for(second.acquire(), 1.0)
+    await asyncio.wait_for(second.acquire(), AT_ONCE)
 
 
 @pytest.mark.asyncio
@@ -181,17 +186,17 @@ async def test_a_standby_answers_its_liveness_probe_until_it_leads(leases):
 
     standby = asyncio.create_task(lead(election(leases, "second"), operate, f"http://127.0.0.1:{port}/healthz"))
     url = f"http://127.0.0.1:{port}/healthz"
-    for _ in range(50):
+    deadline = asyncio.get_running_loop().time() + SOON
+    while True:
         try:
             answer = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
             break
         except OSError:
+            assert asyncio.get_running_loop().time() < deadline, "the standby never answered its liveness probe"
             await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the standby never answered its liveness probe")
     assert json.loads(answer) == {"standby": True} and not operating.is_set()
     await holder.release()
-    await asyncio.wait_for(operating.wait(), 2.0)
+    await asyncio.wait_for(operating.wait(), AT_ONCE)
     with pytest.raises(OSError):  # the standby server is gone: kopf serves the probe from now on
         await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
     standby.cancel()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import manifest
 from kubetune.cli import main
@@ -41,8 +42,9 @@ def run_cli(file: Path, out: Path, *extra: str) -> int:
 def test_runs_to_completion_within_parallelism(write_manifest, tmp_path):
     track = tmp_path / "running"
     track.mkdir()
+    # the first three trials wait for each other, so that they run together however slowly processes start
     file = write_manifest(manifest(parallelism=3, maxTrials=12, args=["--x=${params.x}", "--sleep=0.3",
-                                                                      f"--track={track}"]))
+                                                                      f"--track={track}", "--together=3"]))
     out = tmp_path / "out"
     assert run_cli(file, out) == 0
     trials = rows(out)
@@ -154,21 +156,36 @@ def test_max_failed_trials_fails_the_experiment(write_manifest, tmp_path):
 
 
 def test_timeout_kills_the_whole_process_group(write_manifest, tmp_path):
-    marker = tmp_path / "grandchild-survived"
-    grandchild = f"import time; time.sleep(3); open({str(marker)!r}, 'w')"
+    """The trial starts a child process and both outlive the timeout; the child is killed with the trial."""
+    child_pid = tmp_path / "child.pid"
+    child = f"import os, time; open({str(child_pid)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
     script = tmp_path / "sleeper.py"
-    script.write_text(f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {grandchild!r}])\n"
-                      "time.sleep(60)\n")
-    document = manifest(maxTrials=1, template={"timeoutSeconds": 1})
+    script.write_text(f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {child!r}])\n"
+                      "time.sleep(600)\n")
+    # the timeout is what is under test; 3 s leave the child time to start on a busy machine
+    document = manifest(maxTrials=1, template={"timeoutSeconds": 3})
     document["spec"]["trialTemplate"]["spec"]["containers"][0].update(command=[sys.executable, str(script)], args=[])
     out = tmp_path / "out"
-    started = time.monotonic()
     assert run_cli(write_manifest(document), out) == 1
-    assert time.monotonic() - started < 20
     (trial,) = rows(out)
     assert trial["state"] == "Failed" and trial["reason"] == "Timeout"
-    time.sleep(3.5)
-    assert not marker.exists(), "the trial's child process was killed too"
+    assert child_pid.exists(), "the child process started before the timeout"
+    assert _gone(int(child_pid.read_text())), "the trial's child process was killed too"
+
+
+def _gone(pid: int) -> bool:
+    """True once the process no longer runs (a zombie nobody has reaped yet has ended too); waits for a
+    killed process to be torn down, not for a running one to end."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_retries_rerun_a_failed_trial_in_its_slot(write_manifest, tmp_path):
@@ -307,30 +324,31 @@ def test_command_not_found_is_a_failed_trial(write_manifest, tmp_path):
 def test_ctrl_c_stops_trials_and_keeps_finished_results(write_manifest, tmp_path):
     track = tmp_path / "running"
     track.mkdir()
-    file = write_manifest(manifest(maxTrials=40, parallelism=2,
-                                   args=["--x=${params.x}", "--sleep=0.7", f"--track={track}"]))
+    # trials 0-2 end at once; from trial 3 on they run until stopped, so Ctrl-C finds exactly two running
+    document = manifest(maxTrials=40, parallelism=2, args=["--x=${params.x}", f"--track={track}", "--hold-from=3"])
+    file = write_manifest(document)
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "kubetune.cli", "run", str(file), "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if (out / "trials.jsonl").exists() and len(rows(out)) >= 3:
-            break
-        time.sleep(0.1)
+    deadline = time.monotonic() + 120
+    while not ((out / "trials.jsonl").exists() and len(rows(out)) == 3 and len(list(track.iterdir())) == 2):
+        assert time.monotonic() < deadline and process.poll() is None, "trials 3 and 4 never ran"
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=30)
+    output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output
     trials = rows(out)
     finished = [t for t in trials if t["state"] == "Succeeded"]
     killed = [t for t in trials if t["state"] == "Killed"]
-    assert len(finished) >= 3 and 1 <= len(killed) <= 2
+    assert len(finished) == 3 and len(killed) == 2 and len(trials) == 5
     assert all(t["reason"] == "Interrupted" for t in killed)
     for marker in track.iterdir():  # left behind by the trials that were stopped
-        with pytest.raises(ProcessLookupError):
-            os.kill(int(marker.read_text()), 0)
+        assert _gone(int(marker.read_text())), f"{marker.name}'s process outlived the runner"
         marker.unlink()
     assert "--resume" in output
 
+    document["spec"]["trialTemplate"]["spec"]["containers"][0]["args"].remove("--hold-from=3")
+    file.write_text(yaml.safe_dump(document, sort_keys=False))
     assert run_cli(file, out, "--resume", "--max-trials", str(len(trials) + 1)) == 0
     latest = {t["id"]: t for t in rows(out)}
     assert all(latest[t["id"]]["state"] == "Succeeded" for t in killed), "interrupted trials ran again"

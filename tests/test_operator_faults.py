@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 
@@ -31,7 +32,8 @@ def test_a_missing_permission_is_reported_and_other_experiments_go_on(namespace)
             status = wait_for(lambda: (s := namespace.status("blocked")).get("reason") == "Forbidden" and s,
                               what="the Forbidden reason in the blocked experiment's status")
             succeeded(other, "allowed")
-            time.sleep(12)  # long enough for retries: they back off instead of spinning
+            # the retries back off instead of spinning: wait for the second one, which comes 10 s after the first
+            wait_for(lambda: len(_refusals(operator.log())) >= 2, timeout=120, what="a second attempt")
             assert operator.alive()
         log = operator.log()
     finally:
@@ -40,9 +42,14 @@ def test_a_missing_permission_is_reported_and_other_experiments_go_on(namespace)
     assert 'cannot create resource "pods"' in status["message"] and "RBAC" in status["message"]
     assert status["conditions"][0]["reason"] == "Forbidden"
     assert "Traceback" not in log
-    reported = [line for line in log.splitlines() if "not allowed to do what this experiment needs" in line]
-    assert 1 <= len(reported) <= 4, reported  # 10 s, then 20 s, ... between attempts
+    delays = [int(delay) for delay in _refusals(log)]
+    assert delays == [min(10 * 2**i, 60) for i in range(len(delays))], delays  # 10 s, 20 s, ... at most a minute
     assert other.status("allowed")["trials"]["succeeded"] == 6
+
+
+def _refusals(log: str) -> list[str]:
+    """The delays the operator announced after each refused attempt, in seconds."""
+    return re.findall(r"not allowed to do what this experiment needs: .*\(retrying in (\d+) s\)", log)
 
 
 def test_the_operator_rides_out_a_restart_of_the_api_server(namespace):

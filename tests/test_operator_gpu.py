@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from cluster import Behaviour, FakeNode
-from operator_cluster import experiment, run_operator, succeeded, wait_for
+from operator_cluster import experiment, release_until_ended, run_operator, wait_for
 
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.cluster.pods import render_pod
@@ -27,13 +27,15 @@ def test_trials_are_placed_only_where_their_gpu_fits_and_wait_beyond_capacity(na
     other = {"whole": {}, "timeslicing": {"nvidia.com/gpu": "4"}, "mig": {"nvidia.com/mig-1g.10gb": "7"}}[mode]
     nodes = [FakeNode("node-gpu", extended=resources), FakeNode("node-other", extended=other)]
     document = experiment(maxTrials=6, parallelism=4, template={"resources": {"gpu": gpu}})
-    with namespace.kubelet(nodes, behaviour=lambda pod: Behaviour(seconds=1.5)) as kubelet, \
+    # trials end only when the test lets them: two run, and the other two wait for a GPU, however slow the machine
+    with namespace.kubelet(nodes, behaviour=lambda pod: Behaviour(held=True)) as kubelet, \
             run_operator(namespace, "--gpu-sharing", mode, *args):
         namespace.apply(document)
-        waiting = wait_for(lambda: [p for p in namespace.pods() if _unschedulable(p)], timeout=60,
-                           what="a trial waiting for a GPU")
-        final = succeeded(namespace, timeout=120)
-    assert final["trials"]["succeeded"] == 6
+        waiting = wait_for(lambda: len(found := [p for p in namespace.pods() if _unschedulable(p)]) == 2 and found,
+                           timeout=120, what="two trials waiting for a GPU")
+        wait_for(lambda: len(kubelet.holding()) == 2, what="two trials running")
+        final = release_until_ended(namespace, kubelet)
+    assert final["phase"] == "Succeeded" and final["trials"]["succeeded"] == 6
     assert "Insufficient" in _unschedulable(waiting[0])
     pods = namespace.pods()
     assert {p["spec"]["nodeName"] for p in pods} == {"node-gpu"}

@@ -37,11 +37,11 @@ def cluster(ray_cluster: Cluster) -> Cluster:
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 def experiment(folder: Path, track: Path, *, sleep: float = 1.0, resources: dict[str, Any] | None = None,
-               **spec: Any) -> Path:
+               together: int = 0, **spec: Any) -> Path:
     doc = manifest(**spec)
     container = doc["spec"]["trialTemplate"]["spec"]["containers"][0]
     container.update(command=["python", str(TRIALS / "ray_probe.py")],
-                     args=["--x=${params.x}", f"--sleep={sleep}", f"--track={track}"])
+                     args=["--x=${params.x}", f"--sleep={sleep}", f"--track={track}", f"--together={together}"])
     doc["spec"]["trialTemplate"]["resources"] = resources or {"cpu": 1}
     folder.mkdir(parents=True, exist_ok=True)
     track.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ def test_runtime_env_needs_the_ray_backend(tmp_path, capsys):
 def test_trials_run_on_both_nodes_and_their_logs_come_back(cluster, tmp_path):
     nodes = cluster.node_ids(2)
     track, out = tmp_path / "track", tmp_path / "out"
-    path = experiment(tmp_path / "exp", track, sleep=1.5, parallelism=2, maxTrials=4)
+    path = experiment(tmp_path / "exp", track, sleep=1.5, parallelism=2, maxTrials=4, together=2)
     runtime_env = tmp_path / "runtime-env.yaml"
     runtime_env.write_text("env_vars: {PROBE_EXTRA: from the runtime env}\n")
     code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address,
@@ -189,7 +189,7 @@ def test_trials_run_on_both_nodes_and_their_logs_come_back(cluster, tmp_path):
 def test_fractional_gpus_are_packed_four_to_a_gpu_by_ray(cluster, tmp_path):
     nodes = cluster.node_ids(2)
     track, out = tmp_path / "track", tmp_path / "out"
-    path = experiment(tmp_path / "exp", track, sleep=3, parallelism=10, maxTrials=10,
+    path = experiment(tmp_path / "exp", track, sleep=3, parallelism=10, maxTrials=10, together=8,
                       resources={"cpu": "100m", "gpu": 0.25})
     code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address))
     assert code == 0, output

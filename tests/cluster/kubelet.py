@@ -54,6 +54,7 @@ class Behaviour:
     pending_seconds: float = 0.0  # Pending (pulling the image) before it runs
     reports: int = 0  # intermediate reports pushed while it runs (steps 1..reports, spread over ``seconds``)
     forge: str | None = None  # also pushes reports for this other trial: with its own token, and a made-up one
+    held: bool = False  # after ``seconds``, runs on until the test lets it end (TestKubelet.release)
 
 
 def objective(pod: dict[str, Any]) -> float:
@@ -164,6 +165,7 @@ class TestKubelet:
         self.errors: list[str] = []
         self.report_answers: list[tuple[str, str, int]] = []  # (pod, trial reported for, HTTP status or -1)
         self.lost: set[str] = set()
+        self._held: dict[tuple[str, str], asyncio.Future[None]] = {}  # pods waiting for the test to end them
         self._containers: dict[tuple[str, str], _Container] = {}
         self._binding: set[tuple[str, str]] = set()
         self._phases: dict[tuple[str, str], tuple[str, str]] = {}  # pod -> (experiment, phase) as watched
@@ -195,6 +197,27 @@ class TestKubelet:
             self._failure = exc
             self.errors.append(repr(exc))
             self._ready.set()
+
+    def holding(self) -> list[str]:
+        """The names of the pods whose containers are held (``Behaviour.held``) and wait to be released."""
+        return sorted(name for _namespace, name in list(self._held))
+
+    def release(self, names: list[str]) -> None:
+        """Lets the held containers of these pods end (as their behaviour says); from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._release, set(names))
+
+    def _release(self, names: set[str]) -> None:
+        for (_namespace, name), waiting in list(self._held.items()):
+            if name in names and not waiting.done():
+                waiting.set_result(None)
+
+    async def _hold(self, key: tuple[str, str]) -> None:
+        self._held[key] = waiting = asyncio.get_running_loop().create_future()
+        try:
+            await waiting
+        finally:
+            self._held.pop(key, None)
 
     # -- the kubelet ----------------------------------------------------------------------------------------
     async def serve(self, stop: asyncio.Event | None = None) -> None:
@@ -389,6 +412,8 @@ class TestKubelet:
                                      message="Pod was active on the node longer than the specified deadline")
             else:
                 await self._run_for(pod, behaviour)
+                if behaviour.held:
+                    await self._hold(key)
                 if behaviour.lose_node:  # in a task of its own: it ends this one too
                     asyncio.create_task(self._lose_node(pod["spec"]["nodeName"]))
                     return
