@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FUZZ, JSON_VALUES, manifest
+from conftest import DEEP_JSON, FUZZ, HOSTILE_TEXT, JSON_VALUES, manifest
 from kubetune.cli import EXIT_BAD_INPUT, kubectl_main, main, plugin_argv
 from kubetune.core.lifecycle import iso
 
@@ -156,6 +156,11 @@ ROW_KEYS = st.sampled_from(["id", "number", "params", "state", "value", "metrics
                             "started", "finished", "progress", "message", "exit_code", "devices", "retry"])
 ROW = st.dictionaries(ROW_KEYS, JSON_VALUES | st.sampled_from(["Succeeded", "Running", "Failed",
                                                               "2026-01-01T00:00:00Z"]), max_size=10)
+# a plausible row whose strings are hostile: markup, NUL, lone surrogates (JSON escapes them), long names
+HOSTILE_ROW = st.fixed_dictionaries(
+    {"id": HOSTILE_TEXT, "number": st.integers(0, 4), "params": st.dictionaries(HOSTILE_TEXT, HOSTILE_TEXT, max_size=2),
+     "state": st.sampled_from(["Succeeded", "Failed", "Running"]) | HOSTILE_TEXT},
+    optional={"value": st.floats(), "message": HOSTILE_TEXT, "reason": HOSTILE_TEXT})
 PLAUSIBLE_ROW = st.fixed_dictionaries(
     {"id": st.integers(0, 4).map(lambda n: f"demo-{n}"), "number": st.integers(-1, 4) | JSON_VALUES,
      "params": st.fixed_dictionaries({}, optional={"x": st.floats() | JSON_VALUES, "y": st.integers()}),
@@ -165,22 +170,38 @@ PLAUSIBLE_ROW = st.fixed_dictionaries(
               "retry": st.booleans(), "progress": JSON_VALUES, "metrics": JSON_VALUES})
 LINES = st.lists(st.one_of(ROW.map(json.dumps), PLAUSIBLE_ROW.map(json.dumps),
                            st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
-                           ROW.map(lambda r: json.dumps(r)[: len(json.dumps(r)) // 2])), max_size=6)
+                           ROW.map(lambda r: json.dumps(r)[: len(json.dumps(r)) // 2]), DEEP_JSON, HOSTILE_TEXT,
+                           HOSTILE_ROW.map(json.dumps)), max_size=6)
 
 
-def fuzzed_folder(base: Path, lines: list[str], manifest_text: str | None, summary: str, trial_note: str) -> Path:
+# A file of the run folder that is something else: a folder, or a device that never ends.
+ODDITIES = [None, *((name, kind) for name in ("experiment.yaml", "trials.jsonl", "summary.json",
+                                               "trials/demo-1/trial.json") for kind in ("folder", "/dev/zero"))]
+
+
+def fuzzed_folder(base: Path, lines: list[str], manifest_text: str | None, summary: str, trial_note: str,
+                  oddity: tuple[str, str] | None = None) -> Path:
     folder = base / "fuzzed"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "trials" / "demo-1").mkdir(parents=True)
     if manifest_text is not None:
-        (folder / "experiment.yaml").write_text(manifest_text)
+        (folder / "experiment.yaml").write_text(manifest_text, errors="replace")
     (folder / "trials.jsonl").write_text("\n".join(lines), errors="replace")
-    (folder / "summary.json").write_text(summary)
-    (folder / "trials" / "demo-1" / "trial.json").write_text(trial_note)
+    (folder / "summary.json").write_text(summary, errors="replace")
+    (folder / "trials" / "demo-1" / "trial.json").write_text(trial_note, errors="replace")
+    if oddity is not None:
+        name, kind = oddity
+        (folder / name).unlink(missing_ok=True)
+        if kind == "folder":
+            (folder / name).mkdir()
+        else:
+            (folder / name).symlink_to(kind)
     return folder
 
 
-MANIFESTS = st.one_of(st.none(), st.just(yaml.safe_dump(manifest())), st.text(max_size=30),
+MANIFESTS = st.one_of(st.none(), st.just(yaml.safe_dump(manifest())), st.text(max_size=30), DEEP_JSON,
+                      HOSTILE_TEXT.map(lambda name: yaml.safe_dump({"metadata": {"name": name},
+                                                                    "spec": manifest()["spec"]})),
                       JSON_VALUES.map(lambda value: yaml.safe_dump({"spec": value, "metadata": value})),
                       JSON_VALUES.map(yaml.safe_dump))
 
@@ -189,10 +210,10 @@ MANIFESTS = st.one_of(st.none(), st.just(yaml.safe_dump(manifest())), st.text(ma
 @given(lines=LINES, manifest_text=MANIFESTS, summary=st.one_of(JSON_VALUES.map(json.dumps), st.text(max_size=10)),
        trial_note=st.one_of(ROW.map(json.dumps), st.text(max_size=10)),
        command=st.sampled_from([["status"], ["export", "--format", "csv"], ["export", "--format", "jsonl"],
-                                ["report"]]))
-def test_fuzzed_run_folders_never_give_a_traceback(lines, manifest_text, summary, trial_note, command, tmp_path,
-                                                   capsys):
-    folder = fuzzed_folder(tmp_path, lines, manifest_text, summary, trial_note)
+                                ["report"]]), oddity=st.sampled_from(ODDITIES))
+def test_fuzzed_run_folders_never_give_a_traceback(lines, manifest_text, summary, trial_note, command, oddity,
+                                                   tmp_path, capsys):
+    folder = fuzzed_folder(tmp_path, lines, manifest_text, summary, trial_note, oddity)
     status = main([command[0], str(folder), *command[1:]])
     captured = capsys.readouterr()
     assert status in (0, EXIT_BAD_INPUT)

@@ -12,7 +12,9 @@ Kubernetes client.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import os
 import socket
 import sys
@@ -24,6 +26,7 @@ from kubetune.core.cluster.gpu_sharing import MODES
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from kubetune.core.lifecycle import TrialRecord
     from kubetune.core.spec import Experiment
@@ -37,21 +40,31 @@ EPILOG = ("exit status: 0 finished, 1 failed (maxFailedTrials exceeded, or no tr
           "(nothing ran), 130 interrupted (continue with --resume)")
 
 
+# Both consoles read no markup: what they print holds names, paths, parameter values and trial messages that
+# are the user's, and a "[/]" among them must print as written. Styles come from rich Text pieces (styled()).
 @functools.cache
 def console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, markup=False)
 
 
 @functools.cache
 def errors() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, markup=False)
+
+
+def styled(*pieces: str | tuple[str, str]) -> Text:
+    """Text from plain pieces and (text, style) pieces; nothing in them is read as markup."""
+    from rich.text import Text
+
+    return Text.assemble(*pieces)
 
 
 def main(argv: list[str] | None = None) -> int:
+    _printable_output()
     args = _parser().parse_args(argv)
     from kubetune.core.errors import ManifestError
 
@@ -63,18 +76,43 @@ def main(argv: list[str] | None = None) -> int:
     except CommandLineError as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
+    except OSError as exc:  # the file system refused a path the command was given: too long, not allowed, full
+        _error(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+        return EXIT_BAD_INPUT
+
+
+def _printable_output() -> None:
+    """Text that cannot be encoded for the terminal (a lone surrogate read from a run folder, say) is printed
+    escaped instead of ending the command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, io.UnsupportedOperation):
+                reconfigure(errors="backslashreplace")
 
 
 def _error(message: str) -> None:
-    from rich.markup import escape
-
-    errors().print(f"[red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    errors().print(styled(("error:", "red"), " ", message), soft_wrap=True)
 
 
 def _warning(message: str) -> None:
-    from rich.markup import escape
+    errors().print(styled(("warning:", "yellow"), " ", message), soft_wrap=True)
 
-    errors().print(f"[yellow]warning:[/] {escape(message)}", markup=True, soft_wrap=True)
+
+def path_argument(text: str) -> Path:
+    """A path on the command line; one with a NUL character, which no file system takes, is refused."""
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("a path cannot hold a NUL character")
+    return Path(text)
+
+
+def human_size(size: float) -> str:
+    """``36.2 KiB``, ``1.4 MiB``: a size in bytes as people read it."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 class CommandLineError(Exception):
@@ -87,8 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run an experiment's trials as local processes or on a Ray cluster")
-    run.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
-    run.add_argument("--out", type=Path, help="results folder (default kubetune-runs/<metadata.name>)")
+    run.add_argument("file", type=path_argument, help="the Experiment manifest (YAML)")
+    run.add_argument("--out", type=path_argument, help="results folder (default kubetune-runs/<metadata.name>)")
     _add_overrides(run)
     run.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
     run.add_argument("--no-gpu", action="store_true", help="run GPU trials without a GPU")
@@ -96,13 +134,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="where trials run: processes on this machine (default) or tasks on a Ray cluster")
     run.add_argument("--address", metavar="ADDR", help="--backend ray: the cluster (auto, host:port, "
                      "ray://host:10001); default: start Ray on this machine")
-    run.add_argument("--runtime-env", type=Path, metavar="FILE", help="--backend ray: a Ray runtime_env for the "
-                     "trials (YAML or JSON: pip, env_vars, ...); the manifest's folder is its working_dir")
+    run.add_argument("--runtime-env", type=path_argument, metavar="FILE", help="--backend ray: a Ray runtime_env "
+                     "for the trials (YAML or JSON: pip, env_vars, ...); the manifest's folder is its working_dir")
     run.add_argument("--quiet", action="store_true", help="no line per finished trial")
     run.set_defaults(handler=_run)
 
     validate = commands.add_parser("validate", help="check a manifest and show what it would run")
-    validate.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
+    validate.add_argument("file", type=path_argument, help="the Experiment manifest (YAML)")
     _add_overrides(validate)
     validate.set_defaults(handler=_validate)
 
@@ -151,29 +189,29 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="one row per trial (its latest attempt) as CSV or JSON Lines")
     _add_source(export)
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default) or jsonl")
-    export.add_argument("-o", "--out", type=Path, help="write to this file (default: standard output)")
+    export.add_argument("-o", "--out", type=path_argument, help="write to this file (default: standard output)")
     export.set_defaults(handler=_export)
 
     report = commands.add_parser("report", help="write one self-contained HTML page of a run's results, with plots")
-    report.add_argument("source", type=Path, nargs="?", help="a run folder (what kubetune run --out wrote)")
+    report.add_argument("source", type=path_argument, nargs="?", help="a run folder (what kubetune run --out wrote)")
     report.add_argument("--experiment", "-e", metavar="NAME", help="an Experiment on the cluster, instead of SOURCE")
     report.add_argument("--namespace", "-n", help="its namespace (default: the kubeconfig context's)")
     report.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
     report.add_argument("--context", help="the kubeconfig context to use (default: its current context)")
-    report.add_argument("-o", "--output", type=Path, metavar="FILE",
+    report.add_argument("-o", "--output", type=path_argument, metavar="FILE",
                         help="where to write the page (default: report.html in the run folder, NAME-report.html "
                         "here for --experiment)")
     report.set_defaults(handler=_report)
 
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions (generated from the model)")
-    crds.add_argument("--out", type=Path, help="folder to write them to (default: print them)")
+    crds.add_argument("--out", type=path_argument, help="folder to write them to (default: print them)")
     crds.set_defaults(handler=_crds)
     return parser
 
 
 def _add_source(command: argparse.ArgumentParser) -> None:
     """Where an experiment's results are read from: a run folder, or an Experiment on a cluster."""
-    command.add_argument("source", nargs="?", type=Path, metavar="SOURCE",
+    command.add_argument("source", nargs="?", type=path_argument, metavar="SOURCE",
                          help="a run folder (what kubetune run --out wrote)")
     command.add_argument("--experiment", "-e", metavar="NAME", help="an Experiment on the cluster, instead of SOURCE")
     command.add_argument("--namespace", "-n", help="its namespace (default: the kubeconfig context's)")
@@ -268,12 +306,16 @@ def _runtime_env(path: Path) -> dict[str, Any]:
     """``--runtime-env FILE``: a mapping of Ray runtime_env fields (Ray itself judges the fields)."""
     import yaml
 
+    from kubetune.core.manifest import read_limited
+
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.safe_load(read_limited(path).decode("utf-8"))
     except OSError as exc:
         raise CommandLineError(f"--runtime-env {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         raise CommandLineError(f"--runtime-env {path}: not YAML or JSON: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:
+        raise CommandLineError(f"--runtime-env {path}: {exc}") from None
     if not isinstance(document, dict) or not all(isinstance(key, str) for key in document):
         raise CommandLineError(f"--runtime-env {path}: must be a mapping of Ray runtime_env fields "
                                "(pip, env_vars, ...)")
@@ -327,8 +369,9 @@ def _run_experiment(args: argparse.Namespace) -> int:
     out = _output_folder(args.out, Path("kubetune-runs") / experiment.name)
     spec = experiment.spec
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("running {task.fields[running]}  failed {task.fields[failed]}  best {task.fields[best]}"),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+        TextColumn("running {task.fields[running]}  failed {task.fields[failed]}  best {task.fields[best]}",
+                   markup=False),
         TimeElapsedColumn(), console=console(), transient=False,
     )
     task = progress.add_task(experiment.name, total=spec.max_trials, running=0, failed=0, best="-")
@@ -355,8 +398,8 @@ def _run_experiment(args: argparse.Namespace) -> int:
     if runner.at_once < spec.parallelism:
         where = "the Ray cluster" if args.backend == "ray" else "this machine's GPUs"
         pace += f" (parallelism {spec.parallelism}, but only {runner.at_once} fit on {where})"
-    console().print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
-                    f"trials, {pace}; results in {out}")
+    console().print(styled("Running ", (experiment.name, "bold"), f": {spec.algorithm.name} search, up to "
+                           f"{spec.max_trials} trials, {pace}; results in {out}"))
     with progress:
         progress.update(task, **_progress_figures(runner))
         outcome = asyncio.run(runner.run())
@@ -364,16 +407,14 @@ def _run_experiment(args: argparse.Namespace) -> int:
     return {"Succeeded": EXIT_OK, "Interrupted": EXIT_INTERRUPTED}.get(outcome.phase, EXIT_FAILED)
 
 
-def _trial_line(record: TrialRecord) -> str:
-    from rich.markup import escape
-
+def _trial_line(record: TrialRecord) -> Text:
     from kubetune.core.lifecycle import TrialState
 
     colour = {TrialState.SUCCEEDED: "green", TrialState.KILLED: "yellow"}.get(record.state, "red")
     params = ", ".join(f"{k}={_short(v)}" for k, v in record.params.items())
     value = f" value={record.value:.6g}" if record.value is not None else ""
     detail = f" ({record.message})" if record.message and record.state is not TrialState.SUCCEEDED else ""
-    return f"[{colour}]{record.state:<18}[/] {escape(f'{record.id}{value}  {params}{detail}')}"
+    return styled((f"{record.state:<18}", colour), f" {record.id}{value}  {params}{detail}")
 
 
 def _short(value: object) -> str:
@@ -381,7 +422,6 @@ def _short(value: object) -> str:
 
 
 def _print_outcome(outcome: RunOutcome, experiment: Experiment, out: Path, file: Path) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from kubetune.core.summary import ranked
@@ -399,12 +439,11 @@ def _print_outcome(outcome: RunOutcome, experiment: Experiment, out: Path, file:
         console().print(table)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.summary["counts"].items()))
     colour = {"Succeeded": "green", "Interrupted": "yellow"}.get(outcome.phase, "red")
-    console().print(f"[{colour}]{outcome.phase}[/] ({outcome.reason}): {escape(outcome.message)}. "
-                    f"Trials: {counts or 'none'}.")
+    console().print(styled((outcome.phase, colour), f" ({outcome.reason}): {outcome.message}. "
+                           f"Trials: {counts or 'none'}."))
     if best:
         params = ", ".join(f"{k}={_short(v)}" for k, v in best[0].params.items())
-        console().print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})",
-                        markup=False)
+        console().print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})")
     console().print(f"Results: {out / 'trials.jsonl'}, {out / 'summary.json'}")
     if outcome.phase == "Interrupted":
         console().print(f"Continue with: kubetune run {file} --out {out} --resume")
@@ -416,7 +455,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     experiment = _load(args)
     spec = experiment.spec
-    console().print(f"[green]valid[/]: Experiment [bold]{experiment.name}[/] ({args.file})")
+    console().print(styled(("valid", "green"), ": Experiment ", (experiment.name, "bold"), f" ({args.file})"))
     table = Table(title="Search space")
     for column in ("parameter", "type", "range / values", "scale"):
         table.add_column(column)
@@ -426,11 +465,10 @@ def _validate(args: argparse.Namespace) -> int:
     objective = spec.objective
     target = f", stop at {objective.target}" if objective.target is not None else ""
     console().print(f"Objective: {objective.direction} {objective.metric} ({objective.strategy} value{target})")
-    console().print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}".rstrip(), markup=False)
+    console().print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}".rstrip())
     stopping = spec.early_stopping
     if stopping.enabled:
-        console().print(f"Early stopping: {stopping.rule} on {stopping.resource} {stopping.settings or ''}".rstrip(),
-                        markup=False)
+        console().print(f"Early stopping: {stopping.rule} on {stopping.resource} {stopping.settings or ''}".rstrip())
     template = spec.trial_template
     timeout = f"timeout {template.timeout_seconds} s" if template.timeout_seconds else "no timeout"
     console().print(f"Trials: {spec.max_trials} in all, {spec.parallelism} at a time, up to "
@@ -463,10 +501,10 @@ def _print_first_trial(experiment: Experiment) -> None:
                                f"{experiment.name}-0", experiment.name)
     command = shlex.join(str(c) for c in (container.get("command") or []) + (container.get("args") or []))
     if container.get("command"):
-        console().print(f"First trial would run: {command}", soft_wrap=True, markup=False)
+        console().print(f"First trial would run: {command}", soft_wrap=True)
     else:
         console().print(f"First trial would run, in a cluster: the image's entrypoint {command}".rstrip(),
-                        soft_wrap=True, markup=False)
+                        soft_wrap=True)
 
 
 # -- status and export --------------------------------------------------------------------------------------
@@ -567,11 +605,11 @@ def _export(args: argparse.Namespace) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     try:
-        with args.out.open("w", newline="", encoding="utf-8") as out:
+        with args.out.open("w", newline="", encoding="utf-8", errors="backslashreplace") as out:
             count = write(results, args.format, out)
     except OSError as exc:
         raise CommandLineError(f"-o {args.out}: {exc.strerror or exc}") from None
-    errors().print(f"wrote {count} trials to {args.out}", markup=False, soft_wrap=True)
+    errors().print(f"wrote {count} trials to {args.out}", soft_wrap=True)
     return EXIT_OK
 
 
@@ -630,7 +668,7 @@ def _report(args: argparse.Namespace) -> int:
         size = write_report(results, out)
     except OSError as exc:
         raise CommandLineError(f"-o {out}: cannot write the report: {exc.strerror or exc}") from None
-    console().print(f"wrote {out} ({size / 1e6:.1f} MB, {len(results.trials)} trials)", markup=False)
+    console().print(f"wrote {out} ({human_size(size)}, {len(results.trials)} trials)")
     return EXIT_OK
 
 
