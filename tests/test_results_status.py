@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import DEEP_JSON, FUZZ, HOSTILE_TEXT, JSON_VALUES, manifest
-from kubetune.cli import EXIT_BAD_INPUT, kubectl_main, main, plugin_argv
+from kubetune.cli import EXIT_BAD_INPUT, kubectl_main, main
 from kubetune.core.lifecycle import iso
 
 
@@ -134,16 +134,40 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, run_folder, tmp_path, c
     assert err.startswith("error: " + message.format(tmp=tmp_path)), err
 
 
-def test_the_kubectl_plugin_takes_a_bare_name_as_the_experiment():
-    assert plugin_argv(["status", "demo", "-n", "team"]) == ["status", "--experiment", "demo", "-n", "team"]
-    assert plugin_argv(["report", "-n", "team", "demo", "-o", "r.html"]) == [
-        "report", "-n", "team", "--experiment", "demo", "-o", "r.html"]
-    assert plugin_argv(["export", "--format", "jsonl", "demo"]) == ["export", "--format", "jsonl", "--experiment",
-                                                                    "demo"]
-    assert plugin_argv(["status", "--experiment", "demo"]) == ["status", "--experiment", "demo"]
-    assert plugin_argv(["crds"]) == ["crds"]
+def test_the_kubectl_plugin_has_its_own_help_with_only_its_commands(capsys):
+    with pytest.raises(SystemExit) as exited:
+        kubectl_main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and out.startswith("usage: kubectl kubetune")
+    commands = {line.split()[0] for line in out.split("COMMAND\n", 1)[1].split("\n\n")[0].splitlines()
+                if line.startswith("    ") and not line.startswith("      ")}
+    assert commands == {"status", "export", "report"}
+    assert not any(name in out for name in ("operator", "crds", "validate", "SOURCE"))
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert 'kubectl-kubetune = "kubetune.cli:kubectl_main"' in pyproject
+
+
+@pytest.mark.parametrize("verb", ["status", "export", "report"])
+def test_the_kubectl_plugin_asks_for_the_experiments_name(verb, capsys):
+    with pytest.raises(SystemExit) as exited:
+        kubectl_main([verb, "-n", "team"])
+    err = capsys.readouterr().err
+    assert exited.value.code == EXIT_BAD_INPUT and f"kubectl kubetune {verb}" in err
+    assert "the following arguments are required: NAME" in err and "run folder" not in err
+
+
+@pytest.mark.parametrize("argv", [["status", "demo"], ["export", "demo", "--format", "jsonl"],
+                                  ["report", "-n", "team", "demo", "-o", "r.html"]])
+def test_a_bare_name_is_an_experiment_on_the_cluster_for_the_plugin_and_kubetune(argv, tmp_path, monkeypatch,
+                                                                                capsys):
+    monkeypatch.chdir(tmp_path)  # no folder named demo here
+    missing = ["--kubeconfig", str(tmp_path / "none")]
+    for command in (kubectl_main, main):
+        assert command([*argv, *missing]) == EXIT_BAD_INPUT
+        assert capsys.readouterr().err.startswith(f"error: no kubeconfig at {tmp_path / 'none'}")
+    (tmp_path / "demo").mkdir()  # a folder of that name is a run folder, as it always was
+    assert main([*argv, *missing]) == EXIT_BAD_INPUT
+    assert "no experiment.yaml, so not a kubetune run folder" in capsys.readouterr().err
 
 
 def test_the_kubectl_plugin_reads_the_cluster_not_a_folder(tmp_path, capsys):

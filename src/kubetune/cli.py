@@ -16,8 +16,10 @@ import contextlib
 import functools
 import io
 import os
+import re
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +67,10 @@ def styled(*pieces: str | tuple[str, str]) -> Text:
 
 def main(argv: list[str] | None = None) -> int:
     _printable_output()
-    args = _parser().parse_args(argv)
+    return _dispatch(_parser().parse_args(argv))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from kubetune.core.errors import ManifestError
 
     try:
@@ -180,28 +185,10 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     operator.set_defaults(handler=_operator)
 
-    status = commands.add_parser("status", help="an experiment's phase, counts, best trial and running trials")
-    _add_source(status)
-    status.add_argument("--watch", action="store_true", help="refresh in place every 2 s until Ctrl-C")
-    status.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
-    status.set_defaults(handler=_status)
-
-    export = commands.add_parser("export", help="one row per trial (its latest attempt) as CSV or JSON Lines")
-    _add_source(export)
-    export.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default) or jsonl")
-    export.add_argument("-o", "--out", type=path_argument, help="write to this file (default: standard output)")
-    export.set_defaults(handler=_export)
-
-    report = commands.add_parser("report", help="write one self-contained HTML page of a run's results, with plots")
-    report.add_argument("source", type=path_argument, nargs="?", help="a run folder (what kubetune run --out wrote)")
-    report.add_argument("--experiment", "-e", metavar="NAME", help="an Experiment on the cluster, instead of SOURCE")
-    report.add_argument("--namespace", "-n", help="its namespace (default: the kubeconfig context's)")
-    report.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
-    report.add_argument("--context", help="the kubeconfig context to use (default: its current context)")
-    report.add_argument("-o", "--output", type=path_argument, metavar="FILE",
-                        help="where to write the page (default: report.html in the run folder, NAME-report.html "
-                        "here for --experiment)")
-    report.set_defaults(handler=_report)
+    for name, (help_text, add_options) in RESULT_COMMANDS.items():
+        command = commands.add_parser(name, help=help_text)
+        _add_source(command)
+        add_options(command)
 
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions (generated from the model)")
     crds.add_argument("--out", type=path_argument, help="folder to write them to (default: print them)")
@@ -212,13 +199,45 @@ def _parser() -> argparse.ArgumentParser:
 def _add_source(command: argparse.ArgumentParser) -> None:
     """Where an experiment's results are read from: a run folder, or an Experiment on a cluster."""
     command.add_argument("source", nargs="?", type=path_argument, metavar="SOURCE",
-                         help="a run folder (what kubetune run --out wrote)")
+                         help="a run folder (what kubetune run --out wrote), or the NAME of an Experiment on the "
+                         "cluster when no such folder exists")
     command.add_argument("--experiment", "-e", metavar="NAME", help="an Experiment on the cluster, instead of SOURCE")
+    _add_cluster_options(command)
+
+
+def _add_cluster_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--namespace", "-n", help="its namespace (default: the kubeconfig context's)")
     command.add_argument("--kubeconfig", metavar="FILE",
                          help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
     command.add_argument("--context", metavar="NAME",
                          help="the kubeconfig context to use (default: its current context)")
+
+
+def _status_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--watch", action="store_true", help="refresh in place every 2 s until Ctrl-C")
+    command.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    command.set_defaults(handler=_status)
+
+
+def _export_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default) or jsonl")
+    command.add_argument("-o", "--out", type=path_argument, help="write to this file (default: standard output)")
+    command.set_defaults(handler=_export)
+
+
+def _report_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-o", "--output", type=path_argument, metavar="FILE",
+                         help="where to write the page (default: report.html in the run folder, NAME-report.html "
+                         "here for an Experiment on the cluster)")
+    command.set_defaults(handler=_report)
+
+
+# The commands that show an experiment's results, from a run folder or the cluster, and the kubectl plugin's.
+RESULT_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "status": ("an experiment's phase, counts, best trial and running trials", _status_options),
+    "export": ("one row per trial (its latest attempt) as CSV or JSON Lines", _export_options),
+    "report": ("write one self-contained HTML page of an experiment's results, with plots", _report_options),
+}
 
 
 def _add_overrides(command: argparse.ArgumentParser) -> None:
@@ -280,6 +299,8 @@ def _positive(text: str) -> int:
     return value
 
 
+# What metadata.name of an Experiment may be (lowercase letters, digits and '-', as kubetune validates it).
+EXPERIMENT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?")
 # The spec fields the options of ``run`` override, by option.
 OVERRIDES = {"parallelism": "parallelism", "max_trials": "maxTrials", "seed": "seed"}
 
@@ -509,8 +530,9 @@ def _print_first_trial(experiment: Experiment) -> None:
 
 # -- status and export --------------------------------------------------------------------------------------
 def _cluster(args: argparse.Namespace) -> Any:
-    """A reader of the cluster the kubeconfig names, when ``--experiment`` was given; else None (a run
-    folder). Refuses neither or both."""
+    """A reader of the cluster the kubeconfig names, when ``--experiment`` was given (or SOURCE is an
+    Experiment's name, see :func:`_source`); else None (a run folder). Refuses neither or both."""
+    _source(args)
     if (args.source is None) == (args.experiment is None):
         raise CommandLineError("give a run folder (SOURCE) or --experiment NAME, not both" if args.source
                                else "give a run folder (SOURCE) or --experiment NAME")
@@ -522,6 +544,16 @@ def _cluster(args: argparse.Namespace) -> Any:
         return ClusterReader(args.namespace, args.kubeconfig, args.context)
     except ClusterError as exc:
         raise CommandLineError(str(exc)) from None
+
+
+def _source(args: argparse.Namespace) -> None:
+    """``kubetune status demo``: a SOURCE that is no file or folder but could be an Experiment's name is that
+    Experiment on the cluster, as kubectl would take it."""
+    source = args.source
+    if source is not None and args.experiment is None and EXPERIMENT_NAME.fullmatch(str(source)):
+        with contextlib.suppress(OSError):
+            if not source.exists():
+                args.experiment, args.source = str(source), None
 
 
 def _read(args: argparse.Namespace, snapshot: bool, warn: bool = True) -> Any:
@@ -614,32 +646,28 @@ def _export(args: argparse.Namespace) -> int:
 
 
 # -- kubectl plugin -----------------------------------------------------------------------------------------
-PLUGIN_COMMANDS = ("status", "report", "export")  # where a bare NAME is an Experiment on the cluster
-VALUE_OPTIONS = {"-n", "--namespace", "--kubeconfig", "--context", "--format", "-o", "--out", "-e", "--experiment",
-                 "--interval"}
-
-
-def plugin_argv(argv: list[str]) -> list[str]:
-    """``kubectl kubetune status NAME -n NS`` as ``kubetune status --experiment NAME -n NS``: the first bare
-    argument after status, report or export names an Experiment, the way kubectl names objects."""
-    if not argv or argv[0] not in PLUGIN_COMMANDS:
-        return argv
-    skip = False
-    for index, token in enumerate(argv[1:], 1):
-        if skip:
-            skip = False
-        elif token.startswith("-"):
-            skip = token in VALUE_OPTIONS
-            if token in ("-e", "--experiment") or token.startswith("--experiment="):
-                return argv
-        else:
-            return [*argv[:index], "--experiment", token, *argv[index + 1:]]
-    return argv
+def _plugin_parser() -> argparse.ArgumentParser:
+    """``kubectl kubetune status|export|report NAME``: the Experiments of the kubeconfig's cluster, named the way
+    kubectl names objects."""
+    parser = argparse.ArgumentParser(
+        prog="kubectl kubetune", description="kubetune's Experiments on the cluster of your kubeconfig: their "
+        "status, their trials as CSV or JSON Lines, an HTML report.",
+        epilog="exit status: 0 done, 2 bad input or the Experiment cannot be read")
+    parser.add_argument("--version", action="version", version=f"kubetune {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    for name, (help_text, add_options) in RESULT_COMMANDS.items():
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("experiment", metavar="NAME", help="the Experiment")
+        _add_cluster_options(command)
+        add_options(command)
+        command.set_defaults(source=None)
+    return parser
 
 
 def kubectl_main(argv: list[str] | None = None) -> int:
     """The ``kubectl-kubetune`` console script: kubectl runs it for ``kubectl kubetune ...``."""
-    return main(plugin_argv(list(sys.argv[1:] if argv is None else argv)))
+    _printable_output()
+    return _dispatch(_plugin_parser().parse_args(sys.argv[1:] if argv is None else argv))
 
 
 # -- operator -----------------------------------------------------------------------------------------------
@@ -675,6 +703,7 @@ def _report(args: argparse.Namespace) -> int:
 def _read_results(args: argparse.Namespace) -> tuple[Any, Path]:
     """The results the command shows (a run folder, or ``--experiment`` on the cluster) and where their report
     goes by default."""
+    _source(args)
     if (args.source is None) == (args.experiment is None):
         raise CommandLineError("give a run folder (SOURCE) or --experiment NAME, not both" if args.source
                                else "give a run folder (SOURCE) or --experiment NAME")
