@@ -161,27 +161,33 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--mig-profile", action="append", type=_mig_profile, metavar="FRACTION=RESOURCE",
                           help="mig: a profile and the GPU fraction it gives, e.g. 0.25=nvidia.com/mig-2g.20gb "
                                "(repeat for each; replaces the 80 GB defaults)")
+    operator.add_argument("--kubeconfig", metavar="FILE", help="the kubeconfig to use outside a cluster (default: "
+                          "$KUBECONFIG, else ~/.kube/config; in a pod, its ServiceAccount)")
+    operator.add_argument("--context", metavar="NAME", help="the kubeconfig context to use (default: its current "
+                          "context)")
     operator.add_argument("--leader-election", action="store_true",
                           help="with several replicas: act only while holding a Lease, stand by otherwise")
     operator.add_argument("--lease-name", default="kubetune-operator", help="the Lease of leader election")
-    operator.add_argument("--lease-namespace", default=_own_namespace(),
-                          help="where the Lease lives (default: the pod's namespace)")
+    operator.add_argument("--lease-namespace", metavar="NAMESPACE",
+                          help="where the Lease lives (default: the pod's namespace, else the kubeconfig context's)")
     operator.add_argument("--lease-duration", type=_positive, default=15, metavar="SECONDS",
                           help="a leader silent this long is replaced (it stops acting after 2/3 of it)")
     operator.add_argument("--identity", default=_own_identity(), help="this replica's name in the Lease")
-    operator.add_argument("--liveness", type=_endpoint, default="http://0.0.0.0:8080/healthz",
-                          help="liveness endpoint, http://HOST:PORT/PATH")
+    operator.add_argument("--listen-address", metavar="ADDRESS", help="the address the liveness, metrics and report "
+                          "endpoints listen on (default: 0.0.0.0 in a pod, 127.0.0.1 outside a cluster)")
+    operator.add_argument("--liveness", type=_endpoint, metavar="URL", help="liveness endpoint, http://HOST:PORT/PATH "
+                          "(default: http://ADDRESS:8080/healthz, ADDRESS from --listen-address)")
     operator.add_argument("--metrics-port", type=_port, default=9090, help="serve Prometheus metrics on this port "
-                          "(0: do not serve them)")
+                          "(default 9090; 0: do not serve them)")
     operator.add_argument("--reports-port", type=_port, default=8090, help="serve the report endpoint that trial "
-                          "pods push intermediate values to, for early stopping, on this port (plain HTTP; 0: do "
-                          "not serve it, and trials cannot be stopped early)")
+                          "pods push intermediate values to, for early stopping, on this port (default 8090; plain "
+                          "HTTP; 0: do not serve it, and trials cannot be stopped early)")
     operator.add_argument("--reports-url", type=_endpoint, default=None, metavar="URL",
                           help="the endpoint's base URL as trial pods reach it (the chart's Service; default "
                           "http://kubetune-reports.NAMESPACE.svc:PORT)")
-    operator.add_argument("--report-key-namespace", default=_own_namespace(), metavar="NAMESPACE",
+    operator.add_argument("--report-key-namespace", metavar="NAMESPACE",
                           help="where the Secret kubetune-report-key holding the report key lives (default: the "
-                          "pod's namespace)")
+                          "pod's namespace, else the kubeconfig context's; without either, this is needed)")
     operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     operator.set_defaults(handler=_operator)
 
@@ -278,11 +284,6 @@ def _endpoint(text: str) -> str:
     if not usable:
         raise argparse.ArgumentTypeError(f"{text!r}: expected http://HOST:PORT/PATH with a port from 1 to 65535")
     return text
-
-
-def _own_namespace() -> str:
-    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-    return os.environ.get("POD_NAMESPACE") or (path.read_text().strip() if path.exists() else "default")
 
 
 def _own_identity() -> str:

@@ -88,18 +88,14 @@ class SecretApi(Protocol):
 
 
 class KubernetesApi:
-    """:class:`ClusterApi` and :class:`LeaseApi` over the official client (in-cluster config or the user's
-    kubeconfig)."""
+    """:class:`ClusterApi` and :class:`LeaseApi` over the official client (its default configuration unless
+    given a client)."""
 
     def __init__(self, api_client: Any = None, on_throttled: Callable[[], None] = lambda: None):
         import urllib3
-        from kubernetes import client, config
+        from kubernetes import client
 
-        if api_client is None:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
+        if api_client is None:  # the configuration kubetune.operator.connection.connect loaded
             api_client = client.ApiClient()
         # The reconciler keeps many calls in flight (each a blocking client call in a thread): asyncio's default
         # executor has only cpu_count + 4 threads, which capped them at 6 on a 2-core node.

@@ -67,7 +67,7 @@ class _NoPodEssence(kopf.AnnotationsDiffBaseStorage):
 
 
 _configuration: dict[str, Any] = {"sharing": GpuSharing(), "api": None, "metrics_port": None, "metrics": None,
-                                  "reports": None}
+                                  "reports": None, "listen_address": "127.0.0.1"}
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,13 @@ class ReportsConfig:
 
 
 def configure(sharing: GpuSharing, api: ClusterApi | None = None, metrics_port: int | None = None,
-              metrics: OperatorMetrics | None = None, reports: ReportsConfig | None = None) -> None:
+              metrics: OperatorMetrics | None = None, reports: ReportsConfig | None = None,
+              listen_address: str = "127.0.0.1") -> None:
     """Called by ``kubetune operator`` (or a test) before kopf starts; ``metrics_port`` serves /metrics,
-    ``reports`` the report endpoint (none: trials get no endpoint and early stopping has nothing to judge)."""
-    _configuration.update(sharing=sharing, api=api, metrics_port=metrics_port, metrics=metrics, reports=reports)
+    ``reports`` the report endpoint (none: trials get no endpoint and early stopping has nothing to judge), both
+    on ``listen_address``."""
+    _configuration.update(sharing=sharing, api=api, metrics_port=metrics_port, metrics=metrics, reports=reports,
+                          listen_address=listen_address)
 
 
 _metrics_of_process: list[OperatorMetrics] = []
@@ -111,10 +114,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     reporting = None if reports is None else Reporting(reports.url, reports.key)
     memo.state = state = OperatorState(api, _configuration["sharing"], metrics, reporting)
     if _configuration["metrics_port"] is not None:
-        metrics.serve(_configuration["metrics_port"])
+        metrics.serve(_configuration["metrics_port"], _configuration["listen_address"])
     if reporting is not None and reports is not None:
         app = make_app(reporting.key, state.reconciler, lambda namespace, name: state.waker(namespace, name).set())
-        state.reports_server = await serve(app, reports.port)
+        state.reports_server = await serve(app, reports.port, _configuration["listen_address"])
 
 
 @kopf.on.cleanup()
