@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from cluster import Behaviour, FakeNode, objective
 from operator_cluster import (
     Operator,
@@ -263,6 +264,39 @@ def test_two_replicas_only_the_lease_holder_acts_and_the_standby_takes_over(name
     trials = namespace.trials()
     assert sorted(t["metadata"]["name"] for t in trials) == sorted(f"demo-{i}" for i in range(10))
     assert final["trials"]["created"] == 10
+
+
+def test_the_charts_user_roles_let_view_read_and_edit_create_experiments(namespace):
+    """The chart's ClusterRoles, aggregated by kube-controller-manager into the built-in view and edit roles,
+    as a user bound to either in one namespace sees them."""
+    from cluster.identity import CHART, tool
+
+    release = f"r{namespace.name[-5:]}"  # ClusterRoles are cluster-wide: one release name per test
+    rendered = subprocess.run([tool("helm"), "template", release, str(CHART), "--show-only",
+                               "templates/userroles.yaml"], capture_output=True, text=True, check=True).stdout
+    namespace.kubectl("apply", "-f", "-", stdin=rendered, namespaced=False)
+    try:
+        for user, role in (("viewer", "view"), ("editor", "edit")):
+            namespace.kubectl("create", "serviceaccount", user)
+            namespace.kubectl("create", "rolebinding", user, f"--clusterrole={role}",
+                              f"--serviceaccount={namespace.name}:{user}")
+
+        def may(user: str, verb: str, resource: str) -> bool:
+            answer = namespace.kubectl("auth", "can-i", verb, f"{resource}.kubetune.io", "--as",
+                                       f"system:serviceaccount:{namespace.name}:{user}", check=False)
+            return answer.strip().splitlines()[0] == "yes"
+
+        wait_for(lambda: may("editor", "create", "experiments") and may("viewer", "list", "trials"),
+                 what="the roles to be aggregated")
+        assert may("viewer", "get", "experiments") and not may("viewer", "create", "experiments")
+        assert may("editor", "delete", "experiments") and not may("editor", "create", "trials")
+        as_editor = ("--as", f"system:serviceaccount:{namespace.name}:editor")
+        namespace.kubectl("apply", "-f", "-", *as_editor, stdin=yaml.safe_dump(experiment(name="by-editor")))
+        refused = namespace.kubectl("apply", "-f", "-", "--as", f"system:serviceaccount:{namespace.name}:viewer",
+                                    stdin=yaml.safe_dump(experiment(name="by-viewer")), check=False)
+        assert "forbidden" in refused and [e["metadata"]["name"] for e in namespace.get("experiments")] == ["by-editor"]
+    finally:
+        namespace.kubectl("delete", "-f", "-", stdin=rendered, namespaced=False, check=False)
 
 
 def test_deleting_an_experiment_removes_its_trials_and_pods(namespace):
