@@ -82,6 +82,7 @@ def test_invalid_spec_ends_failed_with_the_message_and_an_event(namespace):
     document["spec"]["parameters"][0].update(min=10, max=1)
     with run_operator(namespace):
         namespace.apply(document)
+        namespace.kubectl("wait", "--for=condition=Failed", "experiment/broken", "--timeout=90s")
         final = ended(namespace, "broken")
         events = wait_for(lambda: [e for e in namespace.events() if e.get("reason") == "InvalidSpec"],
                           what="the InvalidSpec event")
@@ -95,11 +96,17 @@ def test_invalid_spec_ends_failed_with_the_message_and_an_event(namespace):
 def test_suspend_then_resume(namespace):
     with namespace.kubelet(), run_operator(namespace):
         namespace.apply(experiment(suspend=True, maxTrials=4))
-        wait_for(lambda: namespace.status("demo").get("reason") == "Suspended", what="the Suspended reason")
-        time.sleep(2)
-        assert namespace.trials() == []
+        namespace.kubectl("wait", "--for=condition=Suspended", "experiment/demo", "--timeout=90s")
+        suspended = namespace.status("demo")
+        table = namespace.kubectl("get", "experiments")
+        assert namespace.trials() == []  # the pass that wrote Suspended created none
         namespace.kubectl("patch", "experiment", "demo", "--type=merge", "-p", '{"spec": {"suspend": false}}')
-        final = succeeded(namespace)
+        namespace.kubectl("wait", "--for=condition=Succeeded", "experiment/demo", "--timeout=90s")
+        final = namespace.status("demo")
+    assert suspended["phase"] == "Suspended" and "Suspended" in table.splitlines()[1]
+    conditions = {c["type"]: c for c in final["conditions"]}
+    assert conditions["Succeeded"]["status"] == "True" and conditions["Suspended"]["status"] == "False"
+    assert all(c["lastTransitionTime"] and c["reason"] == "MaxTrialsReached" for c in conditions.values())
     assert final["trials"]["succeeded"] == 4
 
 

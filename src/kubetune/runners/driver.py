@@ -118,7 +118,7 @@ class Runner:
                     if decision.stop_running and (self.running or self._queued()):
                         await self._stop_all(decision.reason)
                         continue
-                    if decision.phase is not ExperimentPhase.RUNNING and not self.running:
+                    if decision.phase.is_over and not self.running:
                         return self._finish(decision, started)
                     self._launch(decision)
                     if not self.running:
