@@ -498,9 +498,16 @@ def _validate(args: argparse.Namespace) -> int:
                     f"{_count(template.retries, 'retry', 'retries')} each, {timeout}")
     _print_first_trial(experiment)
     from kubetune.core.manifest import local_run_problems
+    from kubetune.core.pod_schema import cluster_only_problems, schema_version
+
+    version = schema_version()
+    console().print(f"Pod template: checked against the Kubernetes {version} PodSpec" if version else
+                    "Pod template: not checked against the Kubernetes PodSpec (pip install 'kubetune[schema]')")
 
     for problem in local_run_problems(spec):
         _warning(f"{problem}; kubetune run refuses it, a cluster runs the image's entrypoint")
+    for problem in cluster_only_problems(spec):
+        _warning(str(problem))
     return EXIT_OK
 
 

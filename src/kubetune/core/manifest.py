@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from kubetune.core.engine.registry import ALGORITHMS, parse_settings
 from kubetune.core.errors import ManifestError, Problem, format_path, problems_from_validation
+from kubetune.core.pod_schema import pod_template_problems
 from kubetune.core.space import Space
 from kubetune.core.spec import Experiment, ExperimentSpec
 from kubetune.core.stopping.registry import parse_settings as stopping_settings
@@ -130,6 +131,7 @@ def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
     for loc, text in strings:
         for message in placeholder_problems(text, defined):
             yield Problem(format_path(loc), message)
+    yield from pod_template_problems(spec) or []
     yield from _early_stopping_problems(spec)
     algorithm = spec.algorithm
     try:

@@ -191,7 +191,7 @@ def experiment_crd() -> dict[str, Any]:
 
 
 def trial_crd() -> dict[str, Any]:
-    columns = [
+    columns: list[dict[str, Any]] = [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
         {"name": "Value", "type": "number", "jsonPath": ".status.value"},
