@@ -221,10 +221,12 @@ async def pod_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: A
         state.waker(namespace, experiment).set()
 
 
-@kopf.on.delete(GROUP, VERSION, "experiments", optional=True)
-async def experiment_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+# The watch's DELETED event, not kopf.on.delete: without a finalizer (kubetune adds none, so a deleted Experiment
+# goes at once) kopf runs no deletion handler, and the experiment stayed in the operator's state and gauges.
+@kopf.on.event(GROUP, VERSION, "experiments")
+async def experiment_deleted(meta: kopf.Meta, memo: kopf.Memo, type: str | None, **_: Any) -> None:  # noqa: A002
     state: OperatorState | None = getattr(memo, "state", None)
-    if state is not None:
+    if state is not None and type == "DELETED":
         state.reconciler.forget(meta.uid)
         key = _experiment_key(meta)
         state.wakers.pop(key, None)
