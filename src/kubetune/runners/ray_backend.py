@@ -152,19 +152,21 @@ class RayBackend:
         running = self._running.pop(trial, None)
         if running is None:
             return None
-        if not running.task.done():
-            with contextlib.suppress(Exception):
-                _ray().cancel(running.ref)  # KeyboardInterrupt in the task: it kills the trial's group
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(running.task), STOP_GRACE_SECONDS)
+        if running.task.done():  # it ended on its own before the stop
+            return None if running.task.cancelled() else running.task.result()
+        with contextlib.suppress(Exception):
+            _ray().cancel(running.ref)  # KeyboardInterrupt in the task: it kills the trial's group
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(running.task), STOP_GRACE_SECONDS)
         if not running.task.done():
             with contextlib.suppress(Exception):
                 _ray().cancel(running.ref, force=True)  # its worker dies, and the trial with it (PDEATHSIG)
             running.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running.task
-            return None
-        return None if running.task.cancelled() else running.task.result()
+        # Whatever end came back after the cancel (the trial's exit by the signal that stopped it, streamed back
+        # before Ray's TaskCancelledError) is the stop's doing, not the trial's result.
+        return None
 
     async def _follow(self, attempt: Attempt, ref: Any, metrics: Path | None,
                       outputs: contextlib.AbstractContextManager[tuple[IO[bytes], IO[bytes]]]) -> AttemptEnd | None:
