@@ -119,7 +119,11 @@ def test_parallelism_and_max_trials_edited_while_it_runs(namespace):
                           '{"spec": {"parallelism": 3, "maxTrials": 9}}')
         wait_for(lambda: len(kubelet.holding()) == 3, what="three trials running at once")
         final = release_until_ended(namespace, kubelet)
+        edited = wait_for(lambda: [e for e in namespace.events() if e.get("reason") == "Edited"],
+                          what="the Event of the edit")
     assert final["phase"] == "Succeeded"
+    assert set(edited[0]["message"].split("; ")) == {"parallelism 1 -> 3", "maxTrials 3 -> 9"}
+    assert edited[0]["involvedObject"]["name"] == "demo"
     assert final["trials"]["succeeded"] == 9 and len(namespace.trials()) == 9
     assert kubelet.max_unfinished["demo"] == 3
 

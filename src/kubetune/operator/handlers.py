@@ -20,6 +20,7 @@ import kopf
 from aiohttp import web
 
 from kubetune.core.cluster.crd import GROUP, VERSION
+from kubetune.core.cluster.edits import spec_changes
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.cluster.outcome import essentials, has_ended
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
@@ -47,6 +48,7 @@ class OperatorState:
         # the pod events of each followed experiment not yet passed on to a pass (pods slimmed to their essentials)
         self.pod_events: dict[tuple[str, str], list[tuple[str | None, dict]]] = {}
         self.following: set[tuple[str, str]] = set()  # experiments whose daemon runs
+        self.specs: dict[tuple[str, str], dict[str, Any]] = {}  # each experiment's spec as last seen
 
     def waker(self, namespace: str, name: str) -> asyncio.Event:
         return self.wakers.setdefault((namespace, name), asyncio.Event())
@@ -221,13 +223,25 @@ async def pod_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: A
         state.waker(namespace, experiment).set()
 
 
-# The watch's DELETED event, not kopf.on.delete: without a finalizer (kubetune adds none, so a deleted Experiment
-# goes at once) kopf runs no deletion handler, and the experiment stayed in the operator's state and gauges.
+# Every watch event of an Experiment. An edit of its spec wakes its pass at once (which acts on it) and is
+# posted as an Event saying what changed. A deletion is the watch's DELETED event, not kopf.on.delete: without a
+# finalizer (kubetune adds none, so a deleted Experiment goes at once) kopf runs no deletion handler, and the
+# experiment stayed in the operator's state and gauges.
 @kopf.on.event(GROUP, VERSION, "experiments")
-async def experiment_deleted(meta: kopf.Meta, memo: kopf.Memo, type: str | None, **_: Any) -> None:  # noqa: A002
+async def experiment_changed(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, type: str | None,  # noqa: A002
+                             **_: Any) -> None:
     state: OperatorState | None = getattr(memo, "state", None)
-    if state is not None and type == "DELETED":
+    if state is None:
+        return
+    key = _experiment_key(meta)
+    if type == "DELETED":
         state.reconciler.forget(meta.uid)
-        key = _experiment_key(meta)
         state.wakers.pop(key, None)
         state.pod_events.pop(key, None)
+        state.specs.pop(key, None)
+        return
+    spec = copy.deepcopy(dict(body.get("spec") or {}))
+    before, state.specs[key] = state.specs.get(key), spec
+    if before is not None and before != spec:
+        kopf.info(body, reason="Edited", message="; ".join(spec_changes(before, spec)))
+        state.waker(*key).set()
