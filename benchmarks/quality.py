@@ -14,6 +14,10 @@ seeds with runs that stop at that level (``results/speedup.json``, after the mai
     python -m benchmarks.quality [--seeds 10] [--q 1 8 32] [--methods ...] [--problems ...] [--jobs 2]
     python -m benchmarks.quality --speedup-seeds 200
     python -m benchmarks.quality --report-only
+    python -m benchmarks.quality --methods "kubetune gp" random "kubetune tpe" "kubetune cmaes" \
+        --raw benchmarks/results/quality_tpe_cmaes.json     # its report: quality_tpe_cmaes.md and .png
+
+The report (Markdown and PNG) is named after the results file: ``quality.json`` gives ``quality.md``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ DEFAULT_MATRIX = {
     "kubetune gp": (1, 8, 32),
     "random": (1, 8, 32),
     "sobol": (1, 8, 32),
+    "kubetune tpe": (1, 8, 32),
+    "kubetune cmaes": (1, 8, 32),
     "Optuna TPE (constant liar)": (1, 8, 32),
     "scikit-optimize cl_min": (8,),
     "Optuna GPSampler": (8,),
@@ -53,6 +59,8 @@ DEFAULT_MATRIX = {
     "kubetune gp liar=max": (8,),
     "kubetune gp liar=believer": (8,),
     "kubetune gp pendingPriorShift=0": (8,),
+    "kubetune tpe multivariate=false": (8,),
+    "kubetune cmaes popsize=32": (32,),
 }
 
 
@@ -229,9 +237,9 @@ def report(budget: int) -> None:
     lines += targets(results, table, problems)
     lines += speedup_section(results)
     lines += suggestion_cost(results, methods)
-    (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
+    RAW.with_suffix(".md").write_text("\n".join(lines) + "\n")
     plot(table, problems, methods, qs)
-    print(f"wrote {RESULTS / 'quality.md'} and {RESULTS / 'quality.png'}")
+    print(f"wrote {RAW.with_suffix('.md')} and {RAW.with_suffix('.png')}")
 
 
 def targets(results: list[dict], table: dict, problems: list[str]) -> list[str]:
@@ -257,7 +265,8 @@ def targets(results: list[dict], table: dict, problems: list[str]) -> list[str]:
         t1 = time_to_reach(results, problem, "kubetune gp", 1, rand)
         t8 = time_to_reach(results, problem, "kubetune gp", 8, rand)
         neutral = time_to_reach(results, problem, "kubetune gp pendingPriorShift=0", 8, rand)
-        lines.append(f"| {problem} | {ours:.3g} | {peer:.3g} | {'yes' if ours <= peer else 'no'} | {rand:.3g} | "
+        beats_peer = "n/a" if np.isnan(peer) else "yes" if ours <= peer else "no"
+        lines.append(f"| {problem} | {ours:.3g} | {peer:.3g} | {beats_peer} | {rand:.3g} | "
                      f"{'yes' if ours <= 0.3 * rand else 'no'} | {t1:.1f} | {t8:.1f} | {_ratio(t1, t8)} | "
                      f"{neutral:.1f} | {_ratio(t1, neutral)} |")
     return lines + [""]
@@ -306,7 +315,7 @@ def plot(table: dict, problems: list[str], methods: list[str], qs: list[int]) ->
                 ax.set_ylabel("simple regret (median, IQR)")
         axes[row][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "quality.png", dpi=90)
+    fig.savefig(RAW.with_suffix(".png"), dpi=90)
 
 
 def main() -> None:

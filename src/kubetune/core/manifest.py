@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from kubetune.core.engine.registry import ALGORITHMS, parse_settings
+from kubetune.core.engine.registry import ALGORITHMS, missing_extra, parse_settings
 from kubetune.core.errors import ManifestError, Problem, format_path, problems_from_validation
 from kubetune.core.space import Space
 from kubetune.core.spec import Experiment, ExperimentSpec
@@ -131,14 +131,26 @@ def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
         for message in placeholder_problems(text, defined):
             yield Problem(format_path(loc), message)
     yield from _early_stopping_problems(spec)
+    yield from _algorithm_problems(spec)
+
+
+def _algorithm_problems(spec: ExperimentSpec) -> Iterator[Problem]:
+    """The algorithm's settings, whether it can run here (its extra installed) and search this space."""
     algorithm = spec.algorithm
     try:
         settings = parse_settings(algorithm.name, algorithm.settings)
     except ValidationError as exc:
         yield from problems_from_validation(exc, ["spec", "algorithm", "settings"])
         return
+    missing = missing_extra(algorithm.name)
+    if missing:
+        yield Problem("spec.algorithm.name", missing)
+    space = Space(spec.parameters)
+    unsuited = ALGORITHMS[algorithm.name].space_problem(space)
+    if unsuited:
+        yield Problem("spec.algorithm.name", unsuited)
     limit = ALGORITHMS[algorithm.name].max_columns
-    columns = Space(spec.parameters).n_columns if limit is not None else 0
+    columns = space.n_columns if limit is not None else 0
     if limit is not None and columns > limit:
         yield Problem("spec.parameters", f"the space is {columns} columns wide (one per double or int parameter, "
                       f"one per categorical value), and {algorithm.name} searches at most {limit}: use fewer "
