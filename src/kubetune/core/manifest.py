@@ -29,6 +29,8 @@ from kubetune.core.template import placeholder_problems
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # Problems named at most, of one kind, in strings no manifest can hold.
 MAX_TEXT_PROBLEMS = 10
+# The API group of Kubeflow's resources (Katib's Experiment is kubeflow.org/v1beta1).
+KATIB_GROUP = "kubeflow.org/"
 
 
 def load_experiment_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Experiment:
@@ -84,7 +86,7 @@ def load_experiment(document: Any, source: str | None = None,
     """Validates a manifest given as a dict (a parsed YAML document or a Kubernetes object)."""
     if not isinstance(document, dict):
         raise ManifestError([Problem("", "the manifest must be a mapping (an Experiment object)")], source)
-    problems = text_problems(document)
+    problems = text_problems(document) or katib_problems(document, source)
     if problems:
         raise ManifestError(problems, source)
     if overrides:
@@ -98,6 +100,21 @@ def load_experiment(document: Any, source: str | None = None,
     if problems:
         raise ManifestError(problems, source)
     return experiment
+
+
+def katib_problems(document: dict[Any, Any], source: str | None) -> list[Problem]:
+    """A Kubeflow document (a Katib Experiment, most likely) is one problem saying what to do, instead of a
+    problem per Katib field."""
+    api_version = document.get("apiVersion")
+    if not isinstance(api_version, str) or not api_version.startswith(KATIB_GROUP):
+        return []
+    kind = document.get("kind")
+    if kind == "Experiment":
+        return [Problem("apiVersion", f"{api_version} is a Katib Experiment, not a kubetune one: convert it with "
+                        f"`kubetune convert {source or 'FILE'}`, which writes the kubetune Experiment and says what "
+                        "cannot be carried over")]
+    return [Problem("apiVersion", f"{api_version} {kind} is not a kubetune Experiment (kubetune.io/v1alpha1); "
+                    "`kubetune convert` turns Katib Experiments into kubetune ones")]
 
 
 def text_problems(document: Any) -> list[Problem]:
