@@ -47,7 +47,14 @@ EXACT_FLOAT_INT = 2**53
 
 def missing_packages(packages: Iterable[str]) -> list[str]:
     """Those of ``packages`` that are not installed (found without importing them)."""
-    return [name for name in packages if importlib.util.find_spec(name) is None]
+    return [name for name in packages if not _installed(name)]
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a finder that refuses the name, or a broken package
+        return False
 
 
 def load_optuna() -> ModuleType:

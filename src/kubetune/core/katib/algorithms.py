@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubetune.core.katib.notes import Context, Refused, decimal, mapping, number, settings_of, text, whole
+from kubetune.core.katib.notes import Context, Refused, decimal, items, mapping, number, settings_of, text, whole
 
 # A Katib setting: (context, value, path) -> the kubetune settings it gives (often none, with a note).
 Setting = Callable[[Context, str, str], dict[str, Any]]
@@ -93,7 +93,8 @@ def _hyperband(ctx: Context, settings: dict[str, tuple[str, str]], path: str) ->
         raise Refused(f"{path}.algorithmSettings", f"hyperband needs r_l above 0 and eta above 1, got r_l {largest} "
                       f"and eta {eta}")
     resource = settings["resource_name"][0]
-    parameters = {p.get("name"): p for p in ctx.katib.get("parameters") or [] if isinstance(p, dict)}
+    parameters = {p["name"]: p for p in items(ctx.katib.get("parameters"), "spec.parameters")
+                  if isinstance(p, dict) and isinstance(p.get("name"), str)}
     if resource not in parameters:
         raise Refused(settings["resource_name"][1], f"resource_name {resource!r} must name a parameter")
     brackets = int(math.floor(math.log(largest) / math.log(eta) + 1e-9))

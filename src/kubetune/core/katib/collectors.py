@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from kubetune.core.katib.notes import Context, Refused, items, mapping, text
+from kubetune.core.katib.notes import Context, Refused, items, known, mapping, text
 
 # Katib's default metrics format (name=value), which kubetune reads as it is.
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
@@ -87,7 +87,7 @@ def convert_collector(ctx: Context) -> dict[str, Any]:
     path = "spec.metricsCollectorSpec"
     spec = mapping(ctx.katib.get("metricsCollectorSpec"), path)
     kind = mapping(spec.get("collector"), f"{path}.collector").get("kind", "StdOut")
-    if kind not in COLLECTORS:
+    if not known(kind, COLLECTORS):
         raise Refused(f"{path}.collector.kind", f"unknown collector {kind!r} (Katib's are {', '.join(COLLECTORS)})")
     collector = COLLECTORS[kind](ctx, mapping(spec.get("source"), f"{path}.source"), path)
     _check_metric_names(ctx, collector)

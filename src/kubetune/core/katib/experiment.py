@@ -10,7 +10,7 @@ from typing import Any
 
 from kubetune.core.errors import ManifestError
 from kubetune.core.katib.algorithms import convert_algorithm, convert_early_stopping
-from kubetune.core.katib.notes import Context, Conversion, Note, Refused, decimal, items, mapping, text, whole
+from kubetune.core.katib.notes import Context, Conversion, Note, Refused, decimal, items, known, mapping, text, whole
 from kubetune.core.katib.parameters import convert_parameters
 from kubetune.core.katib.trial_template import convert_trial_template
 from kubetune.core.manifest import load_experiment, local_run_problems
@@ -92,7 +92,7 @@ def convert_resume_policy(ctx: Context) -> None:
     policy = ctx.katib.get("resumePolicy")
     if policy is None:
         return
-    if policy not in RESUME_POLICIES:
+    if not known(policy, RESUME_POLICIES):
         raise Refused("spec.resumePolicy", f"must be one of {', '.join(RESUME_POLICIES)}, got {policy!r}")
     ctx.warn("spec.resumePolicy", f"left out: {RESUME_POLICIES[policy]}")
 

@@ -65,6 +65,11 @@ class Context:
         self.notes.append(Note(path, message, refusal=True))
 
 
+def known(value: Any, table: Any) -> bool:
+    """Whether ``value`` is a name in ``table`` (a value of any other type, a list say, is not)."""
+    return isinstance(value, str) and value in table
+
+
 def mapping(value: Any, path: str) -> dict[str, Any]:
     """``value`` when it is a mapping; None and a missing field are an empty one."""
     if value is None:

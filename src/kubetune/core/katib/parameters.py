@@ -14,7 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from kubetune.core.katib.notes import Context, Refused, decimal, items, mapping, number, text
+from kubetune.core.katib.notes import Context, Refused, decimal, items, known, mapping, number, text
 from kubetune.core.parameters import PARAMETER_NAME
 
 # A step that would list more values than this leaves the range continuous.
@@ -52,7 +52,7 @@ def _parameter(ctx: Context, katib: dict[str, Any], path: str) -> dict[str, Any]
     if katib_name in ctx.constants:  # fixed by the algorithm (hyperband's resource)
         return None
     kind = katib.get("parameterType")
-    if kind not in KINDS:
+    if not known(kind, KINDS):
         raise Refused(f"{path}.parameterType", f"must be one of {', '.join(KINDS)}, got {kind!r}")
     space = mapping(katib.get("feasibleSpace"), f"{path}.feasibleSpace")
     converted = KINDS[kind](ctx, katib_name, space, f"{path}.feasibleSpace")
@@ -118,7 +118,7 @@ def _stepped(ctx: Context, low: Decimal, high: Decimal, step: Decimal, integer: 
 
 def _scale(ctx: Context, space: dict[str, Any], path: str) -> str:
     distribution = space.get("distribution") or ""
-    if distribution not in DISTRIBUTIONS:
+    if not known(distribution, DISTRIBUTIONS):
         raise Refused(f"{path}.distribution", f"must be one of {', '.join(d for d in DISTRIBUTIONS if d)}, got "
                       f"{distribution!r}")
     scale, lost = DISTRIBUTIONS[distribution]

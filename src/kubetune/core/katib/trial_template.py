@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubetune.core.katib.collectors import convert_collector
-from kubetune.core.katib.notes import Context, Refused, items, mapping, number, text, whole
+from kubetune.core.katib.notes import Context, Refused, items, known, mapping, number, text, whole
 from kubetune.core.template import format_value
 
 KATIB_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]*)\}")
@@ -44,7 +44,7 @@ def convert_trial_template(ctx: Context) -> None:
     if not trial_spec:
         raise Refused(path, "needs a trialSpec (the trial's resource)")
     kind = trial_spec.get("kind")
-    if kind not in TRIAL_KINDS:
+    if not known(kind, TRIAL_KINDS):
         raise Refused(f"{path}.trialSpec.kind", f"a {kind} cannot be a trial: {SINGLE_POD}; kubetune converts a "
                       "Job, a Pod, or a training-operator job of one replica")
     pod = copy.deepcopy(TRIAL_KINDS[kind](ctx, trial_spec, f"{path}.trialSpec", converted))
@@ -63,8 +63,10 @@ def _job(ctx: Context, trial_spec: dict[str, Any], path: str, converted: dict[st
     job = mapping(trial_spec.get("spec"), f"{path}.spec")
     template = mapping(job.get("template"), f"{path}.spec.template")
     pod = mapping(template.get("spec"), f"{path}.spec.template.spec")
-    left_out = [f"metadata.{key}" for key in ("labels", "annotations") if (trial_spec.get("metadata") or {}).get(key)]
-    left_out += [f"spec.template.metadata.{key}" for key in (template.get("metadata") or {})]
+    left_out = [f"metadata.{key}" for key in ("labels", "annotations")
+                if mapping(trial_spec.get("metadata"), f"{path}.metadata").get(key)]
+    left_out += [f"spec.template.metadata.{key}"
+                 for key in mapping(template.get("metadata"), f"{path}.spec.template.metadata")]
     taken = []
     for key, value in job.items():
         if key in JOB_FIELDS:
@@ -88,7 +90,8 @@ def _job(ctx: Context, trial_spec: dict[str, Any], path: str, converted: dict[st
 def _pod(ctx: Context, trial_spec: dict[str, Any], path: str, converted: dict[str, Any]) -> dict[str, Any]:
     pod = mapping(trial_spec.get("spec"), f"{path}.spec")
     _deadline(pod, converted, f"{path}.spec.activeDeadlineSeconds")
-    if (trial_spec.get("metadata") or {}).get("labels") or (trial_spec.get("metadata") or {}).get("annotations"):
+    metadata = mapping(trial_spec.get("metadata"), f"{path}.metadata")
+    if metadata.get("labels") or metadata.get("annotations"):
         ctx.warn(f"{path}.metadata", "a trial pod's labels and annotations cannot be set yet; left out")
     return _pod_spec(pod, f"{path}.spec")
 
@@ -222,7 +225,8 @@ def _what_runs(value: str) -> Callable[[Context, dict[str, Any], str | None, str
 
 def _metadata_value(field: str) -> Callable[[Context, dict[str, Any], str | None, str], str]:
     def value(ctx: Context, trial_spec: dict[str, Any], key: str | None, path: str) -> str:
-        values = (trial_spec.get("metadata") or {}).get(field) or {}
+        values = mapping(mapping(trial_spec.get("metadata"), "spec.trialTemplate.trialSpec.metadata").get(field),
+                         f"spec.trialTemplate.trialSpec.metadata.{field}")
         if key not in values:
             raise Refused(path, f"the trial's {field} have no {key!r}")
         return str(values[key])
