@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Context:
         self.notes.append(Note(path, message, refusal=True))
 
 
-def known(value: Any, table: Any) -> bool:
+def known(value: Any, table: Any) -> TypeGuard[str]:
     """Whether ``value`` is a name in ``table`` (a value of any other type, a list say, is not)."""
     return isinstance(value, str) and value in table
 
