@@ -277,6 +277,23 @@ def test_documents_that_are_not_katib_experiments_pass_through():
     assert render([one, two]).count("---\n") == 1
 
 
+def test_the_readme_shows_real_output_and_maps_every_algorithm_and_collector(monkeypatch):
+    from kubetune.core.katib.algorithms import ALGORITHMS, REFUSED
+    from kubetune.core.katib.collectors import COLLECTORS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Coming from Katib"):readme.index("## Benchmarks")]
+    shown = section[section.index("$ cat xgb-bo.yaml\n") + len("$ cat xgb-bo.yaml\n"):section.index("```\n\nKatib's")]
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    code, _, stderr = command("convert", "tests/katib/bayesian.yaml")
+    assert code == 0
+    assert render(convert_text((CORPUS / "bayesian.yaml").read_text())) == shown
+    assert all(line in section for line in stderr.splitlines())
+    table = section[section.index("| Katib ("):]
+    for name in [*ALGORITHMS, *REFUSED, *COLLECTORS]:
+        assert f"`{name}`" in table, name
+
+
 # -- the command ----------------------------------------------------------------------------------------------
 def test_convert_reads_standard_input_and_writes_standard_output():
     code, stdout, stderr = command("convert", "-", stdin=(CORPUS / "sobol.yaml").read_text())
