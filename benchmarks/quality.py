@@ -43,7 +43,11 @@ from benchmarks.problems import PROBLEMS  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RAW = RESULTS / "quality.json"
-SPEEDUP_RAW = RESULTS / "speedup.json"
+
+
+def speedup_raw() -> Path:
+    """The speed-up runs that go with the results file: ``quality.json`` has ``speedup.json``."""
+    return RAW.with_name(RAW.name.replace("quality", "speedup", 1))
 # The expensive peers run where the targets compare (8 workers) unless asked otherwise.
 DEFAULT_MATRIX = {
     "kubetune gp": (1, 8, 32),
@@ -164,9 +168,9 @@ def speedup_tasks(results: list[dict], seeds: int, budget: int) -> list[tuple]:
 
 
 def speedup_section(results: list[dict]) -> list[str]:
-    if not SPEEDUP_RAW.exists():
+    if not speedup_raw().exists():
         return []
-    runs = json.loads(SPEEDUP_RAW.read_text())
+    runs = json.loads(speedup_raw().read_text())
     seeds = len({r["seed"] for r in runs})
     lines = ["## Parallel speed-up over more seeds", "",
              f"`python -m benchmarks.quality --speedup-seeds {seeds}`: the speed-up target again, from runs that "
@@ -199,7 +203,7 @@ def time_to_reach(results: list[dict], problem: str, method: str, q: int, level:
     return float(np.median(hits)) if hits else float("nan")
 
 
-def report(budget: int) -> None:
+def report(budget: int, note: str = "") -> None:
     results = json.loads(RAW.read_text())
     table = regrets(results)
     problems = [p for p in PROBLEMS if any(k[0] == p for k in table)]
@@ -215,6 +219,7 @@ def report(budget: int) -> None:
         "quartile] over the seeds (the digits task's regret is against the best accuracy any run found). "
         "Lower is better; **bold** is the best median of the row.",
         "",
+        *([note, ""] if note else []),
     ]
     for q in qs:
         lines += [f"## {q} worker{'s' if q > 1 else ''}", "", "| problem | " + " | ".join(methods) + " |",
@@ -331,16 +336,17 @@ def main() -> None:
     parser.add_argument("--speedup-seeds", type=int, metavar="N",
                         help="only the speed-up runs (stopping at the level) with N seeds, to speedup.json")
     parser.add_argument("--raw", type=Path, default=RAW, help="the results file to add to and report from")
+    parser.add_argument("--note", default="", help="a paragraph for the report's head (how the runs were made)")
     args = parser.parse_args()
     RAW = args.raw
     if args.speedup_seeds:
-        run(speedup_tasks(json.loads(RAW.read_text()), args.speedup_seeds, args.budget), args.jobs, SPEEDUP_RAW)
+        run(speedup_tasks(json.loads(RAW.read_text()), args.speedup_seeds, args.budget), args.jobs, speedup_raw())
     elif not args.report_only:
         tasks = [(problem, method, q, seed, args.budget)
                  for method in args.methods for q in (args.q or DEFAULT_MATRIX[method])
                  for problem in args.problems for seed in range(args.seeds)]
         run(tasks, args.jobs)
-    report(args.budget)
+    report(args.budget, args.note)
 
 
 if __name__ == "__main__":
