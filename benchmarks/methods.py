@@ -128,6 +128,7 @@ METHODS = {
                                                                                {"pendingPriorShift": 0}),
     "kubetune tpe multivariate=false": lambda parameters, seed: KubetuneMethod(parameters, seed, "tpe",
                                                                                {"multivariate": False}),
+    "kubetune cmaes popsize=8": lambda parameters, seed: KubetuneMethod(parameters, seed, "cmaes", {"popsize": 8}),
     "kubetune cmaes popsize=32": lambda parameters, seed: KubetuneMethod(parameters, seed, "cmaes",
                                                                          {"popsize": 32}),
 }

@@ -45,6 +45,10 @@ RESULTS = Path(__file__).parent / "results"
 RAW = RESULTS / "quality.json"
 
 
+# The peers kubetune gp's targets compare it with.
+PEERS = ("scikit-optimize cl_min", "Optuna TPE (constant liar)")
+
+
 def speedup_raw() -> Path:
     """The speed-up runs that go with the results file: ``quality.json`` has ``speedup.json``."""
     return RAW.with_name(RAW.name.replace("quality", "speedup", 1))
@@ -64,6 +68,7 @@ DEFAULT_MATRIX = {
     "kubetune gp liar=believer": (8,),
     "kubetune gp pendingPriorShift=0": (8,),
     "kubetune tpe multivariate=false": (8,),
+    "kubetune cmaes popsize=8": (8,),
     "kubetune cmaes popsize=32": (32,),
 }
 
@@ -248,6 +253,8 @@ def report(budget: int, note: str = "") -> None:
 
 
 def targets(results: list[dict], table: dict, problems: list[str]) -> list[str]:
+    if not any(key[1] in PEERS for key in table):
+        return []  # a run of kubetune's own algorithms only
     lines = ["## Targets", "", "With 8 workers: kubetune gp's median regret against the better of scikit-optimize "
              "`cl_min` and Optuna TPE (constant liar), and against random search; and the speed-up of 8 "
              "workers over 1 in simulated time to reach the regret random search reaches after all evaluations "
@@ -263,7 +270,7 @@ def targets(results: list[dict], table: dict, problems: list[str]) -> list[str]:
 
     for problem in problems:
         ours = median(problem, "kubetune gp")
-        peers = [median(problem, m) for m in ("scikit-optimize cl_min", "Optuna TPE (constant liar)")]
+        peers = [median(problem, m) for m in PEERS]
         peers = [p for p in peers if not np.isnan(p)]
         peer = min(peers) if peers else float("nan")
         rand = median(problem, "random", 1) if (problem, "random", 1) in table else median(problem, "random")
