@@ -1,14 +1,15 @@
 # The kubetune operator image (also usable as a trial image: it carries the kubetune SDK).
 #   docker build -t REGISTRY/kubetune:0.1.0 .
-# Build stage: install kubetune with its operator extra (kopf, kubernetes, prometheus-client, aiohttp) and their
-# dependencies (wheels only) into a virtual environment.
+# Build stage: install kubetune with its operator extra (kopf, kubernetes, prometheus-client, aiohttp) and the optuna
+# extra (the tpe and cmaes algorithms, which the operator runs) with their dependencies (wheels only) into a
+# virtual environment.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/kubetune
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/kubetune/bin/pip install --only-binary=:all: --no-compile ".[operator]" \
+RUN /opt/kubetune/bin/pip install --only-binary=:all: --no-compile ".[operator,optuna]" \
  && /opt/kubetune/bin/python -m compileall -q /opt/kubetune/lib
 
 # Final stage: the slim base, the virtual environment, a non-root user; no compilers, no pip cache, no sources.

@@ -1,7 +1,8 @@
 """The optimizers the quality benchmark compares, behind one asynchronous ask-one/tell interface.
 
 Every method sees the trials still running when it is asked for the next point, the way each library
-offers it: kubetune conditions on its pending trials itself; Optuna's samplers see RUNNING trials (TPE with
+offers it: kubetune conditions on its pending trials itself (its ``tpe`` and ``cmaes`` through Optuna's
+samplers, as RUNNING trials of the study it keeps); Optuna's samplers see RUNNING trials (TPE with
 ``constant_liar=True`` lies about them); scikit-optimize has no notion of running trials, so its constant
 liar (``cl_min``) is applied by hand: a copy of the optimizer is told the running points with the best
 value seen so far and asked for one point, which is exactly what its own ``ask(n_points, "cl_min")`` does
@@ -112,6 +113,8 @@ METHODS = {
     "kubetune gp": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp"),
     "random": lambda parameters, seed: KubetuneMethod(parameters, seed, "random"),
     "sobol": lambda parameters, seed: KubetuneMethod(parameters, seed, "sobol"),
+    "kubetune tpe": lambda parameters, seed: KubetuneMethod(parameters, seed, "tpe"),
+    "kubetune cmaes": lambda parameters, seed: KubetuneMethod(parameters, seed, "cmaes"),
     "scikit-optimize cl_min": SkoptMethod,
     "Optuna TPE (constant liar)": lambda parameters, seed: OptunaMethod(parameters, seed, "tpe"),
     "Optuna GPSampler": lambda parameters, seed: OptunaMethod(parameters, seed, "gp"),
@@ -123,6 +126,11 @@ METHODS = {
                                                                          {"liar": "believer"}),
     "kubetune gp pendingPriorShift=0": lambda parameters, seed: KubetuneMethod(parameters, seed, "gp",
                                                                                {"pendingPriorShift": 0}),
+    "kubetune tpe multivariate=false": lambda parameters, seed: KubetuneMethod(parameters, seed, "tpe",
+                                                                               {"multivariate": False}),
+    "kubetune cmaes popsize=8": lambda parameters, seed: KubetuneMethod(parameters, seed, "cmaes", {"popsize": 8}),
+    "kubetune cmaes popsize=32": lambda parameters, seed: KubetuneMethod(parameters, seed, "cmaes",
+                                                                         {"popsize": 32}),
 }
 
 

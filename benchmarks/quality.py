@@ -14,6 +14,10 @@ seeds with runs that stop at that level (``results/speedup.json``, after the mai
     python -m benchmarks.quality [--seeds 10] [--q 1 8 32] [--methods ...] [--problems ...] [--jobs 2]
     python -m benchmarks.quality --speedup-seeds 200
     python -m benchmarks.quality --report-only
+    python -m benchmarks.quality --methods "kubetune gp" random "kubetune tpe" "kubetune cmaes" \
+        --raw benchmarks/results/quality_tpe_cmaes.json     # its report: quality_tpe_cmaes.md and .png
+
+The report (Markdown and PNG) is named after the results file: ``quality.json`` gives ``quality.md``.
 """
 
 from __future__ import annotations
@@ -39,12 +43,22 @@ from benchmarks.problems import PROBLEMS  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RAW = RESULTS / "quality.json"
-SPEEDUP_RAW = RESULTS / "speedup.json"
+
+
+# The peers kubetune gp's targets compare it with.
+PEERS = ("scikit-optimize cl_min", "Optuna TPE (constant liar)")
+
+
+def speedup_raw() -> Path:
+    """The speed-up runs that go with the results file: ``quality.json`` has ``speedup.json``."""
+    return RAW.with_name(RAW.name.replace("quality", "speedup", 1))
 # The expensive peers run where the targets compare (8 workers) unless asked otherwise.
 DEFAULT_MATRIX = {
     "kubetune gp": (1, 8, 32),
     "random": (1, 8, 32),
     "sobol": (1, 8, 32),
+    "kubetune tpe": (1, 8, 32),
+    "kubetune cmaes": (1, 8, 32),
     "Optuna TPE (constant liar)": (1, 8, 32),
     "scikit-optimize cl_min": (8,),
     "Optuna GPSampler": (8,),
@@ -53,6 +67,9 @@ DEFAULT_MATRIX = {
     "kubetune gp liar=max": (8,),
     "kubetune gp liar=believer": (8,),
     "kubetune gp pendingPriorShift=0": (8,),
+    "kubetune tpe multivariate=false": (8,),
+    "kubetune cmaes popsize=8": (8,),
+    "kubetune cmaes popsize=32": (32,),
 }
 
 
@@ -156,9 +173,9 @@ def speedup_tasks(results: list[dict], seeds: int, budget: int) -> list[tuple]:
 
 
 def speedup_section(results: list[dict]) -> list[str]:
-    if not SPEEDUP_RAW.exists():
+    if not speedup_raw().exists():
         return []
-    runs = json.loads(SPEEDUP_RAW.read_text())
+    runs = json.loads(speedup_raw().read_text())
     seeds = len({r["seed"] for r in runs})
     lines = ["## Parallel speed-up over more seeds", "",
              f"`python -m benchmarks.quality --speedup-seeds {seeds}`: the speed-up target again, from runs that "
@@ -191,7 +208,7 @@ def time_to_reach(results: list[dict], problem: str, method: str, q: int, level:
     return float(np.median(hits)) if hits else float("nan")
 
 
-def report(budget: int) -> None:
+def report(budget: int, note: str = "") -> None:
     results = json.loads(RAW.read_text())
     table = regrets(results)
     problems = [p for p in PROBLEMS if any(k[0] == p for k in table)]
@@ -207,6 +224,7 @@ def report(budget: int) -> None:
         "quartile] over the seeds (the digits task's regret is against the best accuracy any run found). "
         "Lower is better; **bold** is the best median of the row.",
         "",
+        *([note, ""] if note else []),
     ]
     for q in qs:
         lines += [f"## {q} worker{'s' if q > 1 else ''}", "", "| problem | " + " | ".join(methods) + " |",
@@ -229,12 +247,14 @@ def report(budget: int) -> None:
     lines += targets(results, table, problems)
     lines += speedup_section(results)
     lines += suggestion_cost(results, methods)
-    (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
+    RAW.with_suffix(".md").write_text("\n".join(lines) + "\n")
     plot(table, problems, methods, qs)
-    print(f"wrote {RESULTS / 'quality.md'} and {RESULTS / 'quality.png'}")
+    print(f"wrote {RAW.with_suffix('.md')} and {RAW.with_suffix('.png')}")
 
 
 def targets(results: list[dict], table: dict, problems: list[str]) -> list[str]:
+    if not any(key[1] in PEERS for key in table):
+        return []  # a run of kubetune's own algorithms only
     lines = ["## Targets", "", "With 8 workers: kubetune gp's median regret against the better of scikit-optimize "
              "`cl_min` and Optuna TPE (constant liar), and against random search; and the speed-up of 8 "
              "workers over 1 in simulated time to reach the regret random search reaches after all evaluations "
@@ -250,14 +270,15 @@ def targets(results: list[dict], table: dict, problems: list[str]) -> list[str]:
 
     for problem in problems:
         ours = median(problem, "kubetune gp")
-        peers = [median(problem, m) for m in ("scikit-optimize cl_min", "Optuna TPE (constant liar)")]
+        peers = [median(problem, m) for m in PEERS]
         peers = [p for p in peers if not np.isnan(p)]
         peer = min(peers) if peers else float("nan")
         rand = median(problem, "random", 1) if (problem, "random", 1) in table else median(problem, "random")
         t1 = time_to_reach(results, problem, "kubetune gp", 1, rand)
         t8 = time_to_reach(results, problem, "kubetune gp", 8, rand)
         neutral = time_to_reach(results, problem, "kubetune gp pendingPriorShift=0", 8, rand)
-        lines.append(f"| {problem} | {ours:.3g} | {peer:.3g} | {'yes' if ours <= peer else 'no'} | {rand:.3g} | "
+        beats_peer = "n/a" if np.isnan(peer) else "yes" if ours <= peer else "no"
+        lines.append(f"| {problem} | {ours:.3g} | {peer:.3g} | {beats_peer} | {rand:.3g} | "
                      f"{'yes' if ours <= 0.3 * rand else 'no'} | {t1:.1f} | {t8:.1f} | {_ratio(t1, t8)} | "
                      f"{neutral:.1f} | {_ratio(t1, neutral)} |")
     return lines + [""]
@@ -306,7 +327,7 @@ def plot(table: dict, problems: list[str], methods: list[str], qs: list[int]) ->
                 ax.set_ylabel("simple regret (median, IQR)")
         axes[row][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "quality.png", dpi=90)
+    fig.savefig(RAW.with_suffix(".png"), dpi=90)
 
 
 def main() -> None:
@@ -322,16 +343,17 @@ def main() -> None:
     parser.add_argument("--speedup-seeds", type=int, metavar="N",
                         help="only the speed-up runs (stopping at the level) with N seeds, to speedup.json")
     parser.add_argument("--raw", type=Path, default=RAW, help="the results file to add to and report from")
+    parser.add_argument("--note", default="", help="a paragraph for the report's head (how the runs were made)")
     args = parser.parse_args()
     RAW = args.raw
     if args.speedup_seeds:
-        run(speedup_tasks(json.loads(RAW.read_text()), args.speedup_seeds, args.budget), args.jobs, SPEEDUP_RAW)
+        run(speedup_tasks(json.loads(RAW.read_text()), args.speedup_seeds, args.budget), args.jobs, speedup_raw())
     elif not args.report_only:
         tasks = [(problem, method, q, seed, args.budget)
                  for method in args.methods for q in (args.q or DEFAULT_MATRIX[method])
                  for problem in args.problems for seed in range(args.seeds)]
         run(tasks, args.jobs)
-    report(args.budget)
+    report(args.budget, args.note)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def test_known_optima():
                                                                                  abs=1e-4)
 
 
-@pytest.mark.parametrize("method", ["kubetune gp", "random"])
+@pytest.mark.parametrize("method", ["kubetune gp", "random", "kubetune tpe", "kubetune cmaes"])
 def test_asynchronous_simulation(method):
     result = simulate("branin", method, q=3, seed=0, budget=12)
     assert len(result["best"]) == 12

@@ -117,3 +117,31 @@ def test_kubetune_run_loads_ray_only_for_the_ray_backend(tmp_path):
     """)
     assert report["result"] == [0, 2], "without Ray: the process backend runs, --backend ray is bad input"
     assert report["attempted"] == ["ray"]
+
+
+def test_tpe_without_the_optuna_extra_is_one_line_and_exit_2_and_the_cli_never_loads_optuna(tmp_path):
+    import yaml
+
+    experiment = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
+    experiment["spec"]["algorithm"] = {"name": "tpe"}
+    manifest = tmp_path / "tpe.yaml"
+    manifest.write_text(yaml.safe_dump(experiment))
+    report = run_without(["optuna", "cmaes"], f"""
+        import contextlib, io
+        from kubetune.cli import main
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+            codes = [main(["validate", {str(ROOT / "examples" / "quickstart.yaml")!r}]),
+                     main(["validate", {str(manifest)!r}])]
+            try:
+                main(["--help"])
+            except SystemExit:
+                pass
+        result = [codes, errors.getvalue()]
+    """)
+    codes, printed = report["result"]
+    assert codes == [0, 2]
+    assert printed.strip().splitlines() == [
+        f"error: {manifest}: invalid experiment: spec.algorithm.name: algorithm tpe needs optuna, which is not "
+        "installed: pip install 'kubetune[optuna]'"]
+    assert "optuna" not in report["loaded"]

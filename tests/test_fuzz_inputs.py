@@ -245,7 +245,7 @@ def test_bad_manifests_exit_2_without_a_traceback_in_a_real_process(raw, tmp_pat
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
 
 
-COMMANDS = ["run", "validate", "operator", "crds"]
+COMMANDS = ["run", "validate", "operator", "crds", "convert"]
 OPERATOR_OPTIONS = ["--namespace", "-n", "-A", "--all-namespaces", "--gpu-sharing", "--kai-queue", "--hami-cores",
                     "--timeslicing-resource", "--mig-profile", "--leader-election", "--lease-name",
                     "--lease-namespace", "--lease-duration", "--identity", "--liveness", "--metrics-port",

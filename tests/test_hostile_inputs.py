@@ -64,6 +64,7 @@ def run_folder(tmp_path: Path) -> Path:
     ["status", "/dev/zero"],
     ["export", "/dev/zero"],
     ["report", "/dev/zero"],
+    ["convert", "/dev/zero"],
 ])
 def test_a_device_that_never_ends_is_refused(argv, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -161,6 +162,9 @@ def test_nul_and_lone_surrogates_are_refused_where_they_are(where, text, tmp_pat
     ["validate", LONG + ".yaml"],
     ["status", LONG],
     ["crds", "--out", f"{LONG}/{LONG}"],
+    ["convert", "a\x00b.yaml"],
+    ["convert", LONG + ".yaml"],
+    ["convert", str(Path(__file__).parent / "katib" / "sobol.yaml"), "-o", f"{LONG}/{LONG}"],
 ])
 def test_paths_no_file_system_takes_are_one_line(argv, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -218,7 +222,8 @@ def test_nesting_beyond_any_recursion_limit_is_refused(tmp_path):
 
 
 # -- any command line --------------------------------------------------------------------------------------------
-VERBS = [["validate"], ["status"], ["export"], ["export", "--format", "jsonl"], ["report"], ["crds"], ["run"]]
+VERBS = [["validate"], ["status"], ["export"], ["export", "--format", "jsonl"], ["report"], ["crds"], ["run"],
+         ["convert"]]
 
 
 @settings(FUZZ, max_examples=max(10, FUZZ.max_examples // 3),
@@ -234,6 +239,6 @@ def test_every_command_answers_any_hostile_command_line(verb, target, options, s
     where = {"manifest": str(file), "folder": str(run_folder), "hostile": "[/]\x00\ud800"}[target]
     argv = [*verb, where, *(token for pair in options for token in pair), *stray]
     if plugin:
-        argv = [a for a in argv if a not in ("run", "validate", "crds")] or ["status"]
+        argv = [a for a in argv if a not in ("run", "validate", "crds", "convert")] or ["status"]
     code, out, err = command(argv, plugin=plugin)
     answered(code, out, err)

@@ -42,12 +42,13 @@ def test_multi_stage_on_a_slim_python_without_compilers_in_the_final_stage():
     assert not any("pip install" in line for line in instruction(final, "RUN"))
 
 
-def test_the_image_installs_the_operator_extra():
+def test_the_image_installs_the_operator_extra_and_the_algorithms_of_the_optuna_extra():
     build = stages()[0]
     (install,) = [line for line in instruction(build, "RUN") if "pip install" in line]
-    assert '".[operator]"' in install.split()
+    assert '".[operator,optuna]"' in install.split()
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(requirement.startswith("kopf") for requirement in extras["operator"])
+    assert any(requirement.startswith("optuna") for requirement in extras["optuna"])
 
 
 def test_runs_as_a_non_root_user_matching_the_chart():

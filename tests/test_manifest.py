@@ -192,6 +192,22 @@ BAD = {
         "less than or equal to 100000",
     ),
     "parallelism beyond a JSON integer": (manifest(parallelism=2**53), "spec.parallelism", "less than or equal to"),
+    "parameter type of another tool": (
+        _parameter(name="x", type="float", min=0, max=1), "spec.parameters[0]",
+        "type 'float' is not a parameter type: use one of double, int, discrete, categorical; did you mean double?",
+    ),
+    "parameter without a type": (
+        _parameter(name="x", min=0, max=1), "spec.parameters[0]",
+        "a parameter needs a type: one of double, int, discrete, categorical",
+    ),
+    "parameter typed as Katib types it": (
+        _parameter(name="x", parameterType="double", min=0, max=1), "spec.parameters[0]",
+        "(parameterType is Katib's name for it; `kubetune convert` translates a Katib Experiment)",
+    ),
+    "a Katib Experiment": (
+        dict(manifest(), apiVersion="kubeflow.org/v1beta1"), "apiVersion",
+        "kubeflow.org/v1beta1 is a Katib Experiment, not a kubetune one: convert it with `kubetune convert FILE`",
+    ),
     "unknown trial placeholder": (
         manifest(args=["--x=${params.x}", "--out=${trial.dir}"]), "spec.trialTemplate.spec.containers[0].args[1]",
         "${trial.id}",

@@ -64,6 +64,12 @@ SCENARIOS = [
              {"default": ["ok"]}),
     Scenario("resume after an interruption", {"maxTrials": 8, "parallelism": 2}, {"default": ["ok"]},
              interrupt_after=3),
+    # Optuna's samplers: rebuilt from the trials when the runner resumes or the operator restarts.
+    Scenario("tpe, resumed", {"maxTrials": 8, "parallelism": 2,
+                              "algorithm": {"name": "tpe", "settings": {"startupTrials": 2}}},
+             {"default": ["ok"]}, interrupt_after=3),
+    Scenario("cmaes, resumed", {"maxTrials": 8, "parallelism": 2, "algorithm": {"name": "cmaes"}},
+             {"default": ["ok"]}, interrupt_after=3),
 ]
 EXPECTED = {
     "retry": ("Failed", "MaxFailedTrialsReached", {0: ("Succeeded", 2), 2: ("Failed", 2)}),
@@ -74,6 +80,8 @@ EXPECTED = {
                                                               2: ("Succeeded", 1)}),
     "resume after an interruption": ("Succeeded", "MaxTrialsReached",
                                      {n: ("Succeeded", None) for n in range(8)}),
+    "tpe, resumed": ("Succeeded", "MaxTrialsReached", {n: ("Succeeded", None) for n in range(8)}),
+    "cmaes, resumed": ("Succeeded", "MaxTrialsReached", {n: ("Succeeded", None) for n in range(8)}),
 }
 
 
@@ -176,7 +184,7 @@ def test_every_shell_ends_a_scenario_alike(scenario, shell, tmp_path, request):
             assert ended.trials[number]["attempts"] == attempts, (number, ended.trials[number])
     params = [json.dumps(t["params"], sort_keys=True) for t in ended.trials.values()]
     assert len(set(params)) == len(params), "no assignment ran twice as two trials"
-    if scenario.name == "resume after an interruption":
+    if scenario.interrupt_after is not None:
         assert len(ended.trials) == 8 and set(ended.counts) == {"Succeeded"}
     if scenario.name == "max-failed":
         assert ended.counts == Counter({"Failed": 1, "MetricsUnavailable": 1})

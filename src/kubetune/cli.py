@@ -1,7 +1,7 @@
 """The ``kubetune`` command: ``run`` an experiment on this machine, ``validate`` a manifest, show an
 experiment's ``status`` or ``export`` its trials (a run folder, or an Experiment on a cluster), run the
-``operator``, write the ``crds``. ``kubectl-kubetune`` (:func:`kubectl_main`) is the same command as a kubectl
-plugin, where a bare NAME means ``--experiment NAME``.
+``operator``, ``convert`` a Katib Experiment, write the ``crds``. ``kubectl-kubetune`` (:func:`kubectl_main`)
+is the same command as a kubectl plugin, where a bare NAME means ``--experiment NAME``.
 
 Exit status: 0 when the experiment finished, 1 when it failed (for example maxFailedTrials was exceeded),
 2 on bad input (nothing runs), 130 when interrupted (finished trials are kept; ``--resume`` continues).
@@ -195,6 +195,14 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         _add_source(command)
         add_options(command)
+
+    convert = commands.add_parser("convert", help="turn Katib (kubeflow.org/v1beta1) Experiments into kubetune ones, "
+                                  "saying what cannot be carried over")
+    convert.add_argument("file", type=path_argument, help="the Katib manifest (YAML, several documents allowed; - "
+                         "for standard input)")
+    convert.add_argument("-o", "--out", type=path_argument, help="write the kubetune manifest here (default: "
+                         "standard output)")
+    convert.set_defaults(handler=_convert)
 
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions (generated from the model)")
     crds.add_argument("--out", type=path_argument, help="folder to write them to (default: print them)")
@@ -727,6 +735,53 @@ def _read_cluster(args: argparse.Namespace) -> Any:
         return read_cluster_experiment(args.experiment, args.namespace, args.kubeconfig, args.context)
     except ClusterError as exc:
         raise CommandLineError(str(exc)) from None
+
+
+# -- convert ------------------------------------------------------------------------------------------------
+def _convert(args: argparse.Namespace) -> int:
+    """Each document converted one by one; a note per field not carried over (a warning), and the documents
+    that could not be converted named with their reasons (exit 2)."""
+    from kubetune.core.katib import convert_text, render
+
+    source = "standard input" if str(args.file) == "-" else str(args.file)
+    try:
+        conversions = convert_text(_read_text(args.file, source))
+    except ValueError as exc:
+        raise CommandLineError(f"{source}: {exc}") from None
+    for number, conversion in enumerate(conversions, start=1):
+        where = source if len(conversions) == 1 else f"{source} (document {number})"
+        for note in conversion.notes:
+            (_error if note.refusal else _warning)(f"{where}: {note}")
+    output = render(conversions)
+    if output and args.out is not None:
+        try:
+            args.out.write_text(output, encoding="utf-8")
+        except OSError as exc:
+            raise CommandLineError(f"-o {args.out}: {exc.strerror or exc}") from None
+    elif output:
+        sys.stdout.write(output)
+    return EXIT_BAD_INPUT if any(c.refused for c in conversions) else EXIT_OK
+
+
+def _read_text(path: Path, source: str) -> str:
+    """A manifest file, or standard input for ``-``, as text (read to at most the manifest size limit)."""
+    from kubetune.core.manifest import MAX_MANIFEST_BYTES, read_limited
+
+    try:
+        if str(path) == "-":
+            raw = sys.stdin.buffer.read(MAX_MANIFEST_BYTES + 1)
+            if len(raw) > MAX_MANIFEST_BYTES:
+                raise ValueError(f"larger than {MAX_MANIFEST_BYTES // 2**20} MiB")
+        else:
+            raw = read_limited(path)
+        return raw.decode("utf-8")
+    except OSError as exc:
+        raise CommandLineError(f"{source}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CommandLineError(f"{source}: not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset "
+                               f"{exc.start} cannot be read") from None
+    except ValueError as exc:
+        raise CommandLineError(f"{source}: {exc}") from None
 
 
 # -- crds ---------------------------------------------------------------------------------------------------

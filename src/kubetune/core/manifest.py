@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from kubetune.core.engine.registry import ALGORITHMS, parse_settings
+from kubetune.core.engine.registry import ALGORITHMS, missing_extra, parse_settings
 from kubetune.core.errors import ManifestError, Problem, format_path, problems_from_validation
 from kubetune.core.pod_schema import pod_template_problems
 from kubetune.core.space import Space
@@ -30,6 +30,8 @@ from kubetune.core.template import placeholder_problems
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # Problems named at most, of one kind, in strings no manifest can hold.
 MAX_TEXT_PROBLEMS = 10
+# The API group of Kubeflow's resources (Katib's Experiment is kubeflow.org/v1beta1).
+KATIB_GROUP = "kubeflow.org/"
 
 
 def load_experiment_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Experiment:
@@ -85,7 +87,7 @@ def load_experiment(document: Any, source: str | None = None,
     """Validates a manifest given as a dict (a parsed YAML document or a Kubernetes object)."""
     if not isinstance(document, dict):
         raise ManifestError([Problem("", "the manifest must be a mapping (an Experiment object)")], source)
-    problems = text_problems(document)
+    problems = text_problems(document) or katib_problems(document, source)
     if problems:
         raise ManifestError(problems, source)
     if overrides:
@@ -99,6 +101,21 @@ def load_experiment(document: Any, source: str | None = None,
     if problems:
         raise ManifestError(problems, source)
     return experiment
+
+
+def katib_problems(document: dict[Any, Any], source: str | None) -> list[Problem]:
+    """A Kubeflow document (a Katib Experiment, most likely) is one problem saying what to do, instead of a
+    problem per Katib field."""
+    api_version = document.get("apiVersion")
+    if not isinstance(api_version, str) or not api_version.startswith(KATIB_GROUP):
+        return []
+    kind = document.get("kind")
+    if kind == "Experiment":
+        return [Problem("apiVersion", f"{api_version} is a Katib Experiment, not a kubetune one: convert it with "
+                        f"`kubetune convert {source or 'FILE'}`, which writes the kubetune Experiment and says what "
+                        "cannot be carried over")]
+    return [Problem("apiVersion", f"{api_version} {kind} is not a kubetune Experiment (kubetune.io/v1alpha1); "
+                    "`kubetune convert` turns Katib Experiments into kubetune ones")]
 
 
 def text_problems(document: Any) -> list[Problem]:
@@ -133,14 +150,26 @@ def cross_check(spec: ExperimentSpec) -> Iterator[Problem]:
             yield Problem(format_path(loc), message)
     yield from pod_template_problems(spec) or []
     yield from _early_stopping_problems(spec)
+    yield from _algorithm_problems(spec)
+
+
+def _algorithm_problems(spec: ExperimentSpec) -> Iterator[Problem]:
+    """The algorithm's settings, whether it can run here (its extra installed) and search this space."""
     algorithm = spec.algorithm
     try:
         settings = parse_settings(algorithm.name, algorithm.settings)
     except ValidationError as exc:
         yield from problems_from_validation(exc, ["spec", "algorithm", "settings"])
         return
+    missing = missing_extra(algorithm.name)
+    if missing:
+        yield Problem("spec.algorithm.name", missing)
+    space = Space(spec.parameters)
+    unsuited = ALGORITHMS[algorithm.name].space_problem(space)
+    if unsuited:
+        yield Problem("spec.algorithm.name", unsuited)
     limit = ALGORITHMS[algorithm.name].max_columns
-    columns = Space(spec.parameters).n_columns if limit is not None else 0
+    columns = space.n_columns if limit is not None else 0
     if limit is not None and columns > limit:
         yield Problem("spec.parameters", f"the space is {columns} columns wide (one per double or int parameter, "
                       f"one per categorical value), and {algorithm.name} searches at most {limit}: use fewer "
