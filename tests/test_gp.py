@@ -11,8 +11,8 @@ from scipy.optimize import approx_fprime
 from scipy.special import ndtr
 
 from kubetune import Optimizer
+from kubetune.core.engine.gp import exact as exact_module
 from kubetune.core.engine.gp import fit as fit_module
-from kubetune.core.engine.gp import strategy as strategy_module
 from kubetune.core.engine.gp.acquisition import Acquisition, log_h
 from kubetune.core.engine.gp.fit import (
     fit_hyperparameters,
@@ -237,7 +237,7 @@ def test_failed_fit_keeps_going(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise ValueError("no start converged")
 
-    monkeypatch.setattr(strategy_module, "fit_hyperparameters", broken)
+    monkeypatch.setattr(exact_module, "fit_hyperparameters", broken)
     opt = Optimizer(SPACE, algorithm="gp", seed=0)
     with caplog.at_level(logging.WARNING, logger="kubetune.gp"):
         for _ in range(5):
@@ -256,8 +256,8 @@ def test_failed_factorisation_falls_back(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("not positive definite")
 
-    monkeypatch.setattr(strategy_module, "Posterior", broken)
-    monkeypatch.setattr(strategy_module.GPSearch, "_maybe_refit", lambda self, *a: True)
+    monkeypatch.setattr(exact_module, "Posterior", broken)
+    monkeypatch.setattr(exact_module.ExactModel, "_maybe_refit", lambda self, *a: True)
     with caplog.at_level(logging.WARNING, logger="kubetune.gp"):
         batch = opt.ask(3)
     assert len(batch) == 3 and "space-filling" in caplog.text
@@ -287,7 +287,7 @@ def test_hyperparameters_are_refit_at_a_bounded_rate(monkeypatch):
         calls.append(len(args[1]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(strategy_module, "fit_hyperparameters", counting)
+    monkeypatch.setattr(exact_module, "fit_hyperparameters", counting)
     opt = Optimizer(SPACE, algorithm="gp", seed=0, settings={"refitEvery": 20, "polish": 0})
     for _ in range(120):
         (s,) = opt.ask(1)
