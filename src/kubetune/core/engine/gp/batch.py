@@ -6,6 +6,9 @@ So candidates are screened (their nearest pending points found, :mod:`.screening
 of that bound, until the best screened candidate beats every bound left, and the far-off candidates of a
 large pool are never screened. Each pick is then added as a pending point: the screened candidates near it
 lose variance, and a pick believed to beat the best lowers the bar for all of them (the Kriging believer).
+Their factors are recomputed lazily, as in lazy greedy selection: a stale acquisition value still bounds the
+fresh one from above (give or take the screening's approximation), so only a stale candidate that comes out
+on top is refreshed, with the next few stale ones.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from kubetune.core.engine.gp.posterior import Posterior
 from kubetune.core.engine.gp.screening import PendingScreen
 
 # Candidates screened at once, in the order of their acquisition without the pending points.
-SCREEN_BLOCK = 64
+SCREEN_BLOCK = 128
 # Stale candidates refreshed at once, in the order of their (stale) acquisition.
 STALE_BLOCK = 32
 
@@ -40,6 +43,7 @@ class Batch:
         self._cursor = 0  # candidates screened so far, in the order of their bound
         self._available = np.ones(len(points), dtype=bool)
         self._chosen: set[tuple] = set()
+        self.believed: list[tuple[tuple, float]] = []  # each pick's key and believed value
         self._index: dict[tuple, int] | None = None
 
     def best_candidate(self, bound: np.ndarray, order: np.ndarray) -> int:
@@ -81,6 +85,7 @@ class Batch:
             if index is not None:
                 self._available[index] = False
         self._chosen.add(key)
+        self.believed.append((key, believed))
         self._screen.add(point)  # the candidates near it are stale: refreshed when they are about to be chosen
         if believed < self.best:  # believed to beat the best: every score moves
             self.best = believed
@@ -100,14 +105,10 @@ class Batch:
 
 
 def choose(n: int, batch: Batch, polish: Callable[[Batch, int], tuple[np.ndarray, tuple] | None] | None,
-       polished: int) -> list[np.ndarray]:
-    """Up to ``n`` points, each the best under the acquisition given the ones before it; the first ``polished``
-    are offered to ``polish`` (a better point and its key, or None).
-
-    The acquisition without the pending points (``bound``) is an upper bound of the one with them (they only
-    take variance away, and the bar only falls), so candidates are screened in blocks in the order of their
-    bound, until the best screened one beats every bound left: the far-off candidates of a large pool are
-    never screened."""
+           polished: int) -> list[np.ndarray]:
+    """Up to ``n`` points, each the best under the acquisition given the pending trials and the points chosen
+    before it (see the module docstring); the first ``polished`` are offered to ``polish`` (a better point
+    and its key, or None)."""
     bound = batch.acquisition.value(batch.mean, batch.model_var, batch.best)
     order = np.argsort(-bound, kind="stable")
     chosen: list[np.ndarray] = []

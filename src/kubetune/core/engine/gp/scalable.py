@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
@@ -60,14 +60,14 @@ MAX_CENTRES = 64
 APPENDED_SHARE = 0.5
 # Pending points whose believed mean is computed at once (a block is this many rows by the model's rows).
 MEAN_BLOCK = 2048
-# The share of the mean's rows given to the best values at a rebuild (the exact model gives them a third): with
-# hundreds of trials in flight most suggestions refine the best region, and a denser model there is what
-# brings the last digits of the optimum (the many-workers simulations: README).
+# The share of the rows given to the best values, in the mean and in a fit (the exact model gives them a third):
+# with hundreds of trials in flight most suggestions refine the best region, and a model that is denser there
+# (and lengthscales fitted to it) finds the last digits of the optimum sooner (benchmarks/many_workers.py).
 BEST_SHARE = 0.5
 # The space-filling rows of the mean are the farthest points of a random sample of this many times their number.
 SPREAD_SAMPLE = 4
 # L-BFGS-B iterations of a polish (one start, from the best candidate).
-POLISH_ITERATIONS = 15
+POLISH_ITERATIONS = 10
 
 
 @dataclass
@@ -83,6 +83,7 @@ class _Mean:
     best: float  # smallest warped value of every completed trial, before the shift
     pool: CandidatePool
     pool_keys: list[tuple]
+    believed: dict[tuple, float] = field(default_factory=dict)  # a pending trial's key -> its believed value
 
 
 class ScalableModel:
@@ -115,18 +116,30 @@ class ScalableModel:
         if shift != mean.shift:
             mean.posterior.set_targets(np.array(mean.targets) - shift)
             mean.shift = shift
+            mean.believed.clear()
         posterior = mean.posterior
         pending = trials.pending_x
-        best = mean.best - shift
-        if len(pending):  # a trial believed to beat the best raises the bar, as if it had reported
-            best = min(best, float(np.min(believed_means(posterior, pending))))
+        best = min(mean.best - shift, self._believed_best(mean, pending, trials.pending_keys))
         points, keys, mean_at, var_at = self._candidates(n, mean, trials, history.taken_keys, rng)
         if not len(points):
             return []
         screen = PendingScreen(points, posterior.X, pending, posterior.hp, self.settings.pending_neighbours)
         batch = Batch(points, keys, mean_at, var_at, posterior, screen, self.acquisition, best, history.taken_keys)
         chosen = choose(n, batch, self._polish if len(self._continuous) else None, self.settings.polish)
+        mean.believed.update(batch.believed)
         return self.space.decode_many(np.array(chosen)) if chosen else []
+
+    @staticmethod
+    def _believed_best(mean: _Mean, pending: np.ndarray, keys: list[tuple]) -> float:
+        """The lowest value a pending trial is believed to take (``inf`` with none): a trial believed to beat
+        the best raises the bar, as if it had reported. A trial's believed value is the posterior mean where it
+        was chosen (or first seen), kept until the mean is rebuilt: the mean at every pending trial at every
+        ask would cost a kernel row per pending trial, the largest cost of an ask at 10,000 in flight."""
+        missing = [i for i, key in enumerate(keys) if key not in mean.believed]
+        if missing:
+            values = believed_means(mean.posterior, pending[missing])
+            mean.believed.update(zip([keys[i] for i in missing], values.tolist(), strict=True))
+        return min((mean.believed[key] for key in keys), default=math.inf)
 
     # -- the posterior mean --------------------------------------------------------------------------------
     def _upkeep(self, trials: TrialTable, n: int, rng: np.random.Generator) -> _Mean:
@@ -152,7 +165,7 @@ class ScalableModel:
         if self._hp is not None and not grown:
             return False
         X, losses = _in_order(trials)
-        rows = select_rows(X, losses, np.arange(n), self.settings.max_fit_trials, rng)
+        rows = select_rows(X, losses, np.arange(n), self.settings.max_fit_trials, rng, best_share=BEST_SHARE)
         self._warp = OutputWarp.fit(losses[rows], self.settings.warp)
         restarts = 1 if n <= self.settings.refit_every else 0
         try:

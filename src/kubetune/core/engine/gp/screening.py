@@ -33,7 +33,7 @@ ROWS_PER_PENDING = 2
 # Rows of candidates per block of the distance computations (a block of distances is rows x points floats).
 BLOCK = 256
 # With this many points or more, the nearest are found through the minima of chunks of CHUNK points.
-CHUNKED_FROM = 2048
+CHUNKED_FROM = 512
 CHUNK = 64
 # Relative noise of a pending point's fantasy (as in the exact model) and jitter on the candidate itself.
 FANTASY_NOISE = 1e-6
@@ -145,28 +145,31 @@ def local_kernel(points: np.ndarray, hp: Hyperparameters) -> np.ndarray:
 
 
 def nearest(queries: np.ndarray, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (Q, k) of the ``k`` nearest ``points`` to each query, and their squared distances; where there
-    are fewer than ``k`` points, the missing ones have index -1 and distance ``inf``."""
+    """Indices (Q, k) of the ``k`` nearest ``points`` to each query, nearest first, and their squared
+    distances; where there are fewer than ``k`` points, the missing ones have index -1 and distance ``inf``.
+    Many points are searched in single precision (half the memory traffic of the search, which is most of
+    its cost); the distances returned are recomputed in double precision."""
     indices = np.full((len(queries), k), -1, dtype=np.int64)
     distances = np.full((len(queries), k), np.inf)
     found = min(k, len(points))
     if not found:
         return indices, distances
-    norms = np.sum(points**2, axis=1)
+    chunked = len(points) >= max(CHUNKED_FROM, 2 * CHUNK * found)  # enough chunks for their minima to bound
+    searched: np.ndarray = np.asarray(points, dtype=np.float32 if chunked else np.float64)
+    norms = np.sum(searched**2, axis=1)
     for start in range(0, len(queries), BLOCK):
-        block = queries[start : start + BLOCK]
-        d2 = block @ points.T
+        block: np.ndarray = np.asarray(queries[start : start + BLOCK], dtype=searched.dtype)
+        d2 = block @ searched.T
         d2 *= -2.0
         d2 += norms[None, :]
         d2 += np.sum(block**2, axis=1)[:, None]
-        np.maximum(d2, 0.0, out=d2)
         if found == len(points):
             picked = np.broadcast_to(np.arange(found), (len(block), found))
-        elif len(points) < CHUNKED_FROM:
+        elif not chunked:
             picked = np.argpartition(d2, found - 1, axis=1)[:, :found]
         else:
             picked = _smallest_by_chunks(d2, found)
-        d_picked = np.take_along_axis(d2, picked, axis=1)
+        d_picked = np.sum((points[picked] - queries[start : start + len(block), None, :]) ** 2, axis=2)
         order = np.argsort(d_picked, axis=1, kind="stable")
         indices[start : start + len(block), :found] = np.take_along_axis(picked, order, axis=1)
         distances[start : start + len(block), :found] = np.take_along_axis(d_picked, order, axis=1)

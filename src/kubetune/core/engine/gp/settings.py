@@ -37,15 +37,15 @@ class GPSettings(StrategySettings):
         "prior mean sits this many standard deviations of the (warped) observed values above their mean, so that "
         "the other workers are not spent where nothing is known yet; 0 keeps the neutral prior.")
     scalable_model_trials: int = Field(
-        default=500, ge=50, le=5000, description="Completed trials the scalable model's posterior mean holds at "
+        default=750, ge=50, le=5000, description="Completed trials the scalable model's posterior mean holds at "
         "most (the best, the most recent and a random rest, chosen again at every ask).")
     pending_neighbours: int = Field(
         default=8, ge=1, le=64, description="Nearest pending trials (in the kernel's scaled distance) that "
         "condition each candidate of the scalable model; farther ones are screened by them.")
     model: Model = Field(
-        default="auto", description="auto | exact | scalable: the exact believer over every pending trial, the "
-        "scalable model whose cost per suggestion does not grow with the trials in flight, or auto: exact while "
-        "few trials are in flight, scalable from SCALABLE_FROM_IN_FLIGHT on (see the README).")
+        default="auto", description="auto | exact | scalable: the exact believer over every pending trial; the "
+        "scalable model, whose cost per suggestion does not grow with the trials in flight; or auto: exact below "
+        "512 trials in flight (pending plus asked for), scalable from there (the README says why).")
 
     @field_validator("model")
     @classmethod

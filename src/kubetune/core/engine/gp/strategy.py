@@ -38,7 +38,7 @@ __all__ = ["SCALABLE_FROM_IN_FLIGHT", "GPSearch", "GPSettings"]
 logger = logging.getLogger("kubetune.gp")
 
 # With model auto: trials in flight (pending plus asked for) from which the scalable model is used.
-SCALABLE_FROM_IN_FLIGHT = 256
+SCALABLE_FROM_IN_FLIGHT = 512
 
 
 class GPSearch:
