@@ -259,16 +259,32 @@ def write_report(path: Path, rows, steady: float, steady_case: Case, scale: list
     ]
     if rows:
         lines += small_section(rows, steady, steady_case)
+    elif path.exists():
+        lines += earlier_small_section(path.read_text())
     if scale:
-        lines += ["## Thousands of trials in flight", "",
+        lines += [SCALE_HEADING, "",
                   suggest_scale.__doc__.split("\n\n")[1].replace("\n", " "), "",
                   *suggest_scale.table(scale), ""]
     path.write_text("\n".join(lines))
     print(f"wrote {path}")
 
 
+def earlier_small_section(report: str) -> list[str]:
+    """The single-ask section of an earlier report, kept (with the line that says which run it is from) when
+    only the cases with thousands in flight run again."""
+    lines = report.split("\n")
+    end = lines.index(SCALE_HEADING) if SCALE_HEADING in lines else len(lines)
+    # a report from before the two sections has the single asks' table right after its first paragraph
+    body = lines[lines.index(SMALL_HEADING) + 2 : end] if SMALL_HEADING in lines else lines[4:end]
+    if not body or body[0].startswith(KEPT):
+        return [SMALL_HEADING, "", *body]
+    return [SMALL_HEADING, "", f"{KEPT}: {lines[2]}", "", *body]
+
+
 def small_section(rows, steady: float, steady_case: Case) -> list[str]:
     lines = [
+        SMALL_HEADING,
+        "",
         "Total seconds for the case's `q` suggestions. *measured* is how many suggestions were timed: where it "
         "is below `q` the total is extrapolated from the time per suggestion (which favours the peer, whose "
         "cost per suggestion grows with every lie). The ratio is the method's time per suggestion over "
@@ -289,6 +305,11 @@ def small_section(rows, steady: float, steady_case: Case) -> list[str]:
         f"mean **{steady:.3f} s** over the rounds (hyperparameter refits amortized).",
         "",
     ]
+
+
+SMALL_HEADING = "## Single asks"
+SCALE_HEADING = "## Thousands of trials in flight"
+KEPT = "Not run again (`--scale-only`); from the run described as"
 
 
 def _cores() -> int:

@@ -5,17 +5,18 @@ trials in flight. This model keeps the believer's behaviour at a cost per ask th
 with the trials in flight or completed:
 
 - the posterior **mean** comes from completed trials only (the believer's lie leaves the mean where it is):
-  at a rebuild, a GP on at most ``scalableModelTrials`` of them (the best third, the most recent third, the
-  rest spread over the space, :func:`.fit.select_rows`), then every observation that arrives is appended
-  (a rank-one extension, which also updates a Sobol pool of candidates kept with it) until half as many
-  again have been, when it is rebuilt;
+  at a rebuild, a GP on at most ``scalableModelTrials`` of them (half the best values, a quarter the most
+  recent, a quarter spread over the space, :func:`.fit.select_rows`), then the observations that arrive
+  are appended (a block extension of the factor, which also updates a Sobol pool of candidates kept with
+  it) until half as many again have been, when it is rebuilt;
 - pending trials, and the points chosen earlier in the same batch, only take **variance** away near
   themselves: each candidate is conditioned on its ``pendingNeighbours`` nearest pending points
   (:mod:`.screening`), which screen the farther ones, and only the candidates that can still win are
   looked at (:mod:`.batch`);
-- hyperparameters are refit as in the exact model (after every new observation while there are at most
-  ``refitEvery``, then each time their number has grown by 5 %), on at most ``maxFitTrials`` rows, always
-  from the same starting points rather than from the previous fit, and each refit rebuilds the mean.
+- hyperparameters are refit on the exact model's schedule (after every new observation while there are at
+  most ``refitEvery``, then each time their number has grown by 5 %), on at most ``maxFitTrials`` rows
+  chosen as the mean's are, always from the same starting points rather than from the previous fit, and
+  each refit rebuilds the mean.
 
 A rebuild is a function of the trials (in the order the optimizer first saw them) and of the generator the
 strategy gives it, which it seeds from the seed and the trials: an optimizer rebuilt from its trials'
@@ -111,7 +112,7 @@ class ScalableModel:
 
     def propose(self, n: int, history: History, rng: np.random.Generator) -> list[Params]:
         trials = history.trials
-        mean = self._upkeep(trials, n, rng)
+        mean = self._upkeep(trials, rng)
         shift = self.settings.pending_prior_shift if trials.n_pending > 0 or n > 1 else 0.0
         if shift != mean.shift:
             mean.posterior.set_targets(np.array(mean.targets) - shift)
@@ -142,14 +143,14 @@ class ScalableModel:
         return min((mean.believed[key] for key in keys), default=math.inf)
 
     # -- the posterior mean --------------------------------------------------------------------------------
-    def _upkeep(self, trials: TrialTable, n: int, rng: np.random.Generator) -> _Mean:
+    def _upkeep(self, trials: TrialTable, rng: np.random.Generator) -> _Mean:
         """Refits and rebuilds when due, else appends the observations that arrived since the last ask."""
         refit = self._refit(trials, rng)
         mean = self._mean
-        if refit or mean is None or trials.n_completed - mean.seen + mean.posterior.n - mean.rebuilt_rows > (
+        if refit or mean is None or (mean.posterior.n - mean.rebuilt_rows) + (trials.n_completed - mean.seen) > (
                 APPENDED_SHARE * mean.rebuilt_rows):
-            mean = self._mean = self._rebuild(trials, rng)
-            return mean
+            self._mean = self._rebuild(trials, rng)
+            return self._mean
         new = slice(mean.seen, trials.n_completed)
         values = mean.warp(trials.losses[new])
         mean.posterior.append_many(trials.completed_x[new], values - mean.shift)

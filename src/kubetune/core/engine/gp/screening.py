@@ -12,10 +12,10 @@ times the share of it left once the nearest pending points are known as well as 
 rows in the local set keep a pending point next to an observation from counting as new information). A
 pending point beyond the nearest ``k_P`` is screened by nearer ones, as in nearest-neighbour (Vecchia) GPs,
 and without pending points the factor is 1. Pending points are noise-free fantasies, as in the exact model,
-so a candidate on top of one has no variance left. The local sets are small, so the factors of all
-candidates are one batch of ``(k_O + k_P + 1)``-square Cholesky factorizations, and a new pending point (one
-chosen earlier in the same batch) recomputes only the candidates it is nearer to than their farthest
-neighbour.
+so a candidate on top of one has no variance left. The local sets are small, so the factors of a block of
+candidates are one batch of ``(k_O + k_P + 1)``-square Cholesky factorizations; a new pending point (one
+chosen earlier in the same batch) makes stale only the candidates it is nearer to than their farthest
+neighbour, whose factors are recomputed when they are needed (:mod:`.batch`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ MIN_ROW_NEIGHBOURS = 16
 ROWS_PER_PENDING = 2
 # Rows of candidates per block of the distance computations (a block of distances is rows x points floats).
 BLOCK = 256
-# With this many points or more, the nearest are found through the minima of chunks of CHUNK points.
+# With this many points or more (and at least two chunks per neighbour sought), the nearest are found in single
+# precision through the minima of chunks of CHUNK points.
 CHUNKED_FROM = 512
 CHUNK = 64
 # Relative noise of a pending point's fantasy (as in the exact model) and jitter on the candidate itself.
