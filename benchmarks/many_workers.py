@@ -117,7 +117,9 @@ def report(raw: Path) -> list[str]:
     lines = ["| problem | workers | evaluations | method | seeds | median regret [quartiles] | evaluations to "
              + " / ".join(f"{level:g}" for level in LEVELS) + " (median) | CPU s in ask+tell per run | slowest ask, "
              "CPU s |", "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for (problem, workers, rounds, method), group in sorted(groups.items(), key=lambda item: item[0][:3]):
+    order = list(METHODS)
+    for (problem, workers, rounds, method), group in sorted(
+            groups.items(), key=lambda item: (*item[0][:3], order.index(item[0][3]) if item[0][3] in order else 99)):
         regrets = np.array([r["regret"] for r in group])
         optimum = PROBLEMS[problem].optimum
         hits = [np.median([_first(r, level, optimum) for r in group]) for level in LEVELS]
@@ -161,7 +163,9 @@ def main() -> None:
     lines = ["# Search quality with hundreds to thousands of workers", "",
              f"`python -m benchmarks.many_workers`, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
              f"{os.cpu_count()} cores (times are CPU seconds of one BLAS thread). "
-             + __doc__.split("\n\n")[1].replace("\n", " "), "", *report(args.raw), ""]
+             + __doc__.split("\n\n")[1].replace("\n", " "), "", *report(args.raw), "",
+             "`auto` is the exact model below 512 trials in flight and the scalable one from there: with 500 "
+             "workers its runs are the exact model's, with 2,000 they would be the scalable model's.", ""]
     (RESULTS / "many_workers.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -201,6 +201,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "suggest.md")
     parser.add_argument("--scale-only", action="store_true", help="only the cases with thousands in flight")
     parser.add_argument("--no-scale", action="store_true", help="without the cases with thousands in flight")
+    parser.add_argument("--fresh", action="store_true", help="measure the scale cases again (see suggest_scale.RAW)")
     args = parser.parse_args()
     load_before = os.getloadavg()
     rows, steady, steady_case = [], float("nan"), Case(10, 2000, 1000, 1)
@@ -210,7 +211,7 @@ def main() -> None:
     if not args.no_scale:
         print("cases with thousands of trials in flight", flush=True)
         cases = suggest_scale.QUICK_SCALE_CASES if args.quick else suggest_scale.SCALE_CASES
-        scale = suggest_scale.measure(cases, list(suggest_scale.BUDGETS), args.quick)
+        scale = suggest_scale.measure(cases, list(suggest_scale.BUDGETS), args.quick, args.fresh)
     write_report(args.out, rows, steady, steady_case, scale, (load_before, os.getloadavg()))
 
 

@@ -18,9 +18,10 @@ MEDIAN_DURATION a pass on average). Measured:
 
 Every method runs in a fresh process. Optuna TPE (``constant_liar=True``) asks one suggestion at a time
 (``study.ask``), as its users do; it is measured on fewer trials (its cost per suggestion grows with the
-trials so far, so the first few hundred are representative of the next).
+trials so far, so its first hundred are representative of the next). Results are kept in
+``results/suggest_scale.json`` as they come, and a run goes on from there (``--fresh``: from scratch).
 
-    python -m benchmarks.suggest_scale [--quick] [--cases 0 1] [--methods ...]
+    python -m benchmarks.suggest_scale [--quick] [--cases 0 1] [--methods ...] [--fresh]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import time  # noqa: E402
 import tracemalloc  # noqa: E402
 import warnings  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -66,10 +68,14 @@ SCALE_CASES = [ScaleCase(6, 2000, 10000), ScaleCase(20, 2000, 10000), ScaleCase(
 QUICK_SCALE_CASES = [ScaleCase(6, 300, 1000)]
 # How many trials each method is told in the pass pattern, and its rounds of 100 told and 100 asked.
 BUDGETS = {"kubetune gp (scalable)": (1500, 11), "kubetune gp (exact)": (600, 4),
-           "Optuna TPE (constant liar)": (200, 1)}
+           "Optuna TPE (constant liar)": (100, 1)}
 QUICK_BUDGETS = {method: (150, 2) for method in BUDGETS}
-# The memory run (tracemalloc slows every allocation, so it is a run of its own): trials told, rounds of 100.
-MEMORY_BUDGET = (300, 2)
+# The memory runs (tracemalloc slows every allocation, so they are runs of their own): trials told, rounds of
+# 100. Optuna's memory is its study's, which its first asks show.
+MEMORY_BUDGETS = {"kubetune gp (scalable)": (300, 2), "kubetune gp (exact)": (300, 2),
+                  "Optuna TPE (constant liar)": (20, 0)}
+# Results so far, so that a run cut short goes on where it stopped (``--fresh`` starts again).
+RAW = Path(__file__).parent / "results" / "suggest_scale.json"
 # The exact model's posterior holds every trial in flight: at 10,000 its factor alone is 0.8 GB and one
 # factorization takes minutes on this machine, so it runs only up to this many.
 EXACT_MAX_IN_FLIGHT = 2000
@@ -221,22 +227,29 @@ def run_in_subprocess(case: ScaleCase, method: str, told: int, single: int, trac
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(cases: list[ScaleCase], methods: list[str], quick: bool) -> list[dict]:
-    budgets = QUICK_BUDGETS if quick else BUDGETS
+def measure(cases: list[ScaleCase], methods: list[str], quick: bool, fresh: bool = False) -> list[dict]:
+    budgets, memory_budgets = (QUICK_BUDGETS, QUICK_BUDGETS) if quick else (BUDGETS, MEMORY_BUDGETS)
+    raw = None if quick else RAW
+    kept = [] if fresh or raw is None or not raw.exists() else json.loads(raw.read_text())
     results = []
     for case in cases:
         for method in methods:
+            earlier = [r for r in kept if r["case"] == asdict(case) and r["method"] == method]
+            if earlier:
+                results.append(earlier[0])
+                continue
             if method == "kubetune gp (exact)" and case.in_flight > EXACT_MAX_IN_FLIGHT:
                 results.append({"case": asdict(case), "method": method, "not_run": True})
                 continue
-            told, single = budgets[method]
-            result = run_in_subprocess(case, method, told, single)
-            memory = run_in_subprocess(case, method, *(QUICK_BUDGETS[method] if quick else MEMORY_BUDGET), trace=True)
+            result = run_in_subprocess(case, method, *budgets[method])
+            memory = run_in_subprocess(case, method, *memory_budgets[method], trace=True)
             result.update(held_mib=memory["held_mib"], peak_mib=memory["peak_mib"])
             results.append(result)
-            print(f"  {case.label}: {method}: {result['per_trial_cpu'] * 1e3:.2f} ms a trial (cpu), slowest ask "
-                  f"of 100 {result['single_wall_max']:.2f} s wall, held {result['held_mib']:.0f} MiB, peak "
-                  f"{result['peak_mib']:.0f} MiB", flush=True)
+            if raw is not None:
+                raw.write_text(json.dumps(results + [r for r in kept if r not in results], indent=1))
+            print(f"  {case.label}: {method}: {result['per_trial_cpu'] * 1e3:.2f} ms a trial (CPU), slowest ask "
+                  f"of 100 {result['single_cpu_max']:.2f} s CPU ({result['single_wall_max']:.2f} s wall), held "
+                  f"{result['held_mib']:.0f} MiB, peak {result['peak_mib']:.0f} MiB", flush=True)
     return results
 
 
@@ -266,9 +279,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cases", type=int, nargs="*", help="indices into SCALE_CASES")
     parser.add_argument("--methods", nargs="*", default=list(BUDGETS))
+    parser.add_argument("--fresh", action="store_true", help="measure again what results/suggest_scale.json has")
     args = parser.parse_args()
     cases = QUICK_SCALE_CASES if args.quick else [SCALE_CASES[i] for i in (args.cases or range(len(SCALE_CASES)))]
-    print("\n".join(table(measure(cases, args.methods, args.quick))))
+    print("\n".join(table(measure(cases, args.methods, args.quick, args.fresh))))
 
 
 if __name__ == "__main__":
