@@ -8,7 +8,12 @@ Peers that would take minutes are measured on fewer suggestions and their total 
 from the time per suggestion; the table says which. The steady-state row is what the operator does each
 time a trial ends: one ``tell`` and one ``ask(1)``.
 
-    python -m benchmarks.suggest [--quick] [--out benchmarks/results/suggest.md]
+The cases with thousands of trials in flight (2,000 and 10,000, the operator's pass pattern, kubetune's
+scalable and exact models beside Optuna TPE) are :mod:`benchmarks.suggest_scale`'s; their table is part of
+the same report. The report records the machine's load average before and after, since other work may
+share it: CPU seconds (one BLAS thread) are the figures to compare, wall seconds show what sharing cost.
+
+    python -m benchmarks.suggest [--quick] [--scale-only | --no-scale] [--out benchmarks/results/suggest.md]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import suggest_scale
 from kubetune import Optimizer
 
 warnings.filterwarnings("ignore")
@@ -193,10 +199,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the two small cases only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "suggest.md")
+    parser.add_argument("--scale-only", action="store_true", help="only the cases with thousands in flight")
+    parser.add_argument("--no-scale", action="store_true", help="without the cases with thousands in flight")
+    parser.add_argument("--fresh", action="store_true", help="measure the scale cases again (see suggest_scale.RAW)")
     args = parser.parse_args()
-    cases = QUICK if args.quick else CASES
+    load_before = os.getloadavg()
+    rows, steady, steady_case = [], float("nan"), Case(10, 2000, 1000, 1)
+    if not args.scale_only:
+        rows, steady, steady_case = small_cases(args.quick)
+    scale: list[dict] = []
+    if not args.no_scale:
+        print("cases with thousands of trials in flight", flush=True)
+        cases = suggest_scale.QUICK_SCALE_CASES if args.quick else suggest_scale.SCALE_CASES
+        scale = suggest_scale.measure(cases, list(suggest_scale.BUDGETS), args.quick, args.fresh)
+    write_report(args.out, rows, steady, steady_case, scale, (load_before, os.getloadavg()))
+
+
+def small_cases(quick: bool) -> tuple[list, float, Case]:
+    """The latency cases of a single ask (and the steady state of tell + ask(1))."""
+    cases = QUICK if quick else CASES
     warm_up()
-    rows = []
+    rows: list = []
     for case in cases:
         print(f"case {case.label}", flush=True)
         if case.peers:
@@ -218,18 +241,50 @@ def main() -> None:
         for row in rows[-5:]:
             print("   ", row, flush=True)
     steady_case = Case(10, 2000, 1000, 1)
-    steady = time_steady_state(steady_case, rounds=10 if args.quick else 100)
+    steady = time_steady_state(steady_case, rounds=10 if quick else 100)
     print(f"steady state {steady:.3f} s", flush=True)
-    write_report(args.out, rows, steady, steady_case)
+    return rows, steady, steady_case
 
 
-def write_report(path: Path, rows, steady: float, steady_case: Case) -> None:
+def write_report(path: Path, rows, steady: float, steady_case: Case, scale: list[dict],
+                 load: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    shared = ": other work shared the machine, so wall times are inflated" if max(load[0] + load[1]) > 1.5 else ""
     lines = [
         "# Suggestion latency",
         "",
         f"`python -m benchmarks.suggest`, run {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
-        f"{_cores()} cores, Python {platform.python_version()}; all methods in one run.",
+        f"{_cores()} cores, Python {platform.python_version()}, one BLAS thread; all methods in one run. "
+        f"Load average (1, 5, 15 min) {_load(load[0])} at the start and {_load(load[1])} at the end{shared}.",
+        "",
+    ]
+    if rows:
+        lines += small_section(rows, steady, steady_case)
+    elif path.exists():
+        lines += earlier_small_section(path.read_text())
+    if scale:
+        lines += [SCALE_HEADING, "",
+                  suggest_scale.__doc__.split("\n\n")[1].replace("\n", " "), "",
+                  *suggest_scale.table(scale), ""]
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+
+
+def earlier_small_section(report: str) -> list[str]:
+    """The single-ask section of an earlier report, kept (with the line that says which run it is from) when
+    only the cases with thousands in flight run again."""
+    lines = report.split("\n")
+    end = lines.index(SCALE_HEADING) if SCALE_HEADING in lines else len(lines)
+    # a report from before the two sections has the single asks' table right after its first paragraph
+    body = lines[lines.index(SMALL_HEADING) + 2 : end] if SMALL_HEADING in lines else lines[4:end]
+    if not body or body[0].startswith(KEPT):
+        return [SMALL_HEADING, "", *body]
+    return [SMALL_HEADING, "", f"{KEPT}: {lines[2]}", "", *body]
+
+
+def small_section(rows, steady: float, steady_case: Case) -> list[str]:
+    lines = [
+        SMALL_HEADING,
         "",
         "Total seconds for the case's `q` suggestions. *measured* is how many suggestions were timed: where it "
         "is below `q` the total is extrapolated from the time per suggestion (which favours the peer, whose "
@@ -245,18 +300,25 @@ def write_report(path: Path, rows, steady: float, steady_case: Case) -> None:
             lines.append(f"| {label} | {method} | not run (a GP refit per lie at this n: hours) | 0 | | | |")
             continue
         lines.append(f"| {label} | {method} | {total:.3f} | {measured} | {per * 1000:.1f} | {ratio:.1f} | {rss_text} |")
-    lines += [
+    return lines + [
         "",
         f"Steady state ({steady_case.label.replace(', q=1', '')}): one `tell` then `ask(1)`, "
         f"mean **{steady:.3f} s** over the rounds (hyperparameter refits amortized).",
         "",
     ]
-    path.write_text("\n".join(lines))
-    print(f"wrote {path}")
+
+
+SMALL_HEADING = "## Single asks"
+SCALE_HEADING = "## Thousands of trials in flight"
+KEPT = "Not run again (`--scale-only`); from the run described as"
 
 
 def _cores() -> int:
     return os.cpu_count() or 0
+
+
+def _load(averages: tuple[float, ...]) -> str:
+    return ", ".join(f"{value:.1f}" for value in averages)
 
 
 if __name__ == "__main__":

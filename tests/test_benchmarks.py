@@ -145,3 +145,21 @@ def test_operator_scale_benchmark_quick_path():
     assert result.trials == instant.trials == 500, result
     assert not result.kubelet_errors and result.operator_throttled == 0, result
     assert result.trials_per_second > 0 and result.operator_writes_per_trial >= 3, result
+
+
+def test_suggestion_cost_at_scale_follows_the_operators_pass_pattern():
+    from benchmarks.suggest_scale import ScaleCase, run
+
+    result = run(ScaleCase(3, 40, 60), "kubetune gp (scalable)", told=30, single=1, trace=True)
+    assert result["told"] >= 30 and result["passes"] >= 1 and result["max_batch"] <= 40
+    assert result["per_trial_cpu"] > 0 and result["single_cpu_max"] > 0 and result["peak_mib"] >= result["held_mib"]
+
+
+def test_many_workers_simulation_keeps_the_workers_busy_until_the_budget():
+    from benchmarks.many_workers import simulate
+
+    result = simulate("scalable", workers=20, seed=0, rounds=2)
+    asked = [a for _, a, _ in result["curve"]]
+    best = [b for _, _, b in result["curve"]]
+    assert asked[-1] == 40 and asked == sorted(asked)
+    assert best == sorted(best, reverse=True) and result["regret"] >= 0

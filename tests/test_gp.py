@@ -11,8 +11,8 @@ from scipy.optimize import approx_fprime
 from scipy.special import ndtr
 
 from kubetune import Optimizer
+from kubetune.core.engine.gp import exact as exact_module
 from kubetune.core.engine.gp import fit as fit_module
-from kubetune.core.engine.gp import strategy as strategy_module
 from kubetune.core.engine.gp.acquisition import Acquisition, log_h
 from kubetune.core.engine.gp.fit import (
     fit_hyperparameters,
@@ -237,7 +237,7 @@ def test_failed_fit_keeps_going(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise ValueError("no start converged")
 
-    monkeypatch.setattr(strategy_module, "fit_hyperparameters", broken)
+    monkeypatch.setattr(exact_module, "fit_hyperparameters", broken)
     opt = Optimizer(SPACE, algorithm="gp", seed=0)
     with caplog.at_level(logging.WARNING, logger="kubetune.gp"):
         for _ in range(5):
@@ -256,8 +256,8 @@ def test_failed_factorisation_falls_back(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("not positive definite")
 
-    monkeypatch.setattr(strategy_module, "Posterior", broken)
-    monkeypatch.setattr(strategy_module.GPSearch, "_maybe_refit", lambda self, *a: True)
+    monkeypatch.setattr(exact_module, "Posterior", broken)
+    monkeypatch.setattr(exact_module.ExactModel, "_maybe_refit", lambda self, *a: True)
     with caplog.at_level(logging.WARNING, logger="kubetune.gp"):
         batch = opt.ask(3)
     assert len(batch) == 3 and "space-filling" in caplog.text
@@ -287,7 +287,7 @@ def test_hyperparameters_are_refit_at_a_bounded_rate(monkeypatch):
         calls.append(len(args[1]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(strategy_module, "fit_hyperparameters", counting)
+    monkeypatch.setattr(exact_module, "fit_hyperparameters", counting)
     opt = Optimizer(SPACE, algorithm="gp", seed=0, settings={"refitEvery": 20, "polish": 0})
     for _ in range(120):
         (s,) = opt.ask(1)
@@ -338,3 +338,31 @@ def test_output_warp_keeps_order_gaussianizes_and_survives_degenerate_values():
     assert np.all(np.isfinite(fitted(np.r_[losses, 1e6])))
     assert OutputWarp.fit(losses, enabled=False).exponent is None
     assert np.all(OutputWarp.fit(np.ones(5))(np.ones(5)) == 0)
+
+
+def test_appending_a_block_of_rows_gives_the_same_posterior_as_one_at_a_time():
+    X, y = _data(50)
+    block = Posterior(X[:15], HP, extra_capacity=4)
+    block.set_targets(y[:15])
+    pool = block.pool(np.random.default_rng(4).random((30, 3)))
+    block.append_many(X[15:40], y[15:40])
+    block.append_many(X[40:], y[40:])
+    fresh = Posterior(X, HP)
+    fresh.set_targets(y)
+    test_points = np.random.default_rng(5).random((20, 3))
+    for a, b in zip(block.predict(test_points), fresh.predict(test_points), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-8)
+    mean, var = fresh.predict(pool.points)
+    np.testing.assert_allclose(pool.mean, mean, atol=1e-8)
+    np.testing.assert_allclose(pool.var, var, atol=1e-8)
+
+
+def test_a_frozen_warp_maps_later_values_as_among_its_reference():
+    reference = np.random.default_rng(6).lognormal(sigma=1.5, size=80)
+    warp = OutputWarp.fit(reference)
+    frozen = warp.frozen(reference)
+    np.testing.assert_allclose(frozen(reference), warp(reference), atol=1e-12)
+    later = np.array([reference.min() / 2, np.median(reference), 1e9])
+    mapped = frozen(later)
+    assert np.all(np.isfinite(mapped)) and np.all(np.diff(mapped) > 0)
+    np.testing.assert_allclose(frozen(later[1:2]), mapped[1:2])  # one at a time as in a block

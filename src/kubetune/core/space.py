@@ -105,8 +105,9 @@ class Space:
 
     def validate(self, params: Params) -> Params:
         """The assignment in canonical types; raises ValueError naming what is wrong."""
-        missing = [n for n in self.names if n not in params]
-        extra = [n for n in params if n not in self.names]
+        names = self.names
+        missing = [n for n in names if n not in params]
+        extra = [n for n in params if n not in names]
         if missing or extra:
             raise ValueError(f"assignment {params} does not match the space (missing {missing}, unknown {extra})")
         return {d.name: d.parameter.canonical(params[d.name]) for d in self.dimensions}

@@ -18,8 +18,6 @@ class GridSettings(StrategySettings):
 
 
 class GridSearch:
-    reads_observations = False
-
     def __init__(self, space: Space, settings: GridSettings):
         self.space = space
         self.size = space.grid_size(settings.steps)

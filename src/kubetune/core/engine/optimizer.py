@@ -17,6 +17,7 @@ import numpy as np
 
 from kubetune.core.engine.base import History
 from kubetune.core.engine.registry import DEFAULT_ALGORITHM, build_strategy
+from kubetune.core.engine.trials import TrialTable
 from kubetune.core.space import Params, Space
 from kubetune.core.spec import Parameter
 
@@ -51,8 +52,6 @@ class _Trial:
     params: Params
     state: Standing
     value: float | None = None
-    x: np.ndarray | None = None  # the unit-cube encoding
-    key: tuple = ()
 
 
 @dataclass
@@ -78,6 +77,8 @@ class Optimizer:
         self._capacity = self.space.size() if strategy_size is None else strategy_size
         self._rng = np.random.default_rng(self.seed)
         self._taken: set[tuple] = set()
+        self._table = TrialTable(self.space.n_columns)
+        self._best: _Trial | None = None
         self._next_number = 0
         self._gave_up = False
         for record in self.trials:
@@ -111,14 +112,18 @@ class Optimizer:
         if not math.isfinite(value):
             raise ValueError(f"value of trial {trial_id!r} must be finite, got {value}; call fail() instead")
         trial.state, trial.value = "completed", value
+        self._table.complete(trial.id, self._loss(value))
+        self._note_best(trial)
 
     def fail(self, trial_id: str) -> None:
         """Marks a trial that produced no usable value; its point is never suggested again."""
-        self._pending_trial(trial_id).state = "failed"
+        trial = self._pending_trial(trial_id)
+        trial.state = "failed"
+        self._table.fail(trial.id)
 
     @property
     def pending(self) -> list[str]:
-        return [t.id for t in self._trials.values() if t.state == "pending"]
+        return list(self._table.pending_ids)
 
     def is_pending(self, trial_id: str) -> bool:
         trial = self._trials.get(str(trial_id))
@@ -126,12 +131,9 @@ class Optimizer:
 
     @property
     def best(self) -> tuple[Params, float] | None:
-        completed = [(t.params, t.value) for t in self._trials.values()
-                     if t.state == "completed" and t.value is not None]
-        if not completed:
+        if self._best is None or self._best.value is None:
             return None
-        params, value = min(completed, key=lambda trial: self._loss(trial[1]))
-        return dict(params), value
+        return dict(self._best.params), self._best.value
 
     def params_of(self, trial_id: str) -> Params:
         return dict(self._trial(trial_id).params)
@@ -147,29 +149,14 @@ class Optimizer:
         return value if self.direction == "minimize" else -value
 
     def _history(self) -> History:
-        history = History(self.space, is_taken=self._is_taken, taken_keys=self._taken)
-        if not self._strategy.reads_observations:
-            return history
-        completed_x, pending_x = [], []
-        for t in self._trials.values():
-            if t.state == "completed" and t.value is not None:
-                history.completed.append(t.params)
-                history.losses.append(self._loss(t.value))
-                history.completed_keys.append(t.key)
-                completed_x.append(t.x)
-            elif t.state == "pending":
-                history.pending.append(t.params)
-                history.pending_keys.append(t.key)
-                pending_x.append(t.x)
-            else:
-                history.failed.append(t.params)
-        width = self.space.n_columns
-        history.completed_x = np.array(completed_x).reshape(-1, width)
-        history.pending_x = np.array(pending_x).reshape(-1, width)
-        return history
+        return History(self.space, self._table, is_taken=self._is_taken, taken_keys=self._taken)
 
-    def _new_trial(self, trial_id: str, params: Params, state: Standing, value: float | None = None) -> _Trial:
-        return _Trial(trial_id, params, state, value, self.space.encode(params), self.space.key(params))
+    def _note_best(self, trial: _Trial) -> None:
+        """Keeps the best completed trial (the first of equal values) as values arrive."""
+        if trial.value is None:
+            return
+        if self._best is None or self._best.value is None or self._loss(trial.value) < self._loss(self._best.value):
+            self._best = trial
 
     def _is_taken(self, params: Params) -> bool:
         return self.space.key(params) in self._taken
@@ -193,7 +180,8 @@ class Optimizer:
     def _add(self, params: Params) -> Suggestion:
         trial_id = str(self._next_number)
         self._next_number += 1
-        self._trials[trial_id] = self._new_trial(trial_id, params, "pending")
+        self._trials[trial_id] = _Trial(trial_id, params, "pending")
+        self._table.add_pending(trial_id, len(self._trials), self.space.encode(params), self.space.key(params))
         return Suggestion(trial_id, dict(params))
 
     def _trial(self, trial_id: str) -> _Trial:
@@ -220,7 +208,16 @@ class Optimizer:
             state, value = "failed", None
         if trial_id in self._trials:
             raise ValueError(f"trial id {trial_id!r} appears twice")
-        self._trials[trial_id] = self._new_trial(trial_id, params, state, None if value is None else float(value))
-        self._taken.add(self.space.key(params))
+        trial = self._trials[trial_id] = _Trial(trial_id, params, state, None if value is None else float(value))
+        key = self.space.key(params)
+        self._taken.add(key)
+        sequence = len(self._trials)
+        if state == "pending":
+            self._table.add_pending(trial_id, sequence, self.space.encode(params), key)
+        elif state == "completed" and trial.value is not None:
+            self._table.add_completed(sequence, self.space.encode(params), key, self._loss(trial.value))
+            self._note_best(trial)
+        else:
+            self._table.add_failed()
         if trial_id.isdigit():
             self._next_number = max(self._next_number, int(trial_id) + 1)

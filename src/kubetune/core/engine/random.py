@@ -15,8 +15,6 @@ class RandomSettings(StrategySettings):
 
 
 class RandomSearch:
-    reads_observations = False
-
     def __init__(self, space: Space, settings: RandomSettings):
         self.space = space
         self._started = False

@@ -19,8 +19,6 @@ class SobolSettings(StrategySettings):
 
 
 class SobolSearch:
-    reads_observations = False
-
     def __init__(self, space: Space, settings: SobolSettings):
         self.space = space
         self.settings = settings

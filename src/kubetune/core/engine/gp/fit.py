@@ -93,30 +93,34 @@ def fit_hyperparameters(
     return Hyperparameters(np.exp(theta[:dims]), float(math.exp(theta[dims])), float(math.exp(theta[dims + 1])))
 
 
-def select_rows(X: np.ndarray, y: np.ndarray, recency: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of at most ``limit`` rows to model when there are more: a third the best values (where the
-    optimum is), a third the most recent (where the search is now), the rest spread over the space by
-    greedy farthest-point selection among the others (so the model still knows the landscape)."""
+def select_rows(X: np.ndarray, y: np.ndarray, recency: np.ndarray, limit: int, rng: np.random.Generator,
+                spread_sample: int = 20, best_share: float | None = None) -> np.ndarray:
+    """Indices of at most ``limit`` rows to model when there are more: the best values (a third, or
+    ``best_share``; where the optimum is), half the rest the most recent (where the search is now), the others
+    spread over the space by greedy farthest-point selection among the remaining rows (so the model still
+    knows the landscape), from a random sample of at most ``spread_sample * limit`` of them."""
     n = len(y)
     if n <= limit:
         return np.arange(n)
-    chosen = list(np.argsort(y, kind="stable")[: limit // 3])
+    top = limit // 3 if best_share is None else int(limit * best_share)
+    chosen = list(np.argsort(y, kind="stable")[:top])
     taken = np.zeros(n, dtype=bool)
     taken[chosen] = True
     for index in np.argsort(-recency, kind="stable"):
-        if len(chosen) >= 2 * limit // 3:
+        if len(chosen) >= top + (limit - top) // 2:
             break
         if not taken[index]:
             chosen.append(index)
             taken[index] = True
     rest = np.flatnonzero(~taken)
-    if len(rest) > 20 * limit:  # bound the farthest-point search on huge histories
-        rest = rng.choice(rest, 20 * limit, replace=False)
-    distance = np.min(_sq_dist(X[rest], X[chosen]), axis=1)
+    if len(rest) > spread_sample * limit:  # bound the farthest-point search on huge histories
+        rest = rng.choice(rest, spread_sample * limit, replace=False)
+    X_rest = X[rest]
+    distance = np.min(_sq_dist(X_rest, X[chosen]), axis=1)
     while len(chosen) < limit and len(rest):
         pick = int(np.argmax(distance))
         chosen.append(rest[pick])
-        distance = np.minimum(distance, _sq_dist(X[rest], X[rest[pick]][None, :])[:, 0])
+        distance = np.minimum(distance, _sq_dist(X_rest, X_rest[pick][None, :])[:, 0])
         distance[pick] = -1.0
     return np.array(sorted(chosen))
 

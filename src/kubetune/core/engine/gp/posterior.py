@@ -182,6 +182,30 @@ class Posterior:
         self.m += 1
         self._alpha = None
 
+    def append_many(self, X: np.ndarray, targets: np.ndarray) -> None:
+        """Adds observed rows ``X`` (b, D) with ``targets`` (b,) at once: the same factor as ``b`` calls of
+        :meth:`append`, from one block extension (triangular solves with ``b`` right-hand sides)."""
+        b = len(X)
+        if not b:
+            return
+        while self.m + b > len(self._Xe):
+            self._grow()
+        rows = self.solve(self.kernel_to(X)).T  # (b, n): the new rows of L left of the diagonal block
+        block = matern52(X, X, self.hp) - rows @ rows.T
+        diagonal = _cholesky(block, self.hp.noise)
+        z_new = solve_triangular(diagonal, np.asarray(targets, dtype=float) - rows @ self.z, lower=True,
+                                 check_finite=False)
+        for pool in self.pools:
+            pool.extend_many(X, rows, diagonal, z_new)
+        i, j = self.m, self.m + b
+        self._B[i:j] = rows[:, : self.n0]
+        self._C[i:j, :i] = rows[:, self.n0 :]
+        self._C[i:j, i:j] = diagonal
+        self._Xe[i:j] = X
+        self._z[self.n : self.n + b] = z_new
+        self.m += b
+        self._alpha = None
+
     def _grow(self) -> None:
         capacity = 2 * len(self._Xe)
         m = self.m
@@ -246,6 +270,15 @@ class CandidatePool:
         self._n += 1
         self.var = np.maximum(self.var - v_new**2, 1e-12 * self.hp.signal)
         self.mean = self.mean + v_new * z_new
+
+    def extend_many(self, X: np.ndarray, rows: np.ndarray, diagonal: np.ndarray, z_new: np.ndarray) -> None:
+        """:meth:`extend` for a block of rows: ``rows`` (b, n) left of the lower-triangular ``diagonal``."""
+        V_new = solve_triangular(diagonal, matern52(X, self.points, self.hp) - rows @ self.V, lower=True,
+                                 check_finite=False)
+        self._V[self._n : self._n + len(X)] = V_new
+        self._n += len(X)
+        self.var = np.maximum(self.var - np.sum(V_new**2, axis=0), 1e-12 * self.hp.signal)
+        self.mean = self.mean + V_new.T @ z_new
 
     def reserve(self, rows: int) -> None:
         V = np.empty((rows, len(self.points)))
