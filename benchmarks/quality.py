@@ -13,7 +13,7 @@ seeds with runs that stop at that level (``results/speedup.json``, after the mai
 
 The same runs at 8 and 32 workers with ``kubetune gp (exact)`` (``algorithm.settings.model: exact``) are what the
 default GP is held to at small scale; methods whose settings the installed kubetune refuses are skipped with one
-line, and ``--replace`` runs the given methods again after a change to kubetune. Thousands of workers, with the
+line, and ``--replace`` runs the cases asked for again after a change to kubetune. Thousands of workers, with the
 operator's pass pattern of large batches, are :mod:`benchmarks.quality_scale`.
 
     python -m benchmarks.quality [--seeds 10] [--q 1 8 32] [--methods ...] [--problems ...] [--jobs 2]
@@ -112,8 +112,9 @@ def run(tasks: list[tuple], jobs: int, raw: Path | None = None, replace: bool = 
     raw = raw or RAW
     RESULTS.mkdir(parents=True, exist_ok=True)
     done = json.loads(raw.read_text()) if raw.exists() else []
-    if replace:
-        done = [r for r in done if r["method"] not in {t[1] for t in tasks}]
+    if replace:  # the cases asked for are run again; other runs of the same methods stay
+        cases = {t[:3] for t in tasks}
+        done = [r for r in done if (r["problem"], r["method"], r["q"]) not in cases]
     have = {(r["problem"], r["method"], r["q"], r["seed"]) for r in done}
     todo = [t for t in tasks if t[:4] not in have]
     print(f"{len(todo)} runs to do ({len(tasks) - len(todo)} already in {raw})", flush=True)
@@ -341,7 +342,7 @@ def main() -> None:
                         help="only the speed-up runs (stopping at the level) with N seeds, to speedup.json")
     parser.add_argument("--raw", type=Path, default=RAW, help="the results file to add to and report from")
     parser.add_argument("--replace", action="store_true",
-                        help="run the given methods again, dropping their stored runs (after a kubetune change)")
+                        help="run the cases asked for again, dropping their stored runs (after a kubetune change)")
     args = parser.parse_args()
     for option, bad, known in (("--methods", [m for m in args.methods if m not in METHODS], METHODS),
                                ("--problems", [p for p in args.problems if p not in PROBLEMS], PROBLEMS)):

@@ -73,9 +73,9 @@ def runnable(methods: list[str]) -> list[str]:
 def run(todo: list[Case], jobs: int, raw: Path, replace: bool = False) -> None:
     raw.parent.mkdir(parents=True, exist_ok=True)
     done = json.loads(raw.read_text()) if raw.exists() else []
-    if replace:
-        methods = {case.method for case in todo}
-        done = [r for r in done if r["method"] not in methods]
+    if replace:  # the cases asked for are run again; other runs of the same methods stay
+        asked = {case.key[:4] for case in todo}
+        done = [r for r in done if (r["problem"], r["method"], r["workers"], r["batch"]) not in asked]
     have = {(r["problem"], r["method"], r["workers"], r["batch"], r["seed"]) for r in done}
     missing = [case for case in todo if case.key not in have]
     print(f"{len(missing)} runs to do ({len(todo) - len(missing)} already in {raw})", flush=True)
@@ -107,7 +107,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="N, or WORKERS:N pairs (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--replace", action="store_true",
-                        help="run the given methods again, dropping their stored runs (after a kubetune change)")
+                        help="run the cases asked for again, dropping their stored runs (after a kubetune change)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--raw", type=Path, default=RAW, help="the results file to add to and report from")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the Markdown and the plot go")

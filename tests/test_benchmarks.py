@@ -253,3 +253,19 @@ def test_optuna_asks_discrete_values_by_their_order():
         assert isinstance(PROBLEMS["svc-tabular"].objective(params), float)
         method.tell(token, params, PROBLEMS["svc-tabular"].objective(params))
     assert method.distributions["C"].low == 0 and method.distributions["C"].high == 12
+
+
+def test_replace_runs_the_cases_asked_for_again_and_keeps_the_others(tmp_path):
+    from benchmarks.quality_scale import run
+
+    raw = tmp_path / "quality_scale.json"
+    asked = Case("branin", "random", 12, 4, 0, 30)
+    stale = {"problem": "branin", "method": "random", "workers": 12, "batch": 4, "seed": 0, "stale": True}
+    kept = {"problem": "branin", "method": "random", "workers": 12, "batch": 6, "seed": 0, "kept": True}
+    raw.write_text(json.dumps([stale, kept]))
+    run([asked], jobs=1, raw=raw)
+    assert json.loads(raw.read_text()) == [stale, kept]  # already there: not run again
+    run([asked], jobs=1, raw=raw, replace=True)
+    results = json.loads(raw.read_text())
+    assert kept in results and stale not in results and len(results) == 2
+    assert next(r for r in results if r["batch"] == 4)["evaluations"] == asked.budget
