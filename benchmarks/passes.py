@@ -82,7 +82,6 @@ class _Curve:
 class _Slots:
     """The trials in flight as a heap of (end time, number, token, params), and what the passes asked for."""
 
-    workers: int
     running: list[tuple[float, int, object, dict]]
     sizes: Counter
     busy_after_ramp: list[int]
@@ -101,7 +100,7 @@ def simulate_passes(case: Case) -> dict:
     trial_durations = lognormal_durations(case.seed, case.budget)
     interval = pass_interval(case.workers, case.batch)
     ramp_passes = math.ceil(case.workers / case.batch)
-    slots = _Slots(case.workers, [], Counter(), [])
+    slots = _Slots([], Counter(), [])
     curve = _Curve(checkpoints(case.workers, case.budget))
     asked, passes, suggest_seconds, slowest_ask = 0, 0, 0.0, 0.0
     started, started_cpu = time.perf_counter(), time.process_time()
@@ -129,7 +128,8 @@ def simulate_passes(case: Case) -> dict:
         if asking and passes >= ramp_passes:
             slots.busy_after_ramp.append(len(slots.running))
         passes += 1
-    return {**asdict(case), "interval": interval, "evaluations": curve.evaluations, "checkpoints": curve.marks,
+    return {**asdict(case), "interval": interval, "evaluations": curve.evaluations,
+            "checkpoints": curve.marks[:len(curve.best_at)],  # all of them unless a finite space ran out
             "best": curve.best_at, "time": curve.time_at, "passes": passes,
             "batch_sizes": {str(size): count for size, count in sorted(slots.sizes.items())},
             "occupancy": (sum(slots.busy_after_ramp) / (len(slots.busy_after_ramp) * case.workers)

@@ -77,9 +77,22 @@ def _ratio(high: float, low: float) -> float:
 
 
 # -- sections -------------------------------------------------------------------------------------------------
+def seed_counts(results: list[dict]) -> dict[Group, int]:
+    counts: dict[Group, int] = {}
+    for r in results:
+        key = (r["problem"], r["method"], r["workers"], r["batch"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _seeds_at(counts: dict[Group, int], workers: int) -> str:
+    at = [n for key, n in counts.items() if key[2] == workers]
+    return f"{min(at)}" if min(at) == max(at) else f"{min(at)} to {max(at)}"
+
+
 def header(results: list[dict]) -> list[str]:
     workers = sorted({r["workers"] for r in results})
-    seeds = {w: len({r["seed"] for r in results if r["workers"] == w}) for w in workers}
+    counts = seed_counts(results)
     factor = results[0]["budget"] / results[0]["workers"]
     return [
         "# Search quality at thousands of workers: the operator's pass pattern",
@@ -89,9 +102,10 @@ def header(results: list[dict]) -> list[str]:
         "sigma 0.3, the same sequence for every method at a seed); a pass every `1.1 * batch / workers` time "
         "units tells the method every trial that ended since the last pass and asks for every free slot in one "
         f"call, at most `batch` (the rest wait for the next pass). Each run has {factor:g} x workers evaluations. "
-        "Seeds: " + ", ".join(f"{seeds[w]} at {w} workers" for w in workers) + ". Simple regret: best value found "
-        "minus the optimum (for `svc-tabular`, the error of the table's best row); median over the seeds, "
-        "lower is better, **bold** the best of the row.",
+        "Seeds: " + ", ".join(f"{_seeds_at(counts, w)} at {w} workers" for w in workers) + " (a case with fewer "
+        "seeds than others at its worker count says how many). Simple regret: best value found minus the optimum "
+        "(for `svc-tabular`, the error of the table's best row); median over the seeds, lower is better, **bold** "
+        "the best of the row.",
         "",
     ]
 
@@ -124,11 +138,12 @@ def regret_tables(table: dict[Group, np.ndarray], stats: dict[Group, dict[str, f
         lines += [f"### {problem}", "", "| workers | batch | after | " + " | ".join(methods) + " |",
                   "|---:|---:|---|" + "---:|" * len(methods)]
         for workers, batch in sorted({(k[2], k[3]) for k in table if k[0] == problem}):
+            most_seeds = max(len(data) for key, data in table.items() if key[2] == workers)
             for milestone in MILESTONES:
                 cells = []
                 for method in methods:
                     key = (problem, method, workers, batch)
-                    cells.append(_cell(table[key], stats[key], milestone) if key in table else "")
+                    cells.append(_cell(table[key], stats[key], milestone, most_seeds) if key in table else "")
                 present = [stats[(problem, m, workers, batch)][milestone] if (problem, m, workers, batch) in stats
                            else np.inf for m in methods]
                 best = float(np.min(present))
@@ -138,11 +153,13 @@ def regret_tables(table: dict[Group, np.ndarray], stats: dict[Group, dict[str, f
     return lines
 
 
-def _cell(data: np.ndarray, stat: dict[str, float], milestone: str) -> str:
+def _cell(data: np.ndarray, stat: dict[str, float], milestone: str, most_seeds: int) -> str:
     if milestone != "final":
         return _fmt(stat[milestone])
     final = data[:, -1]
-    return f"{_fmt(stat['final'])} [{_fmt(float(np.quantile(final, 0.25)))}, {_fmt(float(np.quantile(final, 0.75)))}]"
+    cell = f"{_fmt(stat['final'])} [{_fmt(float(np.quantile(final, 0.25)))}, {_fmt(float(np.quantile(final, 0.75)))}]"
+    seeds = len(final)
+    return cell if seeds == most_seeds else f"{cell} ({seeds} seed{'s' if seeds > 1 else ''})"
 
 
 def _problems(table: dict[Group, np.ndarray]) -> list[str]:
