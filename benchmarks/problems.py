@@ -25,6 +25,9 @@ class Problem:
     parameters: list[dict[str, Any]]
     objective: Callable[[dict[str, Any]], float]
     known_optimum: float | Callable[[], float] | None
+    # Regrets closer than this are the same result: on a table of validation errors, rows less than one validation
+    # sample apart differ only by how the folds split (0 for the functions).
+    resolution: float = 0.0
 
     @property
     def optimum(self) -> float | None:
@@ -98,5 +101,5 @@ PROBLEMS = {
     # On [-5, 10]^20, as in TuRBO's and BoTorch's high-dimensional examples (the minimum is off centre).
     "ackley20": Problem("ackley20", [{"name": f"x{i}", "type": "double", "min": -5, "max": 10}
                                      for i in range(ACKLEY_DIMENSIONS)], ackley, 0.0),
-    "svc-tabular": Problem("svc-tabular", tabular.PARAMETERS, tabular.lookup, tabular.best_error),
+    "svc-tabular": Problem("svc-tabular", tabular.PARAMETERS, tabular.lookup, tabular.best_error, tabular.RESOLUTION),
 }

@@ -269,3 +269,16 @@ def test_replace_runs_the_cases_asked_for_again_and_keeps_the_others(tmp_path):
     results = json.loads(raw.read_text())
     assert kept in results and stale not in results and len(results) == 2
     assert next(r for r in results if r["batch"] == 4)["evaluations"] == asked.budget
+
+
+def test_regrets_closer_than_the_problems_resolution_are_the_same_result():
+    from benchmarks.quality_scale_report import order, ratio
+
+    resolution = PROBLEMS["svc-tabular"].resolution
+    assert ratio(0.0, 0.0) == 1.0 and ratio(1.0, 0.0) == math.inf and ratio(0.3, 0.1) == pytest.approx(3.0)
+    assert ratio(1.55e-5, 0.0, resolution) == 1.0  # the two best rows misclassify as many samples
+    assert ratio(2 / 569, 0.0, resolution) == pytest.approx(4.0)
+    tied = {"1x": 0.004, "2x": 0.002, "final": 0.0}
+    assert order(tied, {**tied, "final": 1.55e-5}, resolution) == 0
+    assert order(tied, {**tied, "final": 1.55e-5}) == -1
+    assert order(tied, {**tied, "1x": 0.001}, resolution) == 1  # equal finals: the earlier checkpoints decide
