@@ -11,7 +11,13 @@ The parallel speed-up (simulated time for 8 workers to reach the regret random s
 worker) is a median of first-hit times, noisy over 10 seeds; ``--speedup-seeds N`` measures it again over N
 seeds with runs that stop at that level (``results/speedup.json``, after the main runs, which set the level).
 
+The same runs at 8 and 32 workers with ``kubetune gp (exact)`` (``algorithm.settings.model: exact``) are what the
+default GP is held to at small scale; methods whose settings the installed kubetune refuses are skipped with one
+line, and ``--replace`` runs the cases asked for again after a change to kubetune. Thousands of workers, with the
+operator's pass pattern of large batches, are :mod:`benchmarks.quality_scale`.
+
     python -m benchmarks.quality [--seeds 10] [--q 1 8 32] [--methods ...] [--problems ...] [--jobs 2]
+    python -m benchmarks.quality --methods "kubetune gp" "kubetune gp (exact)" --q 8 32 --replace
     python -m benchmarks.quality --speedup-seeds 200
     python -m benchmarks.quality --report-only
     python -m benchmarks.quality --methods "kubetune gp" random "kubetune tpe" "kubetune cmaes" \
@@ -38,7 +44,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.methods import METHODS, durations  # noqa: E402
+from benchmarks.methods import METHODS, durations, refusal  # noqa: E402
 from benchmarks.problems import PROBLEMS  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -52,9 +58,12 @@ PEERS = ("scikit-optimize cl_min", "Optuna TPE (constant liar)")
 def speedup_raw() -> Path:
     """The speed-up runs that go with the results file: ``quality.json`` has ``speedup.json``."""
     return RAW.with_name(RAW.name.replace("quality", "speedup", 1))
+# The problems this benchmark runs by default (the ones added for the pass pattern run there).
+DEFAULT_PROBLEMS = ("branin", "hartmann6", "six-hump-camel", "digits-svc")
 # The expensive peers run where the targets compare (8 workers) unless asked otherwise.
 DEFAULT_MATRIX = {
     "kubetune gp": (1, 8, 32),
+    "kubetune gp (exact)": (8, 32),
     "random": (1, 8, 32),
     "sobol": (1, 8, 32),
     "kubetune tpe": (1, 8, 32),
@@ -116,10 +125,13 @@ def _run(task: tuple) -> dict:
     return simulate(*task)
 
 
-def run(tasks: list[tuple], jobs: int, raw: Path | None = None) -> None:
+def run(tasks: list[tuple], jobs: int, raw: Path | None = None, replace: bool = False) -> None:
     raw = raw or RAW
     RESULTS.mkdir(parents=True, exist_ok=True)
     done = json.loads(raw.read_text()) if raw.exists() else []
+    if replace:  # the cases asked for are run again; other runs of the same methods stay
+        cases = {t[:3] for t in tasks}
+        done = [r for r in done if (r["problem"], r["method"], r["q"]) not in cases]
     have = {(r["problem"], r["method"], r["q"], r["seed"]) for r in done}
     todo = [t for t in tasks if t[:4] not in have]
     print(f"{len(todo)} runs to do ({len(tasks) - len(todo)} already in {raw})", flush=True)
@@ -330,6 +342,13 @@ def plot(table: dict, problems: list[str], methods: list[str], qs: list[int]) ->
     fig.savefig(RAW.with_suffix(".png"), dpi=90)
 
 
+def _refused(method: str) -> bool:
+    reason = refusal(method)
+    if reason:
+        print(reason, flush=True)
+    return reason is not None
+
+
 def main() -> None:
     global RAW
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -337,22 +356,29 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--q", type=int, nargs="*", help="worker counts (default: the matrix in DEFAULT_MATRIX)")
     parser.add_argument("--methods", nargs="*", default=[m for m in DEFAULT_MATRIX if "=" not in m])
-    parser.add_argument("--problems", nargs="*", default=list(PROBLEMS))
+    parser.add_argument("--problems", nargs="*", default=list(DEFAULT_PROBLEMS))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--speedup-seeds", type=int, metavar="N",
                         help="only the speed-up runs (stopping at the level) with N seeds, to speedup.json")
     parser.add_argument("--raw", type=Path, default=RAW, help="the results file to add to and report from")
     parser.add_argument("--note", default="", help="a paragraph for the report's head (how the runs were made)")
+    parser.add_argument("--replace", action="store_true",
+                        help="run the cases asked for again, dropping their stored runs (after a kubetune change)")
     args = parser.parse_args()
+    for option, bad, known in (("--methods", [m for m in args.methods if m not in METHODS], METHODS),
+                               ("--problems", [p for p in args.problems if p not in PROBLEMS], PROBLEMS)):
+        if bad:
+            parser.error(f"{option}: {', '.join(bad)} not accepted; choose from {list(known)}")
     RAW = args.raw
     if args.speedup_seeds:
         run(speedup_tasks(json.loads(RAW.read_text()), args.speedup_seeds, args.budget), args.jobs, speedup_raw())
     elif not args.report_only:
+        methods = [m for m in args.methods if not _refused(m)]
         tasks = [(problem, method, q, seed, args.budget)
-                 for method in args.methods for q in (args.q or DEFAULT_MATRIX[method])
+                 for method in methods for q in (args.q or DEFAULT_MATRIX.get(method, (8,)))
                  for problem in args.problems for seed in range(args.seeds)]
-        run(tasks, args.jobs)
+        run(tasks, args.jobs, replace=args.replace)
     report(args.budget, args.note)
 
 

@@ -1,7 +1,8 @@
 """The benchmark harness itself: problems have the optima they claim, the asynchronous simulation keeps q
-trials in flight and reports a monotone best-so-far curve, and the early-stopping benchmark's simulated
-workers spend exactly their budget of training steps and report from its results; the Ray benchmark runs
-each of its systems on a real Ray cluster."""
+trials in flight and reports a monotone best-so-far curve, the pass pattern asks once per pass for at most a
+batch and counts every evaluation, the tabular problem serves rows of its table, and the early-stopping
+benchmark's simulated workers spend exactly their budget of training steps and report from its results; the
+Ray benchmark runs each of its systems on a real Ray cluster."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import tabular
 from benchmarks.early_stopping import run_group
 from benchmarks.early_stopping import simulate as simulate_stopping
 from benchmarks.gpu_packing import manifest, most_at_once
 from benchmarks.learning_curves import CURVE_PROBLEMS, HARTMANN3_OPTIMUM, MAX_EPOCHS, hartmann3
-from benchmarks.problems import PROBLEMS, branin, hartmann6, six_hump_camel
+from benchmarks.methods import GP_MODELS, METHODS, refusal
+from benchmarks.passes import Case, checkpoints, pass_interval, simulate_passes
+from benchmarks.problems import PROBLEMS, ackley, branin, hartmann6, six_hump_camel
 from benchmarks.quality import simulate
+from kubetune import Optimizer
 from kubetune.core.manifest import load_experiment
 
 
@@ -29,6 +34,8 @@ def test_known_optima():
     point = [0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573]
     assert hartmann6({f"x{i}": v for i, v in enumerate(point)}) == pytest.approx(PROBLEMS["hartmann6"].optimum,
                                                                                  abs=1e-4)
+    assert ackley({f"x{i}": 0.0 for i in range(20)}) == pytest.approx(PROBLEMS["ackley20"].optimum, abs=1e-12)
+    assert ackley({f"x{i}": 1.0 for i in range(20)}) > 3
 
 
 @pytest.mark.parametrize("method", ["kubetune gp", "random", "kubetune tpe", "kubetune cmaes"])
@@ -163,3 +170,133 @@ def test_many_workers_simulation_keeps_the_workers_busy_until_the_budget():
     best = [b for _, _, b in result["curve"]]
     assert asked[-1] == 40 and asked == sorted(asked)
     assert best == sorted(best, reverse=True) and result["regret"] >= 0
+
+
+def test_pass_pattern_quick_path(tmp_path):
+    """A tiny case of the operator's pass pattern end to end (40 workers, 100 evaluations, batches capped at 8,
+    kubetune random and gp, through the benchmark's process pool), then the report made from its results file."""
+    pytest.importorskip("matplotlib")
+    from benchmarks.quality_scale import run
+    from benchmarks.quality_scale_report import report
+
+    raw = tmp_path / "quality_scale.json"
+    run([Case("hartmann6", method, 40, 8, 0, 100) for method in ("random", "kubetune gp")], jobs=1, raw=raw)
+    results = json.loads(raw.read_text())
+    assert sorted(r["method"] for r in results) == ["kubetune gp", "random"]
+    for r in results:
+        sizes = {int(size): count for size, count in r["batch_sizes"].items()}
+        assert r["evaluations"] == 100 and sum(size * count for size, count in sizes.items()) == 100
+        assert max(sizes) == 8 and sizes[8] > sum(sizes.values()) / 2  # capped, and the cap binds on most asks
+        assert r["interval"] == pytest.approx(pass_interval(40, 8)) and r["passes"] > 100 // 8
+        assert 0 < r["occupancy"] <= 1
+        assert r["checkpoints"] == checkpoints(40, 100) and {40, 80, 100} <= set(r["checkpoints"])
+        assert len(r["best"]) == len(r["time"]) == len(r["checkpoints"])
+        assert r["best"] == sorted(r["best"], reverse=True) and r["time"] == sorted(r["time"])
+    # the passes' asks depend on the trial durations only, which every method shares at a seed
+    assert results[0]["batch_sizes"] == results[1]["batch_sizes"]
+    text = report(raw, tmp_path)
+    for section in ("## Median simple regret", "## (a)", "## (b)", "## (c)", "## The batches the passes asked for"):
+        assert section in text
+    assert "| 40 | 8 | final |" in text and (tmp_path / "quality_scale.png").exists()
+
+
+def test_a_pass_asks_once_for_every_free_slot_up_to_the_batch():
+    """Every ask of a run is one call (the method sees no other ask) of at most ``batch`` points, never more than
+    the slots that are free."""
+    calls: list[int] = []
+
+    class Recording:
+        def __init__(self, parameters, seed):
+            from benchmarks.methods import KubetuneMethod
+
+            self.inner = KubetuneMethod(parameters, seed, "random")
+
+        def ask_batch(self, n):
+            calls.append(n)
+            return self.inner.ask_batch(n)
+
+        def tell(self, token, params, value):
+            self.inner.tell(token, params, value)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(METHODS, "recording", Recording)
+        result = simulate_passes(Case("branin", "recording", 20, 6, 1, 50))
+    assert calls[:3] == [6, 6, 6] and sum(calls) == 50 and max(calls) == 6
+    assert result["batch_sizes"] == {str(n): calls.count(n) for n in sorted(set(calls))}
+
+
+def test_methods_with_settings_kubetune_refuses_are_skipped_in_one_line(capsys):
+    from benchmarks.quality_scale import runnable
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(GP_MODELS, "kubetune gp (no such)", {"noSuchSetting": 1})
+        assert refusal("kubetune gp (no such)").startswith("skipping kubetune gp (no such): the installed kubetune "
+                                                             "refuses algorithm.settings")
+        assert runnable(["random", "kubetune gp (no such)"]) == ["random"]
+    shown = capsys.readouterr().out.strip().splitlines()
+    assert len(shown) == 1 and "noSuchSetting" in shown[0]
+    assert refusal("random") is None
+
+
+def test_the_scale_benchmark_refuses_bad_options_naming_them(capsys):
+    from benchmarks.quality_scale import _parse
+
+    for argv, named in ((["--methods", "nope"], "--methods"), (["--problems", "nope"], "--problems"),
+                        (["--batch", "0"], "--batch"), (["--seeds", "500:x"], "--seeds"), (["--jobs", "0"], "--jobs")):
+        with pytest.raises(SystemExit) as exit_:
+            _parse(argv)
+        assert exit_.value.code == 2 and named in capsys.readouterr().err
+
+
+def test_the_tabular_problem_serves_exactly_the_rows_of_its_table():
+    problem = PROBLEMS["svc-tabular"]
+    rows = tabular.table()
+    assert len(rows) == len(tabular.grid()) == 30_420
+    assert problem.optimum == min(rows.values()) and 0 < problem.optimum < 0.05
+    suggestions = Optimizer(problem.parameters, algorithm="sobol", seed=0).ask(200)
+    values = [problem.objective(s.params) for s in suggestions]
+    assert all(0 <= v <= 1 for v in values) and len(set(values)) > 10
+    with pytest.raises(KeyError, match="not a row"):
+        problem.objective({**suggestions[0].params, "C": 0.5})
+
+
+def test_optuna_asks_discrete_values_by_their_order():
+    pytest.importorskip("optuna")
+    from benchmarks.methods import OptunaMethod
+
+    method = OptunaMethod(PROBLEMS["svc-tabular"].parameters, 0, "tpe")
+    batch = method.ask_batch(20)
+    assert len(batch) == 20
+    for token, params in batch:
+        assert isinstance(PROBLEMS["svc-tabular"].objective(params), float)
+        method.tell(token, params, PROBLEMS["svc-tabular"].objective(params))
+    assert method.distributions["C"].low == 0 and method.distributions["C"].high == 12
+
+
+def test_replace_runs_the_cases_asked_for_again_and_keeps_the_others(tmp_path):
+    from benchmarks.quality_scale import run
+
+    raw = tmp_path / "quality_scale.json"
+    asked = Case("branin", "random", 12, 4, 0, 30)
+    stale = {"problem": "branin", "method": "random", "workers": 12, "batch": 4, "seed": 0, "stale": True}
+    kept = {"problem": "branin", "method": "random", "workers": 12, "batch": 6, "seed": 0, "kept": True}
+    raw.write_text(json.dumps([stale, kept]))
+    run([asked], jobs=1, raw=raw)
+    assert json.loads(raw.read_text()) == [stale, kept]  # already there: not run again
+    run([asked], jobs=1, raw=raw, replace=True)
+    results = json.loads(raw.read_text())
+    assert kept in results and stale not in results and len(results) == 2
+    assert next(r for r in results if r["batch"] == 4)["evaluations"] == asked.budget
+
+
+def test_regrets_closer_than_the_problems_resolution_are_the_same_result():
+    from benchmarks.quality_scale_report import order, ratio
+
+    resolution = PROBLEMS["svc-tabular"].resolution
+    assert ratio(0.0, 0.0) == 1.0 and ratio(1.0, 0.0) == math.inf and ratio(0.3, 0.1) == pytest.approx(3.0)
+    assert ratio(1.55e-5, 0.0, resolution) == 1.0  # the two best rows misclassify as many samples
+    assert ratio(2 / 569, 0.0, resolution) == pytest.approx(4.0)
+    tied = {"1x": 0.004, "2x": 0.002, "final": 0.0}
+    assert order(tied, {**tied, "final": 1.55e-5}, resolution) == 0
+    assert order(tied, {**tied, "final": 1.55e-5}) == -1
+    assert order(tied, {**tied, "1x": 0.001}, resolution) == 1  # equal finals: the earlier checkpoints decide

@@ -181,7 +181,8 @@ class OptunaStrategy:
         # Seeded from the optimizer's generator; the number of trials so far is mixed in, so that a rebuilt
         # optimizer does not replay the draws the trials before it already used.
         seed = int(np.random.SeedSequence([int(rng.integers(2**32)), len(history.taken_keys)]).generate_state(1)[0])
-        completed = [(self._to_optuna(p), loss) for p, loss in zip(history.completed, history.losses, strict=True)]
+        completed = [(self._to_optuna(p), float(loss))
+                     for p, loss in zip(self.space.decode_many(history.completed_x), history.losses, strict=True)]
         sampler = quietly(lambda: self._make_sampler(seed, dict(self._distributions), completed))
         self._study = quietly(lambda: optuna.create_study(sampler=sampler, direction="minimize",
                                                           study_name="kubetune"))
@@ -191,17 +192,19 @@ class OptunaStrategy:
         """Brings the study up to date with the optimizer's trials."""
         from optuna.trial import TrialState
 
-        for key, params, loss in zip(history.completed_keys, history.completed, history.losses, strict=True):
+        completed_x, losses = history.completed_x, history.losses
+        for row, key in enumerate(history.completed_keys):
             known = self._known.get(key)
             if known is None:
-                self._add(study, key, params, TrialState.COMPLETE, loss)
+                self._add(study, key, self.space.decode(completed_x[row]), TrialState.COMPLETE, float(losses[row]))
             elif known.running:
-                self._tell(study, known.number, loss)
+                self._tell(study, known.number, float(losses[row]))
                 known.running = False
         pending = set(history.pending_keys)
-        for key, params in zip(history.pending_keys, history.pending, strict=True):
+        pending_x = history.pending_x
+        for row, key in enumerate(history.pending_keys):
             if key not in self._known:
-                self._add(study, key, params, TrialState.RUNNING)
+                self._add(study, key, self.space.decode(pending_x[row]), TrialState.RUNNING)
         for key, known in self._known.items():
             if known.running and key not in pending:  # failed, or never made into a trial
                 self._fail(study, known.number)
