@@ -43,6 +43,7 @@ class OperatorState:
         self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics, write_behind=True,
                                      reporting=reporting)
         self.reports_server: web.AppRunner | None = None
+        self.lag_monitor: asyncio.Task[None] | None = None
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
         # the pod events of each followed experiment not yet passed on to a pass (pods slimmed to their essentials)
         self.pod_events: dict[tuple[str, str], list[tuple[str | None, dict]]] = {}
@@ -112,6 +113,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.state = state = OperatorState(api, _configuration["sharing"], metrics, reporting)
     if _configuration["metrics_port"] is not None:
         metrics.serve(_configuration["metrics_port"])
+    state.lag_monitor = asyncio.create_task(metrics.measure_event_loop_lag())
     if reporting is not None and reports is not None:
         app = make_app(reporting.key, state.reconciler, lambda namespace, name: state.waker(namespace, name).set())
         state.reports_server = await serve(app, reports.port)
@@ -120,6 +122,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     state: OperatorState | None = getattr(memo, "state", None)
+    if state is not None and state.lag_monitor is not None:
+        state.lag_monitor.cancel()
     if state is not None and state.reports_server is not None:
         await state.reports_server.cleanup()
 
@@ -154,7 +158,8 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
         waker.clear()
         events = state.take_events(*_experiment_key(meta))
         try:
-            result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), events)
+            with state.metrics.reconcile_seconds.time():
+                result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), events)
         except Exception as exc:  # the API refused or could not answer, or a bug: counted, logged, retried
             state.reconciler.forget_view(meta.uid)  # the next pass lists again: nothing is lost with the events
             state.metrics.reconcile_errors.inc()

@@ -1,0 +1,241 @@
+"""The operator scale benchmark's report: its results (``operator_scale.json``) as Markdown, gp and random
+side by side for each scenario that runs both, every target judged met or missed with the evidence, and
+where the operator's CPU went (py-spy's profile, before and after, when the results have one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.operator_profile import table
+
+NODES = 200
+WRITES = ("POST", "PATCH", "PUT", "DELETE", "create", "patch", "update", "delete", "deletecollection")
+COMPONENTS = ("operator", "suggestion worker", "kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager",
+              "test kubelet")
+CORES = os.cpu_count() or 1
+MIB_PER_MB = 1e6 / 2**20
+PROFILE_BEFORE = "operator_scale_profile_before.json"  # beside the report: the profile before the operator's cuts
+
+
+def write_report(path: Path, results: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    quick = any(r.get("quick") for r in results)
+    dates = sorted({r["date"] for r in results if r.get("date")}) or [time.strftime("%Y-%m-%d")]
+    lines = [
+        "# Operator scale",
+        "",
+        f"`python -m benchmarks.operator_scale{' --quick' if quick else ''}`, run {', '.join(dates)} on "
+        f"{platform.machine()}, {CORES} cores: the operator (`kubetune operator`, its own process, as the chart's "
+        "ServiceAccount, with its suggestion worker) against a real control plane built by `make control-plane` "
+        "(kube-apiserver, etcd, kube-scheduler, the garbage collector), with "
+        f"{NODES} fake nodes run by the test kubelet (its own process), everything on this one machine. Every "
+        "experiment searches six parameters on the unit cube; the test kubelet reports Hartmann-6 of each pod's "
+        "`KUBETUNE_PARAMS` as its metric (the minimum is -3.32237)."
+        + (" **These are --quick results (a tenth of the size).**" if quick else ""),
+        "",
+        "| scenario | algorithm | trial durations | trials | seconds | trials/s | most running at once | refill p50 "
+        "| refill p95 | operator writes per trial | operator 429s | operator peak RSS (+ worker) "
+        "| operator CPU per trial (+ worker) | best value |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        operator, worker = r["usage"].get("operator", {}), r["usage"].get("suggestion worker", {})
+        lines.append(
+            f"| {r['label']} | {r.get('algorithm', 'random')} | {r['durations']} | {r['trials']} of {r['planned']} | "
+            f"{r['seconds']:.0f} | {r['trials_per_second']:.1f} | {r['max_running']} | {_ms(r['refill_p50'])} | "
+            f"{_ms(r['refill_p95'])} | {r['operator_writes_per_trial']:.2f} | {r['operator_throttled']:.0f} | "
+            f"{operator.get('rss_mib', 0):.0f} MiB (+ {worker.get('rss_mib', 0):.0f}) | "
+            f"{_per_trial(r, operator):.1f} ms (+ {_per_trial(r, worker):.1f}) | {_value(r.get('best'))} |")
+    lines += ["", "## Targets", "", *targets(results), "", "## Suggestions, passes and the event loop", "",
+              *suggestion_table(results), "", "## Evidence", "",
+              "Where the CPU went (seconds over the scenario) and peak RSS, per component:", "",
+              "| scenario | algorithm | " + " | ".join(COMPONENTS) + " |", "|---|---|" + "---:|" * len(COMPONENTS)]
+    for r in results:
+        usage = [r["usage"].get(c, {}) for c in COMPONENTS]
+        cells = [f"{u.get('cpu_seconds', 0):.0f} s, {u.get('rss_mib', 0):.0f} MiB" for u in usage]
+        lines.append(f"| {r['label']} | {r.get('algorithm', 'random')} | " + " | ".join(cells) + " |")
+    lines += ["", "etcd and object sizes: growth of etcd's database in use per trial, and the JSON size of a Trial "
+              "and of a Pod as the API serves them:", ""]
+    for r in results:
+        lines.append(f"- {_name(r)}: {r['etcd_bytes_per_trial'] / 1024:.1f} KiB of etcd per trial; Trial "
+                     f"{r['trial_object_bytes'] / 1024:.1f} KiB, Pod {r['pod_object_bytes'] / 1024:.1f} KiB; "
+                     f"429s: {r['http_429']:.0f} answered by kube-apiserver, {r['apf_rejected']:.0f} rejected by "
+                     f"API Priority and Fairness, {r['operator_throttled']:.0f} retried by the operator")
+    lines += ["", "The operator's own requests per trial (`kubetune_api_requests_total`):", ""]
+    for r in results:
+        lines.append(f"- {_name(r)}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["operator_requests_per_trial"].items()))
+    lines += ["", "API requests per trial, by verb and resource, as kube-apiserver counted them "
+              "(`apiserver_request_total`, every client: the operator, the kubelet, the scheduler, the garbage "
+              "collector; requests under 0.01 per trial left out):", ""]
+    for r in results:
+        counted = [(k, v) for k, v in r["apiserver_requests_per_trial"].items() if v >= 0.005]
+        lines.append(f"- {_name(r)}: " + ", ".join(f"{k} {v:.2f}" for k, v in counted))
+    lines += profile_section(path, results)
+    lines.append("")
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+
+
+def suggestion_table(results: list[dict]) -> list[str]:
+    lines = ["From the operator's `/metrics`: the suggestion calls (`kubetune_suggestion_seconds`, "
+             "`kubetune_suggestions_total`), the reconciliation passes (`kubetune_reconcile_seconds`) and the event "
+             "loop's lag (`kubetune_event_loop_lag_seconds`: how late a tick due every 0.1 s ran; the p99 and the "
+             "slowest are histogram bucket bounds).", "",
+             "| scenario | algorithm | suggestion calls | suggestions per call | time per call | slowest call "
+             "| passes | time per pass | loop lag mean | loop lag p99 | slowest tick | ticks over 100 ms |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        calls, lag = r.get("suggestion_calls", 0), r.get("lag") or {}
+        passes = r.get("passes", 0)
+        lines.append(
+            f"| {r['label']} | {r.get('algorithm', 'random')} | {calls:.0f} | "
+            f"{r.get('suggestions', 0) / calls if calls else 0:.1f} | "
+            f"{_ms(r.get('suggestion_seconds', 0) / calls if calls else float('nan'))} | "
+            f"≤ {_ms(r.get('suggestion_slowest', float('nan')))} | {passes:.0f} | "
+            f"{_ms(r.get('pass_seconds', 0) / passes if passes else float('nan'))} | "
+            f"{_ms(lag.get('mean', float('nan')))} | ≤ {_ms(lag.get('p99', float('nan')))} | "
+            f"≤ {_ms(lag.get('slowest', float('nan')))} | {lag.get('over_100ms', float('nan')):.1%} |")
+    return lines
+
+
+def targets(results: list[dict]) -> list[str]:
+    """Each target, met or not, with the figures it was judged on; a miss names the busiest component."""
+    by_key = {(r["name"], r.get("algorithm", "random")): r for r in results}
+    lines: list[str] = []
+
+    def check(what: str, value: str, met: bool, r: dict, why: str | None = None) -> None:
+        verdict = "met" if met else f"**missed**; {why or bottleneck(r)}"
+        lines.append(f"- {what}: {value} ({_name(r)}): {verdict}.")
+
+    gp, random = by_key.get(("one-experiment", "gp")), by_key.get(("one-experiment", "random"))
+    if gp is not None:
+        check("refill p95 under 1 s at 2,000 parallel ~60-s trials with gp", _ms(gp["refill_p95"]),
+              gp["refill_p95"] < 1.0, gp, refill_evidence(gp, by_key))
+    if gp is not None and random is not None:
+        ratio = gp["refill_p95"] / random["refill_p95"]
+        check("gp's refill p95 within 1.5x random's in the same run",
+              f"{_ms(gp['refill_p95'])} against {_ms(random['refill_p95'])}, {ratio:.2f}x", ratio <= 1.5, gp)
+        for r in (gp, random):
+            rss = _rss(r)
+            check("operator peak RSS under 500 MB (the operator and its suggestion worker)",
+                  f"{rss:.0f} MiB = {rss / MIB_PER_MB:.0f} MB", rss / MIB_PER_MB < 500, r)
+        gp_cpu, random_cpu = _cpu(gp), _cpu(random)
+        check("operator CPU per trial with gp at most 10 ms (the operator and its suggestion worker)",
+              f"{gp_cpu:.1f} ms ({_per_trial(gp, gp['usage'].get('operator', {})):.1f} ms the operator's own)",
+              gp_cpu <= 10.0, gp)
+        check("operator CPU per trial with gp within 1.3x random's", f"{gp_cpu:.1f} ms against {random_cpu:.1f} ms, "
+              f"{gp_cpu / random_cpu:.2f}x", gp_cpu <= 1.3 * random_cpu, gp)
+    huge = by_key.get(("ten-thousand-gp", "gp"))
+    if huge is not None:
+        rss = _rss(huge)
+        check("RSS under 500 MB with 10,000 parallel trials and gp (the operator and its suggestion worker)",
+              f"{rss:.0f} MiB = {rss / MIB_PER_MB:.0f} MB with {huge['max_running']} running at once",
+              rss / MIB_PER_MB < 500, huge)
+    instant = by_key.get(("instant", "random"))
+    if instant is not None:
+        check("at least 100 trials/s with instant trials", f"{instant['trials_per_second']:.1f} trials/s",
+              instant["trials_per_second"] >= 100, instant)
+    for r in results:
+        check("at most 4 operator writes per trial", f"{r['operator_writes_per_trial']:.2f}",
+              r["operator_writes_per_trial"] <= 4.0, r, writes_evidence(r))
+    wide = by_key.get(("ten-thousand-running", "random"))
+    if wide is not None:
+        rss = _rss(wide)
+        check("operator RSS under 500 MB at 10,000 running", f"{rss:.0f} MiB with {wide['max_running']} running at "
+              "once", rss / MIB_PER_MB < 500 and wide["max_running"] >= 10_000, wide)
+    throttled = ", ".join(f"{r['operator_throttled']:.0f} ({_name(r)})" for r in results)
+    lines.append(f"- no 429 storm: the operator got {throttled} 429s.")
+    return lines
+
+
+def refill_evidence(result: dict, by_key: dict[tuple[str, str], dict]) -> str:
+    """Why refills wait: the machine's CPU (and how the refill compares with random's in the same run)."""
+    text = bottleneck(result)
+    random = by_key.get((result["name"], "random"))
+    if random is not None:
+        text += f"; random in the same run: p95 {_ms(random['refill_p95'])}, {random['trials_per_second']:.1f} trials/s"
+    return text
+
+
+def writes_evidence(result: dict) -> str:
+    """Which of the operator's own requests make up its writes per trial."""
+    writes = {request: count for request, count in result["operator_requests_per_trial"].items()
+              if request.split()[0] in WRITES and count >= 0.005}
+    parts = ", ".join(f"{request} {count:.2f}" for request, count in sorted(writes.items()))
+    return (f"the writes are {parts}: a Trial, its Pod, its status marked Running and its result (4), plus the "
+            "Experiment's status, patched when it changed and at most every 2 s per experiment, which adds "
+            "most where experiments are small")
+
+
+def bottleneck(result: dict) -> str:
+    """The machine's CPU use over the scenario, and which component used the most of it."""
+    usage = {name: u.get("cpu_seconds", 0.0) for name, u in result["usage"].items()}
+    total = sum(usage.values())
+    busy = total / max(result["seconds"] * CORES, 1e-9)
+    top = sorted(usage.items(), key=lambda item: -item[1])[:3]
+    trials = max(result["trials"], 1)
+    shares = ", ".join(f"{name} {seconds / max(total, 1e-9):.0%} ({seconds / trials * 1000:.0f} ms per trial)"
+                       for name, seconds in top)
+    saturated = "saturated" if busy >= 0.85 else "not saturated"
+    return f"the {CORES} cores were {busy:.0%} busy on average ({saturated}); of the CPU used, {shares}"
+
+
+def profile_section(path: Path, results: list[dict]) -> list[str]:
+    """py-spy's view of the operator process: the top entries before the cuts (if recorded) and now."""
+    profiled = [r for r in results if r.get("profile")]
+    if not profiled:
+        return []
+    before_path = path.parent / PROFILE_BEFORE
+    before: dict[str, Any] = json.loads(before_path.read_text()) if before_path.exists() else {}
+    lines = ["", "## Where the operator's CPU goes (py-spy)", "",
+             "Samples of the operator process (py-spy, 50 a second, every thread not idle) over the whole scenario, "
+             "as a share of all its samples. *Self*: the function on top of the stack. *By package*: that "
+             "function's package. *By kubetune function*: the innermost kubetune function below it, what of the "
+             "operator's own work the time was spent for."]
+    for r in profiled:
+        earlier = before.get(f"{r['name']}/{r.get('algorithm', 'random')}")
+        for what, title in (("kubetune", "by kubetune function"), ("package", "by package"), ("self", "self")):
+            lines += ["", f"{_name(r)}, {title}:", ""]
+            now_rows = table(r["profile"], what)
+            if earlier:
+                before_rows = table(earlier["profile"], what)
+                lines += [f"| before ({earlier['note']}) | share | now | share |", "|---|---:|---|---:|"]
+                for i in range(max(len(before_rows), len(now_rows))):
+                    left = before_rows[i].strip("|").rsplit("|", 1) if i < len(before_rows) else ["", ""]
+                    right = now_rows[i].strip("|").rsplit("|", 1) if i < len(now_rows) else ["", ""]
+                    lines.append(f"| {left[0].strip()} | {left[1].strip()} | {right[0].strip()} | {right[1].strip()} |")
+            else:
+                lines += ["| now | share |", "|---|---:|", *now_rows]
+    return lines
+
+
+def _per_trial(result: dict, usage: dict) -> float:
+    return usage.get("cpu_seconds", 0.0) / max(result["trials"], 1) * 1000
+
+
+def _cpu(result: dict) -> float:
+    """ms of CPU per trial, the operator and its suggestion worker together."""
+    return sum(_per_trial(result, result["usage"].get(c, {})) for c in ("operator", "suggestion worker"))
+
+
+def _rss(result: dict) -> float:
+    """MiB, the peaks of the operator and its suggestion worker summed (no less than they ever held at once)."""
+    return sum(result["usage"].get(c, {}).get("rss_mib", 0.0) for c in ("operator", "suggestion worker"))
+
+
+def _name(result: dict) -> str:
+    return f"{result['label']}, {result.get('algorithm', 'random')}"
+
+
+def _value(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
+def _ms(seconds: float) -> str:
+    return "-" if seconds != seconds else f"{seconds * 1000:.0f} ms"
