@@ -1,11 +1,14 @@
 """Where the operator's CPU goes, from py-spy: a sampling profiler attached to the running operator (and its
 suggestion worker) for a whole scenario, and a summary of its samples that fits in a results table.
 
-py-spy (``pip install py-spy``) samples every thread that is not idle ``rate`` times a second without
-pausing the process (``--nonblocking``), and writes the stacks it saw with their counts (``--format raw``).
+py-spy (``pip install py-spy``) samples, ``rate`` times a second and without pausing the process
+(``--nonblocking``), the thread that holds the GIL (``--gil``): the operator's Python work, which is what one
+core can do for it, while a thread waiting for the API server or the event loop waiting in ``epoll`` is not
+counted. It writes the stacks it saw with their counts (``--format raw``).
 The summary attributes each sample three ways: the function on top of the stack (self time), the package
 that function belongs to, and the innermost kubetune function below it (what of the operator's own work led
-there; samples with no kubetune frame are kopf's, the client's or asyncio's own).
+there; samples with no kubetune frame are kopf's, the client's or asyncio's own, named by the first library
+below the event loop and the function on top).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class Profiler:
             raise RuntimeError("--profile needs py-spy: pip install py-spy")
         self.output = output
         self._command = [executable, "record", "--pid", str(pid), "--subprocesses", "--nolineno", "--nonblocking",
-                         "--rate", str(rate), "--format", "raw", "-o", str(output)]
+                         "--gil", "--rate", str(rate), "--format", "raw", "-o", str(output)]
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profiler:
@@ -75,14 +78,26 @@ def summarize(path: Path, top: int = 12) -> dict[str, Any]:
         samples = int(count)
         tallies["self"][_short(code[-1])] += samples
         tallies["package"][_package(code[-1])] += samples
-        own = [f for f in code if "kubetune/" in f or f.endswith("(kubetune)")]
-        tallies["kubetune"][_short(own[-1]) if own else f"(no kubetune frame) {_package(code[-1])}"] += samples
+        own = [f for f in code if "kubetune/" in f and not f.endswith(ENTRY_POINTS)]
+        tallies["kubetune"][_short(own[-1]) if own else f"(no kubetune frame) {_outside(code)}"] += samples
     summary: dict[str, Any] = {}
     for kind, tallies in by_process.items():
         total = sum(tallies["self"].values())
         summary[kind] = {"samples": total, **{name: [(what, n / total) for what, n in counter.most_common(top)]
                                               for name, counter in tallies.items()}}
     return summary
+
+
+# below everything the operator does: they attribute nothing
+ENTRY_POINTS = ("(kubetune/cli.py)", "(kubetune/operator/startup.py)", "(kubetune/__main__.py)")
+RUNNERS = ("asyncio", "threading", "concurrent", "contextlib", "selectors", "runpy", "<frozen", "kubetune")
+
+
+def _outside(code: list[str]) -> str:
+    """For a sample with no kubetune work in it: the first library below the event loop and the threads that
+    runs it (``kopf``, ``urllib3``...), and the function on top."""
+    libraries = [_package(f) for f in code if not _package(f).startswith(RUNNERS)]
+    return f"{libraries[0] if libraries else _package(code[-1])}: {_short(code[-1])}"
 
 
 def _short(frame: str) -> str:

@@ -531,6 +531,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only write the report again from the results JSON")
     args = parser.parse_args()
     json_path = args.out.with_suffix(".json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     if args.report:
         write_report(args.out, json.loads(json_path.read_text()))
         return

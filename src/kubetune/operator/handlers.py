@@ -3,9 +3,9 @@
 Each Experiment gets a kopf daemon that runs reconciliation passes until the experiment ends. A pass runs
 when a pod of the experiment changes (the pod handler wakes the daemon) and at least every
 ``RESYNC_SECONDS`` regardless, so a missed event costs latency, never correctness. Experiments are
-independent tasks, and the GP suggestion runs in a worker thread, so one slow experiment never stalls the
-others. Two replicas never both act: with `--leader-election` only the holder of a Lease runs kopf at all
-(:mod:`kubetune.operator.leader`).
+independent tasks, and the optimizers live in a worker process (:mod:`kubetune.operator.suggestions`), so a
+GP suggestion never stalls the event loop the others share. Two replicas never both act: with
+`--leader-election` only the holder of a Lease runs kopf at all (:mod:`kubetune.operator.leader`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
 from kubetune.operator.reconcile import Reconciler, Reporting, TrialsDoNotFit
 from kubetune.operator.reports import make_app, serve
+from kubetune.operator.suggestions import WorkerSuggestions
 
 RESYNC_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 60.0
@@ -41,7 +42,8 @@ class OperatorState:
                  reporting: Reporting | None = None):
         self.metrics = metrics
         self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics, write_behind=True,
-                                     reporting=reporting)
+                                     reporting=reporting,
+                                     suggestions=WorkerSuggestions(on_restart=metrics.suggestion_worker_restarts.inc))
         self.reports_server: web.AppRunner | None = None
         self.lag_monitor: asyncio.Task[None] | None = None
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
@@ -126,6 +128,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         state.lag_monitor.cancel()
     if state is not None and state.reports_server is not None:
         await state.reports_server.cleanup()
+    if state is not None:
+        await state.reconciler.suggestions.close()
 
 
 @kopf.daemon(GROUP, VERSION, "experiments", cancellation_timeout=10.0)

@@ -8,6 +8,7 @@
 | ``kubetune_trials_finished_total`` | counter | ``state`` | trials ended, by final state |
 | ``kubetune_suggestion_seconds`` | histogram | | time of one suggestion call (``Optimizer.ask``) |
 | ``kubetune_suggestions_total`` | counter | | parameter assignments suggested |
+| ``kubetune_suggestion_worker_restarts_total`` | counter | | times the suggestion worker exited and was started again |
 | ``kubetune_reconcile_errors_total`` | counter | | reconciliation passes that failed with an error |
 | ``kubetune_reconcile_seconds`` | histogram | | time of one reconciliation pass (its count: the passes run) |
 | ``kubetune_event_loop_lag_seconds`` | histogram | | how late a tick of the event loop, due every 0.1 s, ran: |
@@ -54,6 +55,8 @@ class OperatorMetrics:
         self.suggestion_seconds = Histogram("kubetune_suggestion_seconds", "Time of one suggestion call",
                                             buckets=SUGGESTION_BUCKETS, registry=registry)
         self.suggestions = Counter("kubetune_suggestions", "Parameter assignments suggested", registry=registry)
+        self.suggestion_worker_restarts = Counter("kubetune_suggestion_worker_restarts", "Times the suggestion "
+                                                  "worker exited and was started again", registry=registry)
         self.reconcile_errors = Counter("kubetune_reconcile_errors", "Reconciliation passes that failed",
                                         registry=registry)
         self.reconcile_seconds = Histogram("kubetune_reconcile_seconds", "Time of one reconciliation pass",

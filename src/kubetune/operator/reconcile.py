@@ -36,14 +36,13 @@ from kubetune.core.cluster.gpu_sharing import GpuSharing, GpuSharingError, place
 from kubetune.core.cluster.outcome import essentials, needs_log, outcome
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL, ReportTarget, render_pod
 from kubetune.core.cluster.report_token import report_token
-from kubetune.core.engine import Optimizer, Suggestion
+from kubetune.core.engine import Suggestion
 from kubetune.core.errors import ManifestError
 from kubetune.core.lifecycle import (
     ACTIVE,
     AttemptResult,
     TrialRecord,
     TrialState,
-    build_optimizer,
     first_of,
     fitting,
     inform,
@@ -60,6 +59,7 @@ from kubetune.operator.early_stopping import QueuedReport, ReportQueue, fold, re
 from kubetune.operator.metrics import OperatorMetrics
 from kubetune.operator.reports import Standing
 from kubetune.operator.status import experiment_status, invalid_spec_status, problem_status
+from kubetune.operator.suggestions import ExperimentOptimizer, Suggestions, ThreadSuggestions
 from kubetune.operator.view import ExperimentView, phase, trial_essentials
 
 logger = logging.getLogger("kubetune.operator")
@@ -97,7 +97,7 @@ class ExperimentState:
 
     fingerprint: str | None = None  # of the spec and annotations the experiment was validated from
     experiment: Experiment | None = None
-    optimizer: Optimizer | None = None
+    optimizer: ExperimentOptimizer | None = None
     optimizer_key: str | None = None  # what the optimizer was built from (parameters, objective, algorithm)
     view: ExperimentView | None = None
     relisting: _Relisting | None = None
@@ -133,8 +133,10 @@ class PassResult:
 class Reconciler:
     def __init__(self, api: ClusterApi, sharing: GpuSharing, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] | None = None, metrics: OperatorMetrics | None = None,
-                 write_behind: bool = False, reporting: Reporting | None = None):
+                 write_behind: bool = False, reporting: Reporting | None = None,
+                 suggestions: Suggestions | None = None):
         self.api = api
+        self.suggestions = suggestions or ThreadSuggestions()
         self.reporting = reporting
         self.metrics = metrics or OperatorMetrics(CollectorRegistry())
         self.sharing = sharing
@@ -165,7 +167,7 @@ class Reconciler:
             self.metrics.experiment_seen(key, ExperimentPhase.FAILED, 0)
             return PassResult(status, done=True)
         view = await self._refresh_view(state, experiment, pod_events)
-        optimizer = self._optimizer(state, experiment, view)
+        optimizer = await self._optimizer(key, state, experiment, view)
         results: Writes = []
         settling = await self._settle(experiment, view, optimizer, results)
         await self._stop_early(state, experiment, view, optimizer)
@@ -212,21 +214,22 @@ class Reconciler:
         await self._each(state.view.outlived(), lambda pod: self._delete_pod(namespace, pod))
         return state.view
 
-    def _optimizer(self, state: ExperimentState, experiment: Experiment, view: ExperimentView) -> Optimizer:
-        """The experiment's optimizer: kept between passes, built again from the Trials after a restart or when
-        what it depends on changed."""
+    async def _optimizer(self, key: str, state: ExperimentState, experiment: Experiment, view: ExperimentView
+                         ) -> ExperimentOptimizer:
+        """The experiment's optimizer: kept between passes, built again from the Trials after a restart (of the
+        operator or of the suggestion worker) or when what it depends on changed."""
         spec = experiment.spec
-        key = spec.model_dump_json(include={"parameters", "objective", "algorithm", "seed"})
-        if state.optimizer is None or state.optimizer_key != key:
+        built_from = spec.model_dump_json(include={"parameters", "objective", "algorithm", "seed"})
+        if state.optimizer is None or state.optimizer_key != built_from or state.optimizer.stale:
             records, unfit = fitting(spec, [TrialRecord.from_trial(t) for t in view.trials.values()])
             if unfit:
                 raise TrialsDoNotFit(f"its trials no longer fit its spec: {first_of(unfit)}; spec.parameters "
                                      "cannot change while an experiment runs: restore them, or start a new experiment")
-            state.optimizer = build_optimizer(spec, records)
-            state.optimizer_key = key
+            state.optimizer = await self.suggestions.build(key, spec, records)
+            state.optimizer_key = built_from
         return state.optimizer
 
-    async def _settle(self, experiment: Experiment, view: ExperimentView, optimizer: Optimizer,
+    async def _settle(self, experiment: Experiment, view: ExperimentView, optimizer: ExperimentOptimizer,
                       results: Writes) -> set[int]:
         """Follows the trials whose pod ended or is missing (ended trials are settled in the view and in the
         optimizer at once, their status writes added to ``results``); returns them (by ``id``)."""
@@ -234,8 +237,8 @@ class Reconciler:
         await self._each(settling, lambda trial: self._follow(experiment, trial, view, optimizer, results))
         return {id(t) for t in settling}
 
-    async def _act(self, experiment: Experiment, body: dict[str, Any], view: ExperimentView, optimizer: Optimizer,
-                   decision: Decision, settled: set[int], results: Writes) -> None:
+    async def _act(self, experiment: Experiment, body: dict[str, Any], view: ExperimentView,
+                   optimizer: ExperimentOptimizer, decision: Decision, settled: set[int], results: Writes) -> None:
         """Carries out the decision: stop everything, or start the queued trials it names, create new ones, and
         then mark Running the trials whose pod runs (bookkeeping that must not delay a refill)."""
         if decision.stop_running:
@@ -252,7 +255,7 @@ class Reconciler:
                          lambda trial: self._follow(experiment, trial, view, optimizer, results))
 
     async def _stop_early(self, state: ExperimentState, experiment: Experiment, view: ExperimentView,
-                          optimizer: Optimizer) -> None:
+                          optimizer: ExperimentOptimizer) -> None:
         """Folds the reports trial pods pushed since the last pass into their progress, writes the progress
         that must survive a restart, and stops the trials the early-stopping rule says to stop: their result
         (``EarlyStopped``) written, then their pod deleted, so the slot refills in this pass."""
@@ -289,7 +292,8 @@ class Reconciler:
         await self._patch_experiment_status(experiment, status, state, force=done)
         if done:
             state.forget_view()
-            state.experiment = None
+            state.experiment = state.optimizer = None
+            self.suggestions.forget(key)
         self.metrics.experiment_seen(key, status["phase"], view.tally.count(ACTIVE))
         return PassResult(status, done=done)
 
@@ -314,6 +318,7 @@ class Reconciler:
         """The experiment is gone: nothing of it is kept."""
         state = self._states.pop(key, None)
         self._keys = {names: known for names, known in self._keys.items() if known != key}
+        self.suggestions.forget(key)
         if state is not None:
             for task in state.writing:
                 task.cancel()
@@ -362,7 +367,7 @@ class Reconciler:
             state.relisting = _Relisting(task, view.version, self.monotonic())
 
     # -- following running trials --------------------------------------------------------------------------
-    async def _follow(self, experiment: Experiment, trial: dict, view: ExperimentView, optimizer: Optimizer,
+    async def _follow(self, experiment: Experiment, trial: dict, view: ExperimentView, optimizer: ExperimentOptimizer,
                       results: Writes) -> None:
         """Brings one trial up to date with its pod. Its final state is written into the view at once and its
         status patch appended to ``results``, for the pass to write after its refills."""
@@ -419,10 +424,9 @@ class Reconciler:
 
     # -- creating and stopping -------------------------------------------------------------------------------
     async def _create(self, experiment: Experiment, body: dict, view: ExperimentView, count: int,
-                      optimizer: Optimizer) -> None:
-        # The GP may take a while with thousands of trials: keep the event loop free for other experiments.
+                      optimizer: ExperimentOptimizer) -> None:
         with self.metrics.suggestion_seconds.time():
-            suggestions = await asyncio.to_thread(optimizer.ask, count)
+            suggestions = await optimizer.ask(count)
         self.metrics.suggestions.inc(len(suggestions))
         await self._each(suggestions, lambda suggestion: self._launch(experiment, body, view, suggestion))
 
@@ -461,21 +465,21 @@ class Reconciler:
     # between leaves an ended Trial whose pod its successor deletes (ExperimentView.outlived), where the
     # other order would leave a Running Trial without a pod, which a successor can only take for a failure.
     async def _kill(self, experiment: Experiment, trial: dict, view: ExperimentView, reason: str,
-                    optimizer: Optimizer) -> None:
+                    optimizer: ExperimentOptimizer) -> None:
         namespace = _namespace(experiment)
         record = TrialRecord.from_trial(trial)
         kill(record, reason, self.clock())
         await self._end_trial(namespace, trial, record, view, optimizer)
 
     async def _stop_trial(self, experiment: Experiment, trial: dict, record: TrialRecord, view: ExperimentView,
-                          optimizer: Optimizer) -> None:
+                          optimizer: ExperimentOptimizer) -> None:
         now = self.clock()
         settle(record, stop_early(record, experiment.spec.early_stopping.rule, now), 0, now)
         await self._end_trial(_namespace(experiment), trial, record, view, optimizer)
         logger.info("trial %s/%s: %s", _namespace(experiment), trial["metadata"]["name"], record.message)
 
     async def _end_trial(self, namespace: str, trial: dict, record: TrialRecord, view: ExperimentView,
-                         optimizer: Optimizer) -> None:
+                         optimizer: ExperimentOptimizer) -> None:
         """Records the end of a trial the operator stopped, then deletes its pods."""
         pods = list(view.pods.get(trial["metadata"]["name"], {}))
         await self._patch_trial(namespace, trial, record.status(), view)
