@@ -345,6 +345,7 @@ class Result:
     apf_rejected: float = 0.0
     http_429: float = 0.0
     usage: dict[str, dict[str, float]] = field(default_factory=dict)
+    operator_cpu_at_start: float = 0.0  # its start (imports, the first connections) before the experiments came
     etcd_bytes_per_trial: float = 0.0
     trial_object_bytes: float = 0.0
     pod_object_bytes: float = 0.0
@@ -397,6 +398,7 @@ def run_scenario(scenario: Scenario, algorithm: str | None = None, profile: bool
                 time.sleep(3)  # kopf starts and begins watching
                 before = cluster.metrics()
                 etcd_before = etcd_db_bytes(cluster)
+                result.operator_cpu_at_start = Usage.of(operator.pid).cpu_seconds
                 with profiler:
                     started = time.monotonic()
                     for name, parallelism, max_trials in scenario.experiments:

@@ -51,7 +51,8 @@ def write_report(path: Path, results: list[dict]) -> None:
             f"{r['seconds']:.0f} | {r['trials_per_second']:.1f} | {r['max_running']} | {_ms(r['refill_p50'])} | "
             f"{_ms(r['refill_p95'])} | {r['operator_writes_per_trial']:.2f} | {r['operator_throttled']:.0f} | "
             f"{operator.get('rss_mib', 0):.0f} MiB (+ {worker.get('rss_mib', 0):.0f}) | "
-            f"{_per_trial(r, operator):.1f} ms (+ {_per_trial(r, worker):.1f}) | {_value(r.get('best'))} |")
+            f"{_per_trial(r, operator, 'operator'):.1f} ms (+ {_per_trial(r, worker):.1f}) | "
+            f"{_value(r.get('best'))} |")
     lines += ["", "## Targets", "", *targets(results), "", "## Suggestions, passes and the event loop", "",
               *suggestion_table(results), "", "## Evidence", "",
               "Where the CPU went (seconds over the scenario) and peak RSS, per component:", "",
@@ -127,7 +128,8 @@ def targets(results: list[dict]) -> list[str]:
                   f"{rss:.0f} MiB = {rss / MIB_PER_MB:.0f} MB", rss / MIB_PER_MB < 500, r)
         gp_cpu, random_cpu = _cpu(gp), _cpu(random)
         check("operator CPU per trial with gp at most 10 ms (the operator and its suggestion worker)",
-              f"{gp_cpu:.1f} ms ({_per_trial(gp, gp['usage'].get('operator', {})):.1f} ms the operator's own)",
+              f"{gp_cpu:.1f} ms ({_per_trial(gp, gp['usage'].get('operator', {}), 'operator'):.1f} ms the "
+              "operator process's own)",
               gp_cpu <= 10.0, gp)
         check("operator CPU per trial with gp within 1.3x random's", f"{gp_cpu:.1f} ms against {random_cpu:.1f} ms, "
               f"{gp_cpu / random_cpu:.2f}x", gp_cpu <= 1.3 * random_cpu, gp)
@@ -215,13 +217,15 @@ def profile_section(path: Path, results: list[dict]) -> list[str]:
     return lines
 
 
-def _per_trial(result: dict, usage: dict) -> float:
-    return usage.get("cpu_seconds", 0.0) / max(result["trials"], 1) * 1000
+def _per_trial(result: dict, usage: dict, component: str = "") -> float:
+    """ms of CPU per trial; the operator's counted from the moment the experiments were created."""
+    start = result.get("operator_cpu_at_start", 0.0) if component == "operator" else 0.0
+    return (usage.get("cpu_seconds", 0.0) - start) / max(result["trials"], 1) * 1000
 
 
 def _cpu(result: dict) -> float:
     """ms of CPU per trial, the operator and its suggestion worker together."""
-    return sum(_per_trial(result, result["usage"].get(c, {})) for c in ("operator", "suggestion worker"))
+    return sum(_per_trial(result, result["usage"].get(c, {}), c) for c in ("operator", "suggestion worker"))
 
 
 def _rss(result: dict) -> float:

@@ -47,3 +47,30 @@ def test_a_background_listing_adds_what_the_watch_missed_and_keeps_what_it_showe
     # what was learnt before the listing is forgotten: the next listing is the truth for it
     view.refresh_pods([pod(0, "Succeeded")], view.version, listed_at=120.0)
     assert [name for name, own in view.pods.items() if own] == ["demo-0"]
+
+
+def test_the_trials_a_pass_must_look_at_follow_their_status_and_their_pods():
+    """settleable (the latest pod ended or is missing), starting (Pending while the pod runs) and running (by
+    its mark or its pod) are kept as trials and pods change, so a pass never scans every trial in flight."""
+    view = ExperimentView([trial(0, "Pending"), trial(1, "Running"), trial(2, "Queued"), trial(3, "Succeeded", 1.0)],
+                          [pod(0, "Pending"), pod(1)], "minimize", 0.0)
+    names = lambda members: sorted(members)  # noqa: E731
+    assert (names(view.settleable), names(view.starting), names(view.running)) == ([], [], ["demo-1"])
+    view.observe("MODIFIED", pod(0))  # its pod runs before the trial is marked Running
+    assert (names(view.starting), names(view.running)) == (["demo-0"], ["demo-0", "demo-1"])
+    view.set_status(view.trials["demo-0"], {"phase": "Running", "attempts": 1})
+    assert (names(view.starting), names(view.running)) == ([], ["demo-0", "demo-1"])
+    view.observe("MODIFIED", pod(1, "Failed"))  # ended: to be settled
+    view.observe("DELETED", pod(0))  # gone: to be settled too
+    assert names(view.settleable) == ["demo-0", "demo-1"] and names(view.running) == ["demo-0", "demo-1"]
+    # a retry: the trial's next attempt has a pod of its own, not yet running
+    retry = {"metadata": {"name": "demo-1-r2", "labels": {"kubetune.io/trial": "demo-1", "kubetune.io/attempt": "2"}},
+             "status": {"phase": "Pending"}}
+    view.set_status(view.trials["demo-1"], {"phase": "Pending", "attempts": 2})
+    assert "demo-1" in view.settleable  # the view knows of no pod of attempt 2 yet
+    view.created("demo-1", retry)
+    assert "demo-1" not in view.settleable and "demo-1" not in view.running
+    view.set_status(view.trials["demo-0"], {"phase": "Failed", "attempts": 1})
+    assert names(view.settleable) == [] and names(view.running) == []
+    view.refresh_pods([], view.version, listed_at=60.0)  # a listing without demo-1's pod: it went unseen
+    assert names(view.settleable) == ["demo-1"]

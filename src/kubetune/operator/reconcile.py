@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -233,7 +234,7 @@ class Reconciler:
                       results: Writes) -> set[int]:
         """Follows the trials whose pod ended or is missing (ended trials are settled in the view and in the
         optimizer at once, their status writes added to ``results``); returns them (by ``id``)."""
-        settling = [t for t in view.in_flight() if phase(t) is not TrialState.QUEUED and view.may_settle(t)]
+        settling = [view.trials[name] for name in view.settleable]
         await self._each(settling, lambda trial: self._follow(experiment, trial, view, optimizer, results))
         return {id(t) for t in settling}
 
@@ -249,8 +250,8 @@ class Reconciler:
         await self._each(queued, lambda trial: self._follow(experiment, trial, view, optimizer, results))
         if decision.create:
             await self._create(experiment, body, view, decision.create, optimizer)
-        starting = [t for t in view.in_flight() if id(t) not in settled and phase(t) is TrialState.PENDING
-                    and view.pod_phase(t) == "Running"]
+        starting = [view.trials[name] for name in itertools.islice(view.starting, 2 * RUNNING_UPDATES_PER_PASS)]
+        starting = [trial for trial in starting if id(trial) not in settled]
         await self._each(starting[:RUNNING_UPDATES_PER_PASS],
                          lambda trial: self._follow(experiment, trial, view, optimizer, results))
 
