@@ -2,11 +2,12 @@
 suggestion worker) for a whole scenario, and a summary of its samples that fits in a results table.
 
 py-spy (``pip install py-spy``) samples, ``rate`` times a second and without pausing the process
-(``--nonblocking``), every thread the kernel has running or ready to run: the operator's CPU, while a thread
-that waits (for the API server, for the GIL, the event loop in ``epoll``) is idle and not counted. (Its
-``--gil`` mode counts the thread holding the GIL instead, also while the kernel has it waiting for a core: on
-a busy machine that counts a long hold of the GIL many times over.) It writes the stacks it saw with their
-counts (``--format raw``).
+(``--nonblocking``), the thread that holds the GIL (``--gil``): the operator's Python work, all of which one
+core at most can do for it. A thread that waits (for the API server, for the GIL, the event loop in
+``epoll``) holds no GIL and is not counted; without ``--gil``, py-spy took such waits for work here. A thread
+holding the GIL while the kernel has it wait for a core is counted, so on a busy machine a long hold weighs
+more than its CPU time. It writes the stacks it saw with their counts (``--format raw``).
+
 The summary attributes each sample three ways: the function on top of the stack (self time), the package
 that function belongs to, and the innermost kubetune function below it (what of the operator's own work led
 there; samples with no kubetune frame are kopf's, the client's or asyncio's own, named by the first library
@@ -44,7 +45,7 @@ class Profiler:
             raise RuntimeError("--profile needs py-spy: pip install py-spy")
         self.output = output
         self._command = [executable, "record", "--pid", str(pid), "--subprocesses", "--nolineno", "--nonblocking",
-                         "--rate", str(rate), "--format", "raw", "-o", str(output)]
+                         "--gil", "--rate", str(rate), "--format", "raw", "-o", str(output)]
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profiler:
