@@ -19,8 +19,12 @@ from kubetune.core.cluster.crd import GROUP, VERSION
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
 
 API_THREADS = 32
+# Status writes (a trial marked Running, a result, the Experiment's status) have threads of their own: behind a
+# burst of them, a refill's creates would otherwise wait in the same queue.
+STATUS_THREADS = 16
 LIST_PAGE = 500  # objects per page of a listing: each page is shaped before the next is read, bounding memory
 THROTTLED_RETRIES = 5  # a 429 from API Priority and Fairness is retried this often, after its Retry-After
+PROBE_SECONDS = 30  # a watch's connection is given this long to be made, and its stream this long past its end
 
 
 class ApiError(Exception):
@@ -103,9 +107,11 @@ class KubernetesApi:
             api_client = client.ApiClient()
         # The reconciler keeps many calls in flight (each a blocking client call in a thread): asyncio's default
         # executor has only cpu_count + 4 threads, which capped them at 6 on a 2-core node.
-        api_client.configuration.connection_pool_maxsize = API_THREADS
-        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = API_THREADS
+        api_client.configuration.connection_pool_maxsize = API_THREADS + STATUS_THREADS
+        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = API_THREADS + STATUS_THREADS
         self._threads = concurrent.futures.ThreadPoolExecutor(API_THREADS, thread_name_prefix="kubetune-api")
+        self._status_threads = concurrent.futures.ThreadPoolExecutor(STATUS_THREADS,
+                                                                     thread_name_prefix="kubetune-status")
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._coordination = client.CoordinationV1Api(api_client)
@@ -114,7 +120,8 @@ class KubernetesApi:
         self._on_throttled = on_throttled
 
     async def _call(self, function: Callable[..., Any], *args: Any, parse: bool = True,
-                    then: Callable[[Any], Any] = lambda answer: answer, **kwargs: Any) -> Any:
+                    then: Callable[[Any], Any] = lambda answer: answer, status_write: bool = False,
+                    **kwargs: Any) -> Any:
         """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs,
         or None when the caller has no use for them (``parse=False``), passed through ``then`` in the same
         thread. Failures become :class:`ApiError` subclasses carrying the server's message."""
@@ -122,7 +129,8 @@ class KubernetesApi:
         call = functools.partial(_answer, function, parse, then, *args, **kwargs)
         for attempt in range(THROTTLED_RETRIES + 1):
             try:
-                return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+                threads = self._status_threads if status_write else self._threads
+                return await asyncio.get_running_loop().run_in_executor(threads, call)
             except self._exceptions.ApiException as exc:
                 if exc.status == 429 and attempt < THROTTLED_RETRIES:
                     self._on_throttled()
@@ -167,7 +175,7 @@ class KubernetesApi:
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._call(self._custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, kind, name,
-                         {"status": status}, parse=False)
+                         {"status": status}, parse=False, status_write=True)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         if kind == "pods":
@@ -179,6 +187,31 @@ class KubernetesApi:
     async def pod_log(self, namespace: str, name: str, container: str) -> str:
         log = await self._call(self._core.read_namespaced_pod_log, name, namespace, container=container)
         return log if isinstance(log, str) else json.dumps(log) if log is not None else ""
+
+    # -- the trial pods' watch (kubetune.operator.pod_watch): blocking calls, made in the watch's thread ------------
+    def pods_version(self, namespace: str | None) -> str:
+        """Where the trial pods of ``namespace`` (None: of every namespace) stand now: the ``resourceVersion`` of
+        a listing of one of them."""
+        options: dict[str, Any] = {"label_selector": EXPERIMENT_LABEL, "limit": 1, "_preload_content": False}
+        try:
+            answer: Any = (self._core.list_namespaced_pod(namespace, **options) if namespace
+                           else self._core.list_pod_for_all_namespaces(**options))
+        except self._exceptions.ApiException as exc:
+            raise _api_error(exc) from None
+        return str(json.loads(answer.data)["metadata"]["resourceVersion"])
+
+    def watch_pods(self, namespace: str | None, resource_version: str, timeout_seconds: int) -> Any:
+        """The stream of the trial pods' changes since ``resource_version`` (urllib3's response: one JSON
+        event per line), which the API server ends after ``timeout_seconds``."""
+        options: dict[str, Any] = {
+            "label_selector": EXPERIMENT_LABEL, "watch": True, "resource_version": resource_version,
+            "allow_watch_bookmarks": True, "timeout_seconds": timeout_seconds, "_preload_content": False,
+            "_request_timeout": (PROBE_SECONDS, timeout_seconds + PROBE_SECONDS)}
+        try:
+            return (self._core.list_namespaced_pod(namespace, **options) if namespace
+                    else self._core.list_pod_for_all_namespaces(**options))
+        except self._exceptions.ApiException as exc:
+            raise _api_error(exc) from None
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._call(self._coordination.read_namespaced_lease, name, namespace)

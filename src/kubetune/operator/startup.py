@@ -20,7 +20,6 @@ def run_operator(args: argparse.Namespace) -> int:
     """Runs ``kubetune operator`` with its parsed options until it is stopped; exit status 0."""
     import asyncio
     import dataclasses
-    import logging
 
     _few_malloc_arenas()
     import kopf
@@ -33,14 +32,12 @@ def run_operator(args: argparse.Namespace) -> int:
     from kubetune.operator.leader import LeaderElection, lead
 
     kopf.configure(debug=args.log_level == "debug", quiet=args.log_level == "warning")
-    if args.log_level != "debug":  # one line per pod event is noise at thousands of trials
-        logging.getLogger("kopf.objects").addFilter(
-            lambda record: not record.getMessage().startswith("Handler 'pod_changed' succeeded"))
     sharing = GpuSharing(args.gpu_sharing, kai_queue=args.kai_queue, hami_cores=args.hami_cores,
                          timeslicing_resource=args.timeslicing_resource)
     if args.mig_profile:
         sharing = dataclasses.replace(sharing, mig_profiles=tuple(sorted(args.mig_profile)))
-    handlers.configure(sharing, metrics_port=args.metrics_port or None)
+    namespaces = None if args.all_namespaces else args.namespace
+    handlers.configure(sharing, metrics_port=args.metrics_port or None, namespaces=namespaces)
 
     async def operate(stop: asyncio.Event | None = None) -> None:
         await kopf.operator(clusterwide=args.all_namespaces, namespaces=args.namespace or [], standalone=True,
@@ -60,7 +57,7 @@ def run_operator(args: argparse.Namespace) -> int:
             _check_port("--metrics-port", f"http://0.0.0.0:{args.metrics_port}/")
         if args.reports_port:
             _check_port("--reports-port", f"http://0.0.0.0:{args.reports_port}/")
-            handlers.configure(sharing, metrics_port=args.metrics_port or None,
+            handlers.configure(sharing, metrics_port=args.metrics_port or None, namespaces=namespaces,
                                reports=_reports_config(args, _report_key(KubernetesApi(), args.report_key_namespace)))
         if not args.leader_election:
             asyncio.run(operate())
