@@ -36,13 +36,13 @@ def test_a_listing_is_read_a_page_at_a_time_and_shaped(namespace, monkeypatch):
     monkeypatch.setattr(api_module, "LIST_PAGE", 2)
     api = admin_api(namespace)
     pages = []
-    answer = api_module._answer
+    request = api._request
 
-    def counting(function, parse, then, *args, **kwargs):
-        pages.append(kwargs.get("_continue"))
-        return answer(function, parse, then, *args, **kwargs)
+    def counting(method, path, query=None, **options):
+        pages.append((query or {}).get("continue"))
+        return request(method, path, query, **options)
 
-    monkeypatch.setattr(api_module, "_answer", counting)
+    monkeypatch.setattr(api, "_request", counting)
     listed = asyncio.run(api.list("pods", namespace.name, "demo", essentials))
     assert sorted(p["metadata"]["name"] for p in listed) == [f"demo-{i}" for i in range(5)]
     assert len(pages) == 3 and pages[0] is None and all(pages[1:])  # three pages, each after the one before
@@ -60,3 +60,34 @@ def test_refusals_and_an_absent_server_become_errors_that_say_what_happened(name
     configuration.retries = 0
     with pytest.raises(Unavailable, match="could not be reached"):
         asyncio.run(KubernetesApi(client.ApiClient(configuration)).list("pods", namespace.name, "demo"))
+
+
+def test_the_pod_watch_sees_trial_pods_only_from_where_they_stood_when_it_started(namespace):
+    """Against kube-apiserver: a trial pod that existed before the watch started is not replayed, the changes
+    after it are (slimmed), and pods without the experiment label are never sent."""
+    from kubetune.operator.pod_watch import PodWatch
+
+    url = f"/api/v1/namespaces/{namespace.name}/pods"
+    namespace.cluster.request("POST", url, pod("demo-0", "demo"))
+    seen: list[tuple[str, str]] = []
+    other = pod("unrelated", "demo")
+    del other["metadata"]["labels"][EXPERIMENT_LABEL]
+
+    async def scenario():
+        watch = PodWatch(admin_api(namespace), [namespace.name], lambda kind, p: seen.append(
+            (kind, p["metadata"]["name"], "image" in json.dumps(p))), lambda: None)
+        await watch.start()
+        namespace.cluster.request("POST", url, other)
+        namespace.cluster.request("POST", url, pod("demo-1", "demo"))
+        namespace.cluster.request("DELETE", f"{url}/demo-0")
+        for _ in range(600):
+            if ("DELETED", "demo-0") in [(kind, name) for kind, name, _ in seen]:
+                break
+            await asyncio.sleep(0.05)
+        watch.stop()
+
+    asyncio.run(scenario())
+    events = [(kind, name) for kind, name, _ in seen]
+    assert events[0] == ("ADDED", "demo-1") and ("DELETED", "demo-0") in events
+    assert ("ADDED", "demo-0") not in events  # it was there before the watch began: not replayed
+    assert all(name != "unrelated" for _, name, _ in seen) and not any(image for *_, image in seen)

@@ -1,7 +1,8 @@
 """The operator's view of the Kubernetes API: the few calls it makes, behind one small protocol.
 
-:class:`KubernetesApi` implements it with the official ``kubernetes`` client, each call in a worker thread
-so the event loop never blocks; tests implement it in memory. Listing is by the ``kubetune.io/experiment``
+:class:`KubernetesApi` implements it over the official ``kubernetes`` client's configuration, credentials
+and connection pool, each call in a worker thread so the event loop never blocks; tests implement it in
+memory. Listing is by the ``kubetune.io/experiment``
 label, and results are filtered again on this side, so a server that ignores selectors does no harm.
 """
 
@@ -12,6 +13,7 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -24,6 +26,7 @@ API_THREADS = 32
 STATUS_THREADS = 16
 LIST_PAGE = 500  # objects per page of a listing: each page is shaped before the next is read, bounding memory
 THROTTLED_RETRIES = 5  # a 429 from API Priority and Fairness is retried this often, after its Retry-After
+AUTH_SETTINGS = ["BearerToken"]  # the client's name for its token credentials (certificates are the pool's)
 PROBE_SECONDS = 30  # a watch's connection is given this long to be made, and its stream this long past its end
 
 
@@ -112,21 +115,22 @@ class KubernetesApi:
         self._threads = concurrent.futures.ThreadPoolExecutor(API_THREADS, thread_name_prefix="kubetune-api")
         self._status_threads = concurrent.futures.ThreadPoolExecutor(STATUS_THREADS,
                                                                      thread_name_prefix="kubetune-status")
+        self._client = api_client
+        self._pool = api_client.rest_client.pool_manager
+        self._host = api_client.configuration.host.rstrip("/")
         self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
         self._coordination = client.CoordinationV1Api(api_client)
         self._exceptions = client.exceptions
         self._unreachable = (urllib3.exceptions.HTTPError, OSError)
         self._on_throttled = on_throttled
 
-    async def _call(self, function: Callable[..., Any], *args: Any, parse: bool = True,
-                    then: Callable[[Any], Any] = lambda answer: answer, status_write: bool = False,
-                    **kwargs: Any) -> Any:
-        """Calls the client in a worker thread; answers are plain JSON (no model classes), or text for logs,
-        or None when the caller has no use for them (``parse=False``), passed through ``then`` in the same
-        thread. Failures become :class:`ApiError` subclasses carrying the server's message."""
-        kwargs["_preload_content"] = False
-        call = functools.partial(_answer, function, parse, then, *args, **kwargs)
+    async def _call(self, request: Callable[[], Any], parse: bool = True,
+                    then: Callable[[Any], Any] = lambda answer: answer, status_write: bool = False) -> Any:
+        """Makes ``request`` (a blocking call that answers with the raw response) in a worker thread; answers
+        are plain JSON (no model classes), or text for logs, or None when the caller has no use for them
+        (``parse=False``), passed through ``then`` in the same thread. Failures become :class:`ApiError`
+        subclasses carrying the server's message."""
+        call = functools.partial(_answer, request, parse, then)
         for attempt in range(THROTTLED_RETRIES + 1):
             try:
                 threads = self._status_threads if status_write else self._threads
@@ -140,6 +144,31 @@ class KubernetesApi:
             except self._unreachable as exc:
                 raise Unavailable(f"the API server could not be reached: {exc}") from None
         raise AssertionError("unreachable")
+
+    def _client_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+        """A call of the client's own (the rare ones: leases, secrets), answering with the raw response."""
+        return functools.partial(function, *args, _preload_content=False, **kwargs)
+
+    def _request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+                 content_type: str = "application/json") -> Callable[[], Any]:
+        """A request made with the client's connection pool, TLS settings and credentials but not its per-call
+        machinery, which validates every argument against its models (a pod against V1Pod) and walks the body
+        to serialize it: ten times the CPU of the request itself, four times per trial."""
+
+        def send() -> Any:
+            headers = {**self._client.default_headers, "Accept": "application/json"}
+            self._client.update_params_for_auth(headers, [], AUTH_SETTINGS, path, method, None)
+            data = None
+            if body is not None:
+                headers["Content-Type"] = content_type
+                data = json.dumps(body, separators=(",", ":"))
+            url = self._host + path + ("?" + urllib.parse.urlencode(query) if query else "")
+            response = self._pool.request(method, url, body=data, headers=headers, preload_content=False)
+            if not 200 <= response.status <= 299:
+                raise self._exceptions.ApiException(http_resp=response)
+            return response
+
+        return send
 
     async def list(self, kind: str, namespace: str, experiment: str,
                    shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj) -> list[dict[str, Any]]:
@@ -155,37 +184,32 @@ class KubernetesApi:
         found: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            options: dict[str, Any] = {"label_selector": selector, "limit": LIST_PAGE, "then": page}
+            query: dict[str, Any] = {"labelSelector": selector, "limit": LIST_PAGE}
             if token:
-                options["_continue"] = token
-            if kind == "pods":
-                items, token = await self._call(self._core.list_namespaced_pod, namespace, **options)
-            else:
-                items, token = await self._call(self._custom.list_namespaced_custom_object, GROUP, VERSION,
-                                                namespace, kind, **options)
+                query["continue"] = token
+            items, token = await self._call(self._request("GET", _collection(kind, namespace), query), then=page)
             found.extend(items)
             if not token:
                 return found
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = self._request("POST", _collection(kind, namespace), body=body)
         if kind == "pods":  # the operator has no use for the created pod (kilobytes to parse per trial)
-            await self._call(self._core.create_namespaced_pod, namespace, body, parse=False)
+            await self._call(request, parse=False)
             return body
-        return await self._call(self._custom.create_namespaced_custom_object, GROUP, VERSION, namespace, kind, body)
+        return await self._call(request)
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._call(self._custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, kind, name,
-                         {"status": status}, parse=False, status_write=True)
+        request = self._request("PATCH", f"{_collection(kind, namespace)}/{name}/status", body={"status": status},
+                                content_type="application/merge-patch+json")
+        await self._call(request, parse=False, status_write=True)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
-        if kind == "pods":
-            await self._call(self._core.delete_namespaced_pod, name, namespace, parse=False)
-        else:
-            await self._call(self._custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, kind, name,
-                             parse=False)
+        await self._call(self._request("DELETE", f"{_collection(kind, namespace)}/{name}"), parse=False)
 
     async def pod_log(self, namespace: str, name: str, container: str) -> str:
-        log = await self._call(self._core.read_namespaced_pod_log, name, namespace, container=container)
+        log = await self._call(self._request("GET", f"{_collection('pods', namespace)}/{name}/log",
+                                             {"container": container}))
         return log if isinstance(log, str) else json.dumps(log) if log is not None else ""
 
     # -- the trial pods' watch (kubetune.operator.pod_watch): blocking calls, made in the watch's thread ------------
@@ -214,35 +238,42 @@ class KubernetesApi:
             raise _api_error(exc) from None
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._call(self._coordination.read_namespaced_lease, name, namespace)
+        return await self._call(self._client_call(self._coordination.read_namespaced_lease, name, namespace))
 
     async def create_lease(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": namespace}, "spec": spec}
-        return await self._call(self._coordination.create_namespaced_lease, namespace, body)
+        return await self._call(self._client_call(self._coordination.create_namespaced_lease, namespace, body))
 
     async def patch_lease(self, namespace: str, name: str, resource_version: str,
                           spec: dict[str, Any]) -> dict[str, Any]:
         # A resourceVersion in a patch makes it conditional: the server answers 409 if the Lease changed.
         body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
-        return await self._call(self._coordination.patch_namespaced_lease, name, namespace, body,
-                                _content_type="application/merge-patch+json")
+        return await self._call(self._client_call(self._coordination.patch_namespaced_lease, name, namespace, body,
+                                                  _content_type="application/merge-patch+json"))
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._call(self._core.read_namespaced_secret, name, namespace)
+        return await self._call(self._client_call(self._core.read_namespaced_secret, name, namespace))
 
     async def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
         body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": name, "namespace": namespace,
                              "labels": {"app.kubernetes.io/managed-by": "kubetune"}}, "data": data}
-        return await self._call(self._core.create_namespaced_secret, namespace, body)
+        return await self._call(self._client_call(self._core.create_namespaced_secret, namespace, body))
 
 
-def _answer(function: Callable[..., Any], parse: bool, then: Callable[[Any], Any], *args: Any, **kwargs: Any) -> Any:
-    """Makes the call and reads, parses and shapes the whole answer, all in the calling (worker) thread: with
-    ``_preload_content=False`` the body is read only when asked for, and reading a listing of thousands of
-    objects on the event loop would stall every experiment."""
-    data = function(*args, **kwargs).data
+def _collection(kind: str, namespace: str) -> str:
+    """The path of a namespace's pods, or of its kubetune resources (trials, experiments)."""
+    if kind == "pods":
+        return f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods"
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{urllib.parse.quote(namespace)}/{kind}"
+
+
+def _answer(request: Callable[[], Any], parse: bool, then: Callable[[Any], Any]) -> Any:
+    """Makes the call and reads, parses and shapes the whole answer, all in the calling (worker) thread: the
+    body is read only when asked for, and reading a listing of thousands of objects on the event loop would
+    stall every experiment."""
+    data = request().data
     text = data.decode() if isinstance(data, bytes) else data
     if not text or not parse:
         return then(None)
