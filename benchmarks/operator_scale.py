@@ -395,7 +395,7 @@ def run_scenario(scenario: Scenario, algorithm: str | None = None, profile: bool
                 env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=log, stderr=subprocess.STDOUT)
             profiler = Profiler(operator.pid, workdir / "profile.txt") if profile else contextlib.nullcontext()
             try:
-                time.sleep(3)  # kopf starts and begins watching
+                _wait_until_serving(metrics_port, operator, workdir)
                 before = cluster.metrics()
                 etcd_before = etcd_db_bytes(cluster)
                 result.operator_cpu_at_start = Usage.of(operator.pid).cpu_seconds
@@ -512,6 +512,17 @@ def _share_within(buckets: list[tuple[dict[str, str], float]], bound: float) -> 
     counts = dict(_cumulative(buckets))
     total = counts.get(float("inf"), 0.0)
     return counts.get(bound, 0.0) / total if total else 1.0
+
+
+def _wait_until_serving(port: int, operator: subprocess.Popen, workdir: Path) -> None:
+    """Waits until the operator serves /metrics (kopf's startup is done: its imports, the first connections),
+    then a moment for kopf to begin watching, so that its start is not counted as the scenario's work."""
+    deadline = time.monotonic() + 120
+    while not _scrape(port) and time.monotonic() < deadline:
+        if operator.poll() is not None:
+            raise RuntimeError(f"the operator exited ({operator.returncode}); see {workdir}/operator.log")
+        time.sleep(0.5)
+    time.sleep(3)
 
 
 def _scrape(port: int) -> str:
