@@ -11,7 +11,7 @@ more than its CPU time. It writes the stacks it saw with their counts (``--forma
 The summary attributes each sample three ways: the function on top of the stack (self time), the package
 that function belongs to, and the innermost kubetune function below it (what of the operator's own work led
 there; samples with no kubetune frame are kopf's, the client's or asyncio's own, named by the first library
-below the event loop and the function on top).
+below the event loop).
 """
 
 from __future__ import annotations
@@ -98,9 +98,9 @@ RUNNERS = ("asyncio", "threading", "concurrent", "contextlib", "selectors", "run
 
 def _outside(code: list[str]) -> str:
     """For a sample with no kubetune work in it: the first library below the event loop and the threads that
-    runs it (``kopf``, ``urllib3``...), and the function on top."""
+    run it (``kopf``, ``urllib3``...), or the package on top when there is none (``asyncio``, ``selectors``)."""
     libraries = [_package(f) for f in code if not _package(f).startswith(RUNNERS)]
-    return f"{libraries[0] if libraries else _package(code[-1])}: {_short(code[-1])}"
+    return libraries[0] if libraries else _package(code[-1])
 
 
 def _short(frame: str) -> str:

@@ -54,7 +54,7 @@ from cluster.control_plane import free_port  # noqa: E402
 from cluster.identity import kubectl  # noqa: E402
 
 from benchmarks.operator_profile import Profiler, summarize  # noqa: E402
-from benchmarks.operator_scale_report import write_report  # noqa: E402
+from benchmarks.operator_scale_report import PROFILES, write_report  # noqa: E402
 
 NAMESPACE = "bench"
 NODES = 200
@@ -540,6 +540,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run only these scenarios (by name)")
     parser.add_argument("--algorithms", nargs="*", choices=ALGORITHMS, help="run only these algorithms")
     parser.add_argument("--profile", action="store_true", help="sample the operator with py-spy throughout")
+    parser.add_argument("--profile-as", choices=("before", "after"),
+                        help="keep the profile (of the first scenario run) for the report's before/after tables")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "operator_scale.md")
     parser.add_argument("--report", action="store_true", help="only write the report again from the results JSON")
     args = parser.parse_args()
@@ -559,9 +561,24 @@ def main() -> None:
             result = run_scenario(scenario, algorithm, profile=args.profile)
             print(json.dumps(asdict(result), indent=1), flush=True)
             previous[result.key] = {**asdict(result), "quick": args.quick, "date": time.strftime("%Y-%m-%d")}
+            if args.profile_as and result.profile:
+                keep_profile(args.out.parent / PROFILES, args.profile_as, result, args.quick)
+                args.profile_as = None
             results = sorted(previous.values(), key=_order)
             json_path.write_text(json.dumps(results, indent=1) + "\n")
             write_report(args.out, results)
+
+
+def keep_profile(path: Path, key: str, result: Result, quick: bool) -> None:
+    """Keeps the operator's profile of ``result`` as the ``before`` or ``after`` one of the report."""
+    assert result.profile is not None
+    profiles = json.loads(path.read_text()) if path.exists() else {}
+    command = (f"python -m benchmarks.operator_scale{' --quick' if quick else ''} --only {result.name} "
+               f"--algorithms {result.algorithm} --profile")
+    profiles[key] = {"note": f"{result.label}, {result.algorithm}{', --quick' if quick else ''}, "
+                             f"{time.strftime('%Y-%m-%d')}", "command": command,
+                     "samples": result.profile["operator"]["samples"], "profile": result.profile}
+    path.write_text(json.dumps(profiles, indent=1) + "\n")
 
 
 def _key(result: dict) -> str:

@@ -20,7 +20,7 @@ COMPONENTS = ("operator", "suggestion worker", "kube-apiserver", "etcd", "kube-s
               "test kubelet")
 CORES = os.cpu_count() or 1
 MIB_PER_MB = 1e6 / 2**20
-PROFILE_BEFORE = "operator_scale_profile_before.json"  # beside the report: the profile before the operator's cuts
+PROFILES = "operator_scale_profile.json"  # beside the report: py-spy's summaries, before the operator's cuts and now
 
 
 def write_report(path: Path, results: list[dict]) -> None:
@@ -77,7 +77,7 @@ def write_report(path: Path, results: list[dict]) -> None:
     for r in results:
         counted = [(k, v) for k, v in r["apiserver_requests_per_trial"].items() if v >= 0.005]
         lines.append(f"- {_name(r)}: " + ", ".join(f"{k} {v:.2f}" for k, v in counted))
-    lines += profile_section(path, results)
+    lines += profile_section(path)
     lines.append("")
     path.write_text("\n".join(lines))
     print(f"wrote {path}")
@@ -188,32 +188,34 @@ def bottleneck(result: dict) -> str:
     return f"the {CORES} cores were {busy:.0%} busy on average ({saturated}); of the CPU used, {shares}"
 
 
-def profile_section(path: Path, results: list[dict]) -> list[str]:
-    """py-spy's view of the operator process: the top entries before the cuts (if recorded) and now."""
-    profiled = [r for r in results if r.get("profile")]
-    if not profiled:
+def profile_section(path: Path) -> list[str]:
+    """py-spy's view of the operator process before the cuts and now (``--profile-as before|after``), from
+    ``operator_scale_profile.json`` beside the report."""
+    profiles_path = path.parent / PROFILES
+    if not profiles_path.exists():
         return []
-    before_path = path.parent / PROFILE_BEFORE
-    before: dict[str, Any] = json.loads(before_path.read_text()) if before_path.exists() else {}
+    profiles: dict[str, Any] = json.loads(profiles_path.read_text())
+    before, after = profiles.get("before"), profiles.get("after")
     lines = ["", "## Where the operator's CPU goes (py-spy)", "",
-             "Samples of the operator process (py-spy, 50 a second, every thread not idle) over the whole scenario, "
-             "as a share of all its samples. *Self*: the function on top of the stack. *By package*: that "
-             "function's package. *By kubetune function*: the innermost kubetune function below it, what of the "
-             "operator's own work the time was spent for."]
-    for r in profiled:
-        earlier = before.get(f"{r['name']}/{r.get('algorithm', 'random')}")
-        for what, title in (("kubetune", "by kubetune function"), ("package", "by package"), ("self", "self")):
-            lines += ["", f"{_name(r)}, {title}:", ""]
-            now_rows = table(r["profile"], what)
-            if earlier:
-                before_rows = table(earlier["profile"], what)
-                lines += [f"| before ({earlier['note']}) | share | now | share |", "|---|---:|---|---:|"]
-                for i in range(max(len(before_rows), len(now_rows))):
-                    left = before_rows[i].strip("|").rsplit("|", 1) if i < len(before_rows) else ["", ""]
-                    right = now_rows[i].strip("|").rsplit("|", 1) if i < len(now_rows) else ["", ""]
-                    lines.append(f"| {left[0].strip()} | {left[1].strip()} | {right[0].strip()} | {right[1].strip()} |")
-            else:
-                lines += ["| now | share |", "|---|---:|", *now_rows]
+             "Samples of the thread holding the operator process's GIL (py-spy `--gil`, 50 a second) over the whole "
+             "scenario, as a share of all its samples; its suggestion worker is left out. *By kubetune function*: the "
+             "innermost kubetune function on the stack, what of the operator's own work the time was spent for (no "
+             "kubetune frame: kopf's, the client's or asyncio's own work, named by the library under the event "
+             "loop). *By package*: the package of the function on top. *Self*: the function on top."]
+    for key, profile in (("before", before), ("after", after)):
+        if profile:
+            lines.append(f"- {key}: {profile['note']} (`{profile['command']}`), {profile['samples']} samples")
+    for what, title in (("kubetune", "By kubetune function"), ("package", "By package"), ("self", "Self")):
+        lines += ["", f"{title}:", ""]
+        columns = [(key, table(p["profile"], what, rows=12)) for key, p in (("before", before), ("after", after)) if p]
+        lines.append("| " + " | ".join(f"{key} | share" for key, _ in columns) + " |")
+        lines.append("|" + "---|---:|" * len(columns))
+        for i in range(max(len(rows) for _, rows in columns)):
+            cells = []
+            for _, rows in columns:
+                name, share = (rows[i].strip("|").rsplit("|", 1) if i < len(rows) else ["", ""])
+                cells += [name.strip(), share.strip()]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
