@@ -47,6 +47,12 @@ def test_a_listing_is_read_a_page_at_a_time_and_shaped(namespace, monkeypatch):
     assert sorted(p["metadata"]["name"] for p in listed) == [f"demo-{i}" for i in range(5)]
     assert len(pages) == 3 and pages[0] is None and all(pages[1:])  # three pages, each after the one before
     assert all("managedFields" not in p["metadata"] and "image" not in json.dumps(p) for p in listed)
+    # the pods of ended trials are left out of a listing of unfinished ones; one pod may be read alone
+    namespace.cluster.request("PATCH", f"/api/v1/namespaces/{namespace.name}/pods/demo-0/status",
+                              {"status": {"phase": "Succeeded"}}, "application/merge-patch+json")
+    unfinished = asyncio.run(api.list("pods", namespace.name, "demo", essentials, unfinished=True))
+    assert sorted(p["metadata"]["name"] for p in unfinished) == [f"demo-{i}" for i in range(1, 5)]
+    assert asyncio.run(api.get("pods", namespace.name, "demo-0"))["status"]["phase"] == "Succeeded"
 
 
 def test_refusals_and_an_absent_server_become_errors_that_say_what_happened(namespace, tmp_path):
@@ -56,6 +62,8 @@ def test_refusals_and_an_absent_server_become_errors_that_say_what_happened(name
         asyncio.run(forbidden.list("pods", namespace.name, "demo"))
     with pytest.raises(NotFound):
         asyncio.run(admin_api(namespace).delete("pods", namespace.name, "never-was"))
+    with pytest.raises(NotFound):
+        asyncio.run(admin_api(namespace).get("pods", namespace.name, "never-was"))
     configuration = client.Configuration(host="https://127.0.0.1:1")
     configuration.retries = 0
     with pytest.raises(Unavailable, match="could not be reached"):

@@ -26,6 +26,7 @@ API_THREADS = 32
 STATUS_THREADS = 16
 LIST_PAGE = 500  # objects per page of a listing: each page is shaped before the next is read, bounding memory
 THROTTLED_RETRIES = 5  # a 429 from API Priority and Fairness is retried this often, after its Retry-After
+UNFINISHED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 AUTH_SETTINGS = ["BearerToken"]  # the client's name for its token credentials (certificates are the pool's)
 PROBE_SECONDS = 30  # a watch's connection is given this long to be made, and its stream this long past its end
 
@@ -65,8 +66,12 @@ class Unavailable(ApiError):
 
 
 class ClusterApi(Protocol):
+    """``list(..., unfinished=True)`` lists only pods neither Succeeded nor Failed."""
+
     async def list(self, kind: str, namespace: str, experiment: str,
-                   shape: Callable[[dict[str, Any]], dict[str, Any]] = ...) -> list[dict[str, Any]]: ...
+                   shape: Callable[[dict[str, Any]], dict[str, Any]] = ...,
+                   unfinished: bool = False) -> list[dict[str, Any]]: ...
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]: ...
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
@@ -171,9 +176,11 @@ class KubernetesApi:
         return send
 
     async def list(self, kind: str, namespace: str, experiment: str,
-                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj) -> list[dict[str, Any]]:
-        """The experiment's objects of ``kind``, each passed through ``shape`` (to keep only what is needed),
-        read a page at a time so that thousands of full objects are never in memory at once."""
+                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj,
+                   unfinished: bool = False) -> list[dict[str, Any]]:
+        """The experiment's objects of ``kind`` (pods neither Succeeded nor Failed only, if ``unfinished``),
+        each passed through ``shape`` (to keep only what is needed), read a page at a time so that thousands
+        of full objects are never in memory at once."""
         selector = f"{EXPERIMENT_LABEL}={experiment}"
 
         def page(answer: Any) -> tuple[list[dict[str, Any]], str | None]:
@@ -185,12 +192,18 @@ class KubernetesApi:
         token: str | None = None
         while True:
             query: dict[str, Any] = {"labelSelector": selector, "limit": LIST_PAGE}
+            if unfinished:
+                query["fieldSelector"] = UNFINISHED_PODS
             if token:
                 query["continue"] = token
             items, token = await self._call(self._request("GET", _collection(kind, namespace), query), then=page)
             found.extend(items)
             if not token:
                 return found
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._call(self._request("GET", f"{_collection(kind, namespace)}/{name}"))
+        return answer
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         request = self._request("POST", _collection(kind, namespace), body=body)

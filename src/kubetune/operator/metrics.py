@@ -124,8 +124,12 @@ class CountingApi:
             self._metrics.api_requests.labels(verb, resource, outcome).inc()
 
     async def list(self, kind: str, namespace: str, experiment: str,
-                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj) -> list[dict[str, Any]]:
-        return await self._count("list", kind, self._api.list(kind, namespace, experiment, shape))
+                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj,
+                   unfinished: bool = False) -> list[dict[str, Any]]:
+        return await self._count("list", kind, self._api.list(kind, namespace, experiment, shape, unfinished))
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return await self._count("get", kind, self._api.get(kind, namespace, name))
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._count("create", kind, self._api.create(kind, namespace, body))

@@ -74,9 +74,9 @@ CONCURRENCY = 32
 RUNNING_UPDATES_PER_PASS = 64
 # A pass reads the experiment's Trials and Pods as the first listing left them, plus the operator's own writes
 # since and the pods' watch events, instead of listing them again (listing 5,000 trials and their pods, 35 MB
-# of JSON from a real API server, took seconds). The pods are listed again in the background this often, a
-# safety net for an event the watch never delivered (a pod deleted while it was reconnecting, say); after a
-# failed pass everything is listed again.
+# of JSON from a real API server, took seconds). The unfinished pods are listed again in the background this
+# often, a safety net for an event the watch never delivered (ended pods are not: they only ever go, and there
+# are as many as trials); after a failed pass everything is listed again.
 RELIST_SECONDS = 60.0
 T = TypeVar("T")
 
@@ -87,7 +87,7 @@ class TrialsDoNotFit(Exception):
 
 @dataclass
 class _Relisting:
-    task: asyncio.Task[list[dict]]
+    task: asyncio.Task[tuple[list[dict], dict[tuple[str, str], dict | None]]]  # listed, and looked up one by one
     since: int  # the view's version when the listing began
     started: float
 
@@ -357,8 +357,8 @@ class Reconciler:
             await asyncio.gather(*state.writing, return_exceptions=True)
 
     def _relist_pods(self, state: ExperimentState, namespace: str, name: str) -> None:
-        """Lists the experiment's pods again every ``RELIST_SECONDS``, in the background (a listing of
-        thousands of pods takes seconds, and refills must not wait for it), and folds the listing into the
+        """Lists the experiment's unfinished pods again every ``RELIST_SECONDS``, in the background (a listing
+        of thousands of pods takes seconds, and refills must not wait for it), and folds the listing into the
         view at the first pass after it arrived."""
         view = state.view
         assert view is not None
@@ -373,10 +373,25 @@ class Reconciler:
                                RELIST_SECONDS, None if relisting.task.cancelled() else relisting.task.exception())
                 view.listed_at = self.monotonic()
             else:
-                view.refresh_pods(relisting.task.result(), relisting.since, relisting.started)
+                view.refresh_unfinished(*relisting.task.result(), relisting.since, relisting.started)
         elif self.monotonic() - view.listed_at >= RELIST_SECONDS:
-            task = asyncio.create_task(self.api.list("pods", namespace, name, essentials))
+            task = asyncio.create_task(self._unfinished_pods(view, namespace, name, view.version))
             state.relisting = _Relisting(task, view.version, self.monotonic())
+
+    async def _unfinished_pods(self, view: ExperimentView, namespace: str, name: str, since: int
+                               ) -> tuple[list[dict], dict[tuple[str, str], dict | None]]:
+        """The experiment's unfinished pods, and each pod the view holds as unfinished that the listing lacks,
+        looked up one by one (None: gone): it ended, or went, while nothing said so."""
+        listed = await self.api.list("pods", namespace, name, essentials, unfinished=True)
+        found = {pod["metadata"]["name"] for pod in listed}
+        looked_up: dict[tuple[str, str], dict | None] = {}
+        for trial, pod in view.unfinished_unheard_of(since):
+            if pod not in found:
+                try:
+                    looked_up[trial, pod] = essentials(await self.api.get("pods", namespace, pod))
+                except NotFound:
+                    looked_up[trial, pod] = None
+        return listed, looked_up
 
     # -- following running trials --------------------------------------------------------------------------
     async def _follow(self, experiment: Experiment, trial: dict, view: ExperimentView, optimizer: ExperimentOptimizer,

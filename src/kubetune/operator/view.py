@@ -117,28 +117,35 @@ class ExperimentView:
         self.version += 1
         self._learnt[pod] = self.version
 
-    def refresh_pods(self, listed: Iterable[dict], since: int, listed_at: float) -> None:
-        """Takes a listing of the experiment's pods that began when the view was at version ``since``. It is
-        the truth for every pod the view has not heard of since: a pod the watch never showed, or one that
-        went while the watch was away. For the pods it has heard of since, the newer state wins, and one
-        it saw go stays gone."""
-        fresh: PodsByTrial = {}
+    def unfinished_unheard_of(self, since: int) -> list[tuple[str, str]]:
+        """(trial, pod) of the pods the view holds as not ended and has heard nothing of since version
+        ``since``."""
+        return [(trial, name) for trial, own in self.pods.items() for name, pod in own.items()
+                if not has_ended(pod) and self._learnt.get(name, 0) <= since]
+
+    def refresh_unfinished(self, listed: Iterable[dict], looked_up: dict[tuple[str, str], dict | None], since: int,
+                           listed_at: float) -> None:
+        """Takes a listing of the experiment's unfinished pods that began when the view was at version
+        ``since``, and a look at each pod the view held as unfinished that the listing lacked (None: it is
+        gone). They are the truth for every pod the view has not heard of since: a pod the watch never
+        showed, one that ended or went while nothing said so. A pod heard of since keeps what was heard (the
+        newer state, or its going); an ended pod stays as it is (it can only go, and its trial is settled)."""
+        changed: set[str] = set()
         for pod in listed:
             name, trial = pod["metadata"]["name"], pod["metadata"].get("labels", {}).get(TRIAL_LABEL)
-            if not trial:
-                continue
-            if self._learnt.get(name, 0) > since:
-                known = self.pods.get(trial, {}).get(name)
-                if known is None:  # it went after the listing began
-                    continue
-                pod = known if pod_order(known) >= pod_order(pod) else pod
-            fresh.setdefault(trial, {})[name] = pod
-        for trial, own in self.pods.items():  # created or shown after the listing began
-            for name, pod in own.items():
-                if self._learnt.get(name, 0) > since:
-                    fresh.setdefault(trial, {}).setdefault(name, pod)
-        changed = set(self.pods) | set(fresh)
-        self.pods = fresh
+            if trial and self._learnt.get(name, 0) <= since:
+                own = self.pods.setdefault(trial, {})
+                if name not in own or pod_order(pod) >= pod_order(own[name]):
+                    own[name] = pod
+                    changed.add(trial)
+        for (trial, name), seen in looked_up.items():
+            if self._learnt.get(name, 0) <= since:
+                own = self.pods.setdefault(trial, {})
+                if seen is None:
+                    own.pop(name, None)
+                else:
+                    own[name] = seen
+                changed.add(trial)
         self._learnt = {name: version for name, version in self._learnt.items() if version > since}
         self.listed_at = listed_at
         for trial in changed:
