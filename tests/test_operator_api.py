@@ -29,6 +29,17 @@ def admin_api(namespace) -> KubernetesApi:
     return KubernetesApi(config.new_client_from_config(str(namespace.cluster.admin_kubeconfig)))
 
 
+def run(api: KubernetesApi, call):
+    """Runs one call in an event loop of its own, then closes the HTTP session made for that loop."""
+    async def closing():
+        try:
+            return await call
+        finally:
+            await api.close()
+
+    return asyncio.run(closing())
+
+
 def test_a_listing_is_read_a_page_at_a_time_and_shaped(namespace, monkeypatch):
     for i in range(5):
         namespace.cluster.request("POST", f"/api/v1/namespaces/{namespace.name}/pods", pod(f"demo-{i}", "demo"))
@@ -36,38 +47,40 @@ def test_a_listing_is_read_a_page_at_a_time_and_shaped(namespace, monkeypatch):
     monkeypatch.setattr(api_module, "LIST_PAGE", 2)
     api = admin_api(namespace)
     pages = []
-    request = api._request
+    send = api._send
 
     def counting(method, path, query=None, **options):
         pages.append((query or {}).get("continue"))
-        return request(method, path, query, **options)
+        return send(method, path, query, **options)
 
-    monkeypatch.setattr(api, "_request", counting)
-    listed = asyncio.run(api.list("pods", namespace.name, "demo", essentials))
+    monkeypatch.setattr(api, "_send", counting)
+    listed = run(api, api.list("pods", namespace.name, "demo", essentials))
     assert sorted(p["metadata"]["name"] for p in listed) == [f"demo-{i}" for i in range(5)]
     assert len(pages) == 3 and pages[0] is None and all(pages[1:])  # three pages, each after the one before
     assert all("managedFields" not in p["metadata"] and "image" not in json.dumps(p) for p in listed)
     # the pods of ended trials are left out of a listing of unfinished ones; one pod may be read alone
     namespace.cluster.request("PATCH", f"/api/v1/namespaces/{namespace.name}/pods/demo-0/status",
                               {"status": {"phase": "Succeeded"}}, "application/merge-patch+json")
-    unfinished = asyncio.run(api.list("pods", namespace.name, "demo", essentials, unfinished=True))
+    unfinished = run(api, api.list("pods", namespace.name, "demo", essentials, unfinished=True))
     assert sorted(p["metadata"]["name"] for p in unfinished) == [f"demo-{i}" for i in range(1, 5)]
-    assert asyncio.run(api.get("pods", namespace.name, "demo-0"))["status"]["phase"] == "Succeeded"
+    assert run(api, api.get("pods", namespace.name, "demo-0"))["status"]["phase"] == "Succeeded"
 
 
 def test_refusals_and_an_absent_server_become_errors_that_say_what_happened(namespace, tmp_path):
     nobody = namespace.cluster.service_account_kubeconfig(tmp_path / "nobody.kubeconfig", namespace.name, "default")
     forbidden = KubernetesApi(config.new_client_from_config(str(nobody)))
     with pytest.raises(Forbidden, match='cannot list resource "pods"'):
-        asyncio.run(forbidden.list("pods", namespace.name, "demo"))
+        run(forbidden, forbidden.list("pods", namespace.name, "demo"))
+    admin = admin_api(namespace)
     with pytest.raises(NotFound):
-        asyncio.run(admin_api(namespace).delete("pods", namespace.name, "never-was"))
+        run(admin, admin.delete("pods", namespace.name, "never-was"))
     with pytest.raises(NotFound):
-        asyncio.run(admin_api(namespace).get("pods", namespace.name, "never-was"))
+        run(admin, admin.get("pods", namespace.name, "never-was"))
     configuration = client.Configuration(host="https://127.0.0.1:1")
     configuration.retries = 0
+    absent = KubernetesApi(client.ApiClient(configuration))
     with pytest.raises(Unavailable, match="could not be reached"):
-        asyncio.run(KubernetesApi(client.ApiClient(configuration)).list("pods", namespace.name, "demo"))
+        run(absent, absent.list("pods", namespace.name, "demo"))
 
 
 def test_the_pod_watch_sees_trial_pods_only_from_where_they_stood_when_it_started(namespace):

@@ -1,9 +1,9 @@
 """The operator's view of the Kubernetes API: the few calls it makes, behind one small protocol.
 
-:class:`KubernetesApi` implements it over the official ``kubernetes`` client's configuration, credentials
-and connection pool, each call in a worker thread so the event loop never blocks; tests implement it in
-memory. Listing is by the ``kubetune.io/experiment``
-label, and results are filtered again on this side, so a server that ignores selectors does no harm.
+:class:`KubernetesApi` implements it with aiohttp on the event loop, configured and authenticated from the
+official ``kubernetes`` client's configuration (in-cluster or a kubeconfig); tests implement it in memory.
+Listing is by the ``kubetune.io/experiment`` label, and results are filtered again on this side, so a server
+that ignores selectors does no harm.
 """
 
 from __future__ import annotations
@@ -13,21 +13,26 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import ssl
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+import aiohttp
 
 from kubetune.core.cluster.crd import GROUP, VERSION
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
 
-API_THREADS = 32
-# Status writes (a trial marked Running, a result, the Experiment's status) have threads of their own: behind a
-# burst of them, a refill's creates would otherwise wait in the same queue.
-STATUS_THREADS = 16
+CONNECTIONS = 48  # to the API server at once
+# Status writes (a trial marked Running, a result, the Experiment's status) take at most this many of them:
+# behind a burst of them, a refill's creates would otherwise wait for a connection.
+STATUS_WRITES = 16
+CLIENT_THREADS = 4  # for the calls still made with the client itself (leases, secrets: a few a minute)
+LARGE_ANSWER = 64 * 1024  # bytes of JSON parsed (and shaped) in a thread, not on the event loop
 LIST_PAGE = 500  # objects per page of a listing: each page is shaped before the next is read, bounding memory
 THROTTLED_RETRIES = 5  # a 429 from API Priority and Fairness is retried this often, after its Retry-After
 UNFINISHED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
-AUTH_SETTINGS = ["BearerToken"]  # the client's name for its token credentials (certificates are the pool's)
 PROBE_SECONDS = 30  # a watch's connection is given this long to be made, and its stream this long past its end
 
 
@@ -104,7 +109,6 @@ class KubernetesApi:
     kubeconfig)."""
 
     def __init__(self, api_client: Any = None, on_throttled: Callable[[], None] = lambda: None):
-        import urllib3
         from kubernetes import client, config
 
         if api_client is None:
@@ -113,67 +117,103 @@ class KubernetesApi:
             except config.ConfigException:
                 config.load_kube_config()
             api_client = client.ApiClient()
-        # The reconciler keeps many calls in flight (each a blocking client call in a thread): asyncio's default
-        # executor has only cpu_count + 4 threads, which capped them at 6 on a 2-core node.
-        api_client.configuration.connection_pool_maxsize = API_THREADS + STATUS_THREADS
-        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = API_THREADS + STATUS_THREADS
-        self._threads = concurrent.futures.ThreadPoolExecutor(API_THREADS, thread_name_prefix="kubetune-api")
-        self._status_threads = concurrent.futures.ThreadPoolExecutor(STATUS_THREADS,
-                                                                     thread_name_prefix="kubetune-status")
-        self._client = api_client
-        self._pool = api_client.rest_client.pool_manager
-        self._host = api_client.configuration.host.rstrip("/")
+        self._configuration = api_client.configuration
+        self._host = self._configuration.host.rstrip("/")
+        self._ssl = _ssl_context(self._configuration)
+        self._http: _Http | None = None
+        self._threads = concurrent.futures.ThreadPoolExecutor(CLIENT_THREADS, thread_name_prefix="kubetune-api")
         self._core = client.CoreV1Api(api_client)
         self._coordination = client.CoordinationV1Api(api_client)
         self._exceptions = client.exceptions
-        self._unreachable = (urllib3.exceptions.HTTPError, OSError)
         self._on_throttled = on_throttled
 
-    async def _call(self, request: Callable[[], Any], parse: bool = True,
+    # -- the calls made per trial: aiohttp on the event loop -------------------------------------------------
+    def _session(self) -> _Http:
+        """The HTTP session of the running event loop (made on first use: one per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http.loop is not loop:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=CONNECTIONS, limit_per_host=CONNECTIONS)
+            session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=PROBE_SECONDS), headers={"Accept": "application/json"})
+            self._http = _Http(loop, session, asyncio.Semaphore(STATUS_WRITES))
+        return self._http
+
+    async def close(self) -> None:
+        """Closes the HTTP session of the running event loop."""
+        if self._http is not None and self._http.loop is asyncio.get_running_loop():
+            await self._http.session.close()
+            self._http = None
+
+    async def _send(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+                    content_type: str = "application/json", parse: bool = True,
                     then: Callable[[Any], Any] = lambda answer: answer, status_write: bool = False) -> Any:
-        """Makes ``request`` (a blocking call that answers with the raw response) in a worker thread; answers
-        are plain JSON (no model classes), or text for logs, or None when the caller has no use for them
-        (``parse=False``), passed through ``then`` in the same thread. Failures become :class:`ApiError`
-        subclasses carrying the server's message."""
-        call = functools.partial(_answer, request, parse, then)
+        """One request; the answer as plain JSON (or text, for logs), or None when the caller has no use for it
+        (``parse=False``), passed through ``then`` (a large answer is parsed and shaped in a thread). A 429 is
+        tried again after its Retry-After; other failures become :class:`ApiError` subclasses carrying the
+        server's message."""
+        headers = {key: value for key, value in self._credentials().items() if value}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body, separators=(",", ":"))
+        for attempt in range(THROTTLED_RETRIES + 1):
+            status, reason, retry_after, answer = await self._exchange(method, path, query, data, headers,
+                                                                       status_write)
+            if status == 429 and attempt < THROTTLED_RETRIES:
+                self._on_throttled()
+                await asyncio.sleep(_seconds(retry_after))
+                continue
+            if status >= 400:
+                raise _error(status, reason, answer)
+            if not parse or not answer:
+                return then(None)
+            if len(answer) > LARGE_ANSWER:
+                return await asyncio.to_thread(_parsed, answer, then)
+            return _parsed(answer, then)
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, method: str, path: str, query: dict[str, Any] | None, data: str | None,
+                        headers: dict[str, str], status_write: bool) -> tuple[int, str, str | None, bytes]:
+        """Sends one request and reads its whole answer: (status, reason, Retry-After, body)."""
+        http = self._session()
+        writes = http.status_writes if status_write else contextlib.nullcontext()
+        try:
+            async with writes, http.session.request(method, self._host + path, params=query, data=data,
+                                                    headers=headers, proxy=self._configuration.proxy or None,
+                                                    server_hostname=self._configuration.tls_server_name
+                                                    ) as response:
+                answer = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"the API server could not be reached: {exc or type(exc).__name__}") from None
+        return response.status, response.reason or "", response.headers.get("Retry-After"), answer
+
+    def _credentials(self) -> dict[str, str]:
+        """The headers that carry the configuration's credentials (a bearer token, refreshed as the client
+        refreshes it); client certificates are in the TLS context."""
+        settings = self._configuration.auth_settings().values()
+        return {setting["key"]: setting["value"] for setting in settings if setting.get("in") == "header"}
+
+    # -- the rare calls: the client itself, in a thread ------------------------------------------------------
+    async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Calls the client in a worker thread; answers are plain JSON (no model classes). Failures become
+        :class:`ApiError` subclasses carrying the server's message."""
+        call = functools.partial(_answer, functools.partial(function, *args, _preload_content=False, **kwargs))
         for attempt in range(THROTTLED_RETRIES + 1):
             try:
-                threads = self._status_threads if status_write else self._threads
-                return await asyncio.get_running_loop().run_in_executor(threads, call)
+                return await asyncio.get_running_loop().run_in_executor(self._threads, call)
             except self._exceptions.ApiException as exc:
                 if exc.status == 429 and attempt < THROTTLED_RETRIES:
                     self._on_throttled()
-                    await asyncio.sleep(_retry_after(exc))
+                    await asyncio.sleep(_seconds((exc.headers or {}).get("Retry-After")))
                     continue
                 raise _api_error(exc) from None
-            except self._unreachable as exc:
+            except OSError as exc:
                 raise Unavailable(f"the API server could not be reached: {exc}") from None
+            except Exception as exc:
+                if type(exc).__module__.startswith("urllib3"):
+                    raise Unavailable(f"the API server could not be reached: {exc}") from None
+                raise
         raise AssertionError("unreachable")
-
-    def _client_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
-        """A call of the client's own (the rare ones: leases, secrets), answering with the raw response."""
-        return functools.partial(function, *args, _preload_content=False, **kwargs)
-
-    def _request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
-                 content_type: str = "application/json") -> Callable[[], Any]:
-        """A request made with the client's connection pool, TLS settings and credentials but not its per-call
-        machinery, which validates every argument against its models (a pod against V1Pod) and walks the body
-        to serialize it: ten times the CPU of the request itself, four times per trial."""
-
-        def send() -> Any:
-            headers = {**self._client.default_headers, "Accept": "application/json"}
-            self._client.update_params_for_auth(headers, [], AUTH_SETTINGS, path, method, None)
-            data = None
-            if body is not None:
-                headers["Content-Type"] = content_type
-                data = json.dumps(body, separators=(",", ":"))
-            url = self._host + path + ("?" + urllib.parse.urlencode(query) if query else "")
-            response = self._pool.request(method, url, body=data, headers=headers, preload_content=False)
-            if not 200 <= response.status <= 299:
-                raise self._exceptions.ApiException(http_resp=response)
-            return response
-
-        return send
 
     async def list(self, kind: str, namespace: str, experiment: str,
                    shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj,
@@ -196,33 +236,31 @@ class KubernetesApi:
                 query["fieldSelector"] = UNFINISHED_PODS
             if token:
                 query["continue"] = token
-            items, token = await self._call(self._request("GET", _collection(kind, namespace), query), then=page)
+            items, token = await self._send("GET", _collection(kind, namespace), query, then=page)
             found.extend(items)
             if not token:
                 return found
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        answer: dict[str, Any] = await self._call(self._request("GET", f"{_collection(kind, namespace)}/{name}"))
+        answer: dict[str, Any] = await self._send("GET", f"{_collection(kind, namespace)}/{name}")
         return answer
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        request = self._request("POST", _collection(kind, namespace), body=body)
         if kind == "pods":  # the operator has no use for the created pod (kilobytes to parse per trial)
-            await self._call(request, parse=False)
+            await self._send("POST", _collection(kind, namespace), body=body, parse=False)
             return body
-        return await self._call(request)
+        created: dict[str, Any] = await self._send("POST", _collection(kind, namespace), body=body)
+        return created
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        request = self._request("PATCH", f"{_collection(kind, namespace)}/{name}/status", body={"status": status},
-                                content_type="application/merge-patch+json")
-        await self._call(request, parse=False, status_write=True)
+        await self._send("PATCH", f"{_collection(kind, namespace)}/{name}/status", body={"status": status},
+                         content_type="application/merge-patch+json", parse=False, status_write=True)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
-        await self._call(self._request("DELETE", f"{_collection(kind, namespace)}/{name}"), parse=False)
+        await self._send("DELETE", f"{_collection(kind, namespace)}/{name}", parse=False)
 
     async def pod_log(self, namespace: str, name: str, container: str) -> str:
-        log = await self._call(self._request("GET", f"{_collection('pods', namespace)}/{name}/log",
-                                             {"container": container}))
+        log = await self._send("GET", f"{_collection('pods', namespace)}/{name}/log", {"container": container})
         return log if isinstance(log, str) else json.dumps(log) if log is not None else ""
 
     # -- the trial pods' watch (kubetune.operator.pod_watch): blocking calls, made in the watch's thread ------------
@@ -251,28 +289,28 @@ class KubernetesApi:
             raise _api_error(exc) from None
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._call(self._client_call(self._coordination.read_namespaced_lease, name, namespace))
+        return await self._call(self._coordination.read_namespaced_lease, name, namespace)
 
     async def create_lease(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": namespace}, "spec": spec}
-        return await self._call(self._client_call(self._coordination.create_namespaced_lease, namespace, body))
+        return await self._call(self._coordination.create_namespaced_lease, namespace, body)
 
     async def patch_lease(self, namespace: str, name: str, resource_version: str,
                           spec: dict[str, Any]) -> dict[str, Any]:
         # A resourceVersion in a patch makes it conditional: the server answers 409 if the Lease changed.
         body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
-        return await self._call(self._client_call(self._coordination.patch_namespaced_lease, name, namespace, body,
-                                                  _content_type="application/merge-patch+json"))
+        return await self._call(self._coordination.patch_namespaced_lease, name, namespace, body,
+                                _content_type="application/merge-patch+json")
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._call(self._client_call(self._core.read_namespaced_secret, name, namespace))
+        return await self._call(self._core.read_namespaced_secret, name, namespace)
 
     async def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
         body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": name, "namespace": namespace,
                              "labels": {"app.kubernetes.io/managed-by": "kubetune"}}, "data": data}
-        return await self._call(self._client_call(self._core.create_namespaced_secret, namespace, body))
+        return await self._call(self._core.create_namespaced_secret, namespace, body)
 
 
 def _collection(kind: str, namespace: str) -> str:
@@ -282,34 +320,67 @@ def _collection(kind: str, namespace: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{urllib.parse.quote(namespace)}/{kind}"
 
 
-def _answer(request: Callable[[], Any], parse: bool, then: Callable[[Any], Any]) -> Any:
-    """Makes the call and reads, parses and shapes the whole answer, all in the calling (worker) thread: the
-    body is read only when asked for, and reading a listing of thousands of objects on the event loop would
-    stall every experiment."""
-    data = request().data
-    text = data.decode() if isinstance(data, bytes) else data
-    if not text or not parse:
-        return then(None)
+@dataclass
+class _Http:
+    loop: asyncio.AbstractEventLoop
+    session: aiohttp.ClientSession
+    status_writes: asyncio.Semaphore
+
+
+def _ssl_context(configuration: Any) -> ssl.SSLContext:
+    """The TLS settings of the client's configuration: its CA (or the system's), its client certificate, and
+    whether the server's certificate and name are checked."""
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif configuration.assert_hostname is False:
+        context.check_hostname = False
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return context
+
+
+def _parsed(data: bytes, then: Callable[[Any], Any]) -> Any:
+    """An answer as JSON (or text, for logs), passed through ``then``."""
+    text = data.decode(errors="replace")
     try:
         return then(json.loads(text))
     except ValueError:
         return then(text)
 
 
+def _answer(request: Callable[[], Any]) -> Any:
+    """Makes a client call and reads and parses its whole answer, in the calling (worker) thread."""
+    data = request().data
+    text = data.decode() if isinstance(data, bytes) else data
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _api_error(exc: Any) -> ApiError:
     """The :class:`ApiError` for a client ``ApiException``, with the message of the server's Status."""
-    message = str(exc.reason)
+    return _error(exc.status, str(exc.reason), exc.body)
+
+
+def _error(status: int | None, reason: str, body: Any) -> ApiError:
+    """The :class:`ApiError` for an answer with this HTTP status, with the message of the server's Status."""
+    message = reason
     with contextlib.suppress(TypeError, ValueError, AttributeError):
-        message = json.loads(exc.body).get("message") or message
+        message = json.loads(body).get("message") or message
     kinds: dict[int, type[ApiError]] = {409: Conflict, 404: NotFound, 403: Forbidden, 429: Throttled}
-    kind = kinds.get(exc.status, Unavailable if (exc.status or 500) >= 500 else ApiError)
+    kind = kinds.get(status or 0, Unavailable if (status or 500) >= 500 else ApiError)
     error = kind(message)
-    error.status = exc.status
+    error.status = status
     return error
 
 
-def _retry_after(exc: Any) -> float:
+def _seconds(retry_after: Any) -> float:
     try:
-        return min(max(float((exc.headers or {}).get("Retry-After", 1)), 0.1), 10.0)
+        return min(max(float(retry_after if retry_after is not None else 1), 0.1), 10.0)
     except (TypeError, ValueError):
         return 1.0

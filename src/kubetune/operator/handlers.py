@@ -49,6 +49,7 @@ class OperatorState:
         self.reports_server: web.AppRunner | None = None
         self.lag_monitor: asyncio.Task[None] | None = None
         self.pod_watch: PodWatch | None = None
+        self.cluster: KubernetesApi | None = None  # the API client behind the reconciler's, when it is the real one
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
         # the pod events of each followed experiment not yet passed on to a pass (pods slimmed to their essentials)
         self.pod_events: dict[tuple[str, str], list[tuple[str | None, dict]]] = {}
@@ -127,6 +128,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     reports: ReportsConfig | None = _configuration["reports"]
     reporting = None if reports is None else Reporting(reports.url, reports.key)
     memo.state = state = OperatorState(api, _configuration["sharing"], metrics, reporting)
+    state.cluster = api
     if _configuration["metrics_port"] is not None:
         metrics.serve(_configuration["metrics_port"])
     state.lag_monitor = asyncio.create_task(metrics.measure_event_loop_lag())
@@ -148,6 +150,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await state.reports_server.cleanup()
     if state is not None:
         await state.reconciler.suggestions.close()
+    if state is not None and state.cluster is not None:
+        await state.cluster.close()
 
 
 @kopf.daemon(GROUP, VERSION, "experiments", cancellation_timeout=10.0)
