@@ -112,3 +112,26 @@ def test_the_pod_watch_sees_trial_pods_only_from_where_they_stood_when_it_starte
     assert events[0] == ("ADDED", "demo-1") and ("DELETED", "demo-0") in events
     assert ("ADDED", "demo-0") not in events  # it was there before the watch began: not replayed
     assert all(name != "unrelated" for _, name, _ in seen) and not any(image for *_, image in seen)
+
+
+def test_credentials_are_read_again_after_a_401():
+    """The bearer token's header is kept for a while (a kubeconfig's is read again at every refresh); a 401
+    reads it again at once and tries once more with the new token."""
+    configuration = client.Configuration(host="https://127.0.0.1:1")
+    configuration.api_key = {"authorization": "Bearer old"}
+    api = KubernetesApi(client.ApiClient(configuration))
+    sent: list[str] = []
+    revoked: set[str] = set()
+
+    async def exchange(method, path, query, data, headers, status_write):
+        sent.append(headers["authorization"])
+        if headers["authorization"] in revoked:
+            return 401, "Unauthorized", None, b'{"message": "Unauthorized"}'
+        return 200, "OK", None, b'{"kind": "Pod"}'
+
+    api._exchange = exchange
+    assert asyncio.run(api.get("pods", "team", "p")) == {"kind": "Pod"}
+    configuration.api_key = {"authorization": "Bearer new"}  # rotated: the old one stops working
+    revoked.add("Bearer old")
+    assert asyncio.run(api.get("pods", "team", "p")) == {"kind": "Pod"}
+    assert sent == ["Bearer old", "Bearer old", "Bearer new"]

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import ssl
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ CONNECTIONS = 48  # to the API server at once
 # behind a burst of them, a refill's creates would otherwise wait for a connection.
 STATUS_WRITES = 16
 CLIENT_THREADS = 4  # for the calls still made with the client itself (leases, secrets: a few a minute)
+CREDENTIALS_SECONDS = 30.0
 LARGE_ANSWER = 64 * 1024  # bytes of JSON parsed (and shaped) in a thread, not on the event loop
 LIST_PAGE = 500  # objects per page of a listing: each page is shaped before the next is read, bounding memory
 THROTTLED_RETRIES = 5  # a 429 from API Priority and Fairness is retried this often, after its Retry-After
@@ -121,6 +123,8 @@ class KubernetesApi:
         self._host = self._configuration.host.rstrip("/")
         self._ssl = _ssl_context(self._configuration)
         self._http: _Http | None = None
+        self._proxy, self._server_name = self._configuration.proxy or None, self._configuration.tls_server_name
+        self._headers: tuple[float, dict[str, str]] | None = None  # the credentials' headers, and when read
         self._threads = concurrent.futures.ThreadPoolExecutor(CLIENT_THREADS, thread_name_prefix="kubetune-api")
         self._core = client.CoreV1Api(api_client)
         self._coordination = client.CoordinationV1Api(api_client)
@@ -151,7 +155,7 @@ class KubernetesApi:
         (``parse=False``), passed through ``then`` (a large answer is parsed and shaped in a thread). A 429 is
         tried again after its Retry-After; other failures become :class:`ApiError` subclasses carrying the
         server's message."""
-        headers = {key: value for key, value in self._credentials().items() if value}
+        headers = self._credentials()
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -159,6 +163,10 @@ class KubernetesApi:
         for attempt in range(THROTTLED_RETRIES + 1):
             status, reason, retry_after, answer = await self._exchange(method, path, query, data, headers,
                                                                        status_write)
+            if status == 401 and attempt == 0 and self._headers is not None:  # the token may have just expired
+                self._headers = None
+                headers = {**headers, **self._credentials()}
+                continue
             if status == 429 and attempt < THROTTLED_RETRIES:
                 self._on_throttled()
                 await asyncio.sleep(_seconds(retry_after))
@@ -179,9 +187,8 @@ class KubernetesApi:
         writes = http.status_writes if status_write else contextlib.nullcontext()
         try:
             async with writes, http.session.request(method, self._host + path, params=query, data=data,
-                                                    headers=headers, proxy=self._configuration.proxy or None,
-                                                    server_hostname=self._configuration.tls_server_name
-                                                    ) as response:
+                                                    headers=headers, proxy=self._proxy,
+                                                    server_hostname=self._server_name) as response:
                 answer = await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise Unavailable(f"the API server could not be reached: {exc or type(exc).__name__}") from None
@@ -189,9 +196,14 @@ class KubernetesApi:
 
     def _credentials(self) -> dict[str, str]:
         """The headers that carry the configuration's credentials (a bearer token, refreshed as the client
-        refreshes it); client certificates are in the TLS context."""
-        settings = self._configuration.auth_settings().values()
-        return {setting["key"]: setting["value"] for setting in settings if setting.get("in") == "header"}
+        refreshes it: a kubeconfig's is read again at each refresh, so at most every ``CREDENTIALS_SECONDS``
+        and after a 401); client certificates are in the TLS context."""
+        now = time.monotonic()
+        if self._headers is None or now - self._headers[0] >= CREDENTIALS_SECONDS:
+            settings = self._configuration.auth_settings().values()
+            self._headers = now, {setting["key"]: setting["value"] for setting in settings
+                                  if setting.get("in") == "header" and setting.get("value")}
+        return dict(self._headers[1])
 
     # -- the rare calls: the client itself, in a thread ------------------------------------------------------
     async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
