@@ -359,6 +359,7 @@ class Result:
     pass_seconds: float = 0.0  # summed over the passes
     lag: dict[str, float] = field(default_factory=dict)  # the event loop's lag: ticks, mean, p99, over 100 ms...
     best: float = float("nan")  # the best objective value of the experiments (Hartmann-6: -3.32237 at best)
+    load: list[float] = field(default_factory=list)  # the machine's 1-minute load average at the start and the end
     profile: dict[str, Any] | None = None
 
     @property
@@ -399,6 +400,7 @@ def run_scenario(scenario: Scenario, algorithm: str | None = None, profile: bool
                 before = cluster.metrics()
                 etcd_before = etcd_db_bytes(cluster)
                 result.operator_cpu_at_start = Usage.of(operator.pid).cpu_seconds
+                result.load.append(os.getloadavg()[0])
                 with profiler:
                     started = time.monotonic()
                     for name, parallelism, max_trials in scenario.experiments:
@@ -406,6 +408,7 @@ def run_scenario(scenario: Scenario, algorithm: str | None = None, profile: bool
                                         experiment(name, parallelism, max_trials, algorithm))
                     statuses = _wait_for_the_end(cluster, scenario, operator, workdir)
                     result.seconds = time.monotonic() - started
+                result.load.append(os.getloadavg()[0])
                 _, result.trials = _ended(statuses)
                 result.best = min((s["best"]["value"] for s in statuses if s.get("best")), default=float("nan"))
                 after = cluster.metrics()

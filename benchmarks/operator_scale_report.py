@@ -63,6 +63,11 @@ def write_report(path: Path, results: list[dict]) -> None:
         usage = [r["usage"].get(c, {}) for c in COMPONENTS]
         cells = [f"{u.get('cpu_seconds', 0):.0f} s, {u.get('rss_mib', 0):.0f} MiB" for u in usage]
         lines.append(f"| {_label(r)} | {r.get('algorithm', 'random')} | " + " | ".join(cells) + " |")
+    lines += ["", "The machine's load (its 1-minute load average, from every process on it, these and others') when "
+              "each scenario began and ended: above the 2 cores, other work was waiting for them too:", ""]
+    for r in results:
+        load = r.get("load") or []
+        lines.append(f"- {_name(r)}: " + (" then ".join(f"{value:.1f}" for value in load) if load else "not recorded"))
     lines += ["", "etcd and object sizes: growth of etcd's database in use per trial, and the JSON size of a Trial "
               "and of a Pod as the API serves them:", ""]
     for r in results:
