@@ -382,6 +382,7 @@ def run_scenario(scenario: Scenario, algorithm: str | None = None, profile: bool
         cluster.create_namespace(NAMESPACE)
         kubectl(cluster.admin_kubeconfig, "apply", "--server-side", "-f", str(ROOT / "crds"))
         kubectl(cluster.admin_kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        _wait_for_storage(cluster)
         identity = OperatorIdentity(cluster, NAMESPACE, watch=[NAMESPACE], leader_election=False)
         kubeconfig = identity.install(workdir / "operator.kubeconfig")
         metrics_port = free_port()
@@ -515,6 +516,24 @@ def _share_within(buckets: list[tuple[dict[str, str], float]], bound: float) -> 
     counts = dict(_cumulative(buckets))
     total = counts.get(float("inf"), 0.0)
     return counts.get(bound, 0.0) / total if total else 1.0
+
+
+def _wait_for_storage(cluster: ControlPlane) -> None:
+    """Waits until the API server lists the kubetune resources: right after their CRDs are established it may
+    answer 429 ("storage is (re)initializing") for a while, which a cluster whose CRDs were installed long
+    before never shows, and which would be counted as the operator's 429s."""
+    import urllib.error
+
+    deadline = time.monotonic() + 60
+    for kind in ("experiments", "trials"):
+        while True:
+            try:
+                cluster.get(f"/apis/kubetune.io/v1alpha1/namespaces/{NAMESPACE}/{kind}?limit=1")
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code != 429 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def _wait_until_serving(port: int, operator: subprocess.Popen, workdir: Path) -> None:

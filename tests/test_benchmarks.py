@@ -166,7 +166,8 @@ def test_operator_scale_benchmark_runs_gp_on_the_six_parameter_objective(tmp_pat
     out = tmp_path / "operator_scale.md"
     write_report(out, [{**asdict(result), "quick": True, "date": "2026-01-01"}])
     text = out.read_text()
-    assert "| one experiment, 20 parallel, ~2 s trials (quick) | gp | 60 | " in text  # the suggestion table
+    calls = f"{result.suggestion_calls:.0f} | {result.suggestions / result.suggestion_calls:.1f} |"
+    assert f"| one experiment, 20 parallel, ~2 s trials (quick) | gp | {calls}" in text  # the suggestion table
     assert "refill p95 under 1 s at 2,000 parallel ~60-s trials with gp" in text
 
 
