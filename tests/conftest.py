@@ -24,6 +24,17 @@ JSON_LEAVES = (st.none() | st.booleans() | st.text(max_size=6) | st.floats() | s
                | st.sampled_from([10**400, -(10**400), 2**1024]))
 JSON_VALUES = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+# Text that has broken commands before, for the fuzzing of every command: rich markup, NUL, lone surrogates
+# (which a JSON or YAML escape can spell), names too long for a file system, bidirectional overrides.
+HOSTILE_TEXT = st.one_of(
+    st.sampled_from(["[/]", "[bold]x[/bold]", "[red", "[/red]", "[link=file:///etc]x", "\x00", "a\x00b", "\ud800",
+                     "x\udfff", "\udc80", "n" * 300, "\u00e9" * 200, "../" * 90, "\u202eevil", "%s%n", "{0}", "\n\r",
+                     "\t", "\\"]),
+    st.lists(st.sampled_from(["[/]", "[b]", "\x00", "\ud800", "x", "\u00e9", "/", " "]), min_size=1,
+             max_size=6).map("".join),
+)
+# JSON arrays nested far beyond any recursion limit.
+DEEP_JSON = st.integers(1_000, 20_000).map(lambda depth: "[" * depth + "]" * depth)
 
 BASE: dict[str, Any] = {
     "apiVersion": "kubetune.io/v1alpha1",

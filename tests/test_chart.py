@@ -85,8 +85,15 @@ def render(tmp_path: Path, values: dict, *extra: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
-def of_kind(objects: list[dict], kind: str) -> list[dict]:
-    return [o for o in objects if o["kind"] == kind]
+def of_kind(objects: list[dict], kind: str, users: bool = False) -> list[dict]:
+    """The objects of one kind; ClusterRoles only the operator's, or with ``users`` only those aggregated into
+    the built-in user-facing roles."""
+    return [o for o in objects if o["kind"] == kind and (kind != "ClusterRole" or users == _aggregated(o))]
+
+
+def _aggregated(role: dict) -> bool:
+    return any(label.startswith("rbac.authorization.k8s.io/aggregate-to-")
+               for label in role["metadata"].get("labels", {}))
 
 
 def rules(role: dict) -> set[tuple]:
@@ -200,6 +207,28 @@ def test_no_election_no_lease_access_and_nothing_beyond_the_minimum(tmp_path):
                    if any(rule[1] == "secrets" for rule in rules(role))), name
     objects = render(tmp_path, VALUE_SETS["single-no-election"])
     assert not any(rule[0] == "coordination.k8s.io" for role in of_kind(objects, "Role") for rule in rules(role))
+
+
+# What users get through the built-in roles: view reads, edit and admin also write Experiments (never Trials).
+USER_RULES = {
+    "view": {("kubetune.io", resource, verb, None)
+             for resource in ("experiments", "experiments/status", "trials", "trials/status")
+             for verb in ("get", "list", "watch")},
+    "edit": {("kubetune.io", "experiments", verb, None) for verb in ("create", "update", "patch", "delete",
+                                                                     "deletecollection")},
+}
+
+
+def test_user_roles_are_aggregated_into_view_edit_and_admin(tmp_path):
+    roles = {r["metadata"]["name"]: r for r in of_kind(render(tmp_path, {}), "ClusterRole", users=True)}
+    assert set(roles) == {"tune-kubetune-view", "tune-kubetune-edit"}
+    for name, expected in USER_RULES.items():
+        role = roles[f"tune-kubetune-{name}"]
+        assert rules(role) == expected
+        labels = {label.rsplit("-", 1)[1] for label, value in role["metadata"]["labels"].items()
+                  if label.startswith("rbac.authorization.k8s.io/aggregate-to-") and value == "true"}
+        assert labels == ({"view", "edit", "admin"} if name == "view" else {"edit", "admin"})
+    assert of_kind(render(tmp_path, {"userRoles": {"enabled": False}}), "ClusterRole", users=True) == []
 
 
 def test_two_replicas_always_elect_a_leader(tmp_path):

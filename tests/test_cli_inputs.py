@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -84,25 +85,78 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_the_operator_without_a_reachable_cluster_says_so_in_one_line(tmp_path):
+def _gone_cluster(tmp_path: Path, namespace: str | None = None) -> tuple[Path, str]:
+    """A kubeconfig whose two contexts name a server nobody listens on; the second names ``namespace``."""
     server = f"https://127.0.0.1:{_closed_port()}"
     kubeconfig = tmp_path / "kubeconfig"
+    second = {"cluster": "gone", "user": "me", **({"namespace": namespace} if namespace else {})}
     kubeconfig.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "gone",
         "clusters": [{"name": "gone", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
         "users": [{"name": "me", "user": {"token": "x"}}],
-        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "me"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "me"}},
+                     {"name": "second", "context": second}],
     }))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", "operator", "-A", "--metrics-port", "0",
-         "--liveness", f"http://127.0.0.1:{_closed_port()}/healthz"],
-        capture_output=True, text=True, timeout=60, env={**env, "KUBECONFIG": str(kubeconfig)},
-    )
+    return kubeconfig, server
+
+
+def _operator(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBECONFIG", "POD_"))}
+    return subprocess.run([sys.executable, "-m", "kubetune.cli", "operator", "-A", "--metrics-port", "0",
+                           "--liveness", f"http://127.0.0.1:{_closed_port()}/healthz", *args],
+                          capture_output=True, text=True, timeout=120, env={**clean, **(env or {})})
+
+
+def test_the_operator_without_a_reachable_cluster_says_so_in_one_line(tmp_path):
+    kubeconfig, server = _gone_cluster(tmp_path)
+    result = _operator("--reports-port", "0", env={"KUBECONFIG": str(kubeconfig)})
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"error: cannot reach the Kubernetes API server at {server}: Connection refused (is the cluster running, "
         "and KUBECONFIG the right one?)"]
+    # the same kubeconfig named on the command line, and one of its contexts
+    result = _operator("--reports-port", "0", "--kubeconfig", str(kubeconfig), "--context", "second")
+    assert result.returncode == 2 and f"cannot reach the Kubernetes API server at {server}" in result.stderr
+
+
+def test_the_operator_keeps_its_report_key_where_it_is_told_never_in_default_unasked(tmp_path):
+    kubeconfig, _ = _gone_cluster(tmp_path, namespace="team")
+    result = _operator("--kubeconfig", str(kubeconfig))  # the current context names no namespace
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --report-key-namespace is needed: the namespace where the Secret kubetune-report-key holding the "
+        f"report key lives (or pass --reports-port 0); kubeconfig {kubeconfig}, context gone names no namespace"]
+    result = _operator("--kubeconfig", str(kubeconfig), "--leader-election", "--reports-port", "0")
+    assert result.returncode == 2 and "--lease-namespace is needed" in result.stderr
+    # a context that names a namespace gives it; the server is the next thing to fail
+    result = _operator("--kubeconfig", str(kubeconfig), "--context", "second")
+    assert result.returncode == 2 and "cannot reach the Kubernetes API server" in result.stderr
+    result = _operator("--kubeconfig", str(kubeconfig), "--context", "nope")
+    assert result.returncode == 2 and "nope" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_operator_help_names_every_port_and_where_it_listens(capsys):
+    with pytest.raises(SystemExit):
+        main(["operator", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("8080/healthz", "default 9090", "default 8090", "--kubeconfig", "--context", "--listen-address",
+                 "127.0.0.1 outside a cluster"):
+        assert text in out, text
+
+
+def test_a_429_that_kopf_retries_is_a_warning_and_one_it_gives_up_on_an_error():
+    import logging
+
+    from kubetune.operator.startup import throttling_is_a_warning
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf._cogs.clients.api", logging.ERROR, __file__, 1, message, None, None)
+
+    retried = record("Request attempt #1/9 failed; will retry: GET /x -> APITooManyRequestsError('storage is "
+                     "(re)initializing')")
+    escalated = record("Request attempt #9/9 failed; escalating: GET /x -> APITooManyRequestsError('busy')")
+    other = record("Request attempt #1/9 failed; will retry: GET /x -> APIServerError('boom')")
+    assert all(throttling_is_a_warning(r) for r in (retried, escalated, other))
+    assert [r.levelname for r in (retried, escalated, other)] == ["WARNING", "ERROR", "ERROR"]
 
 
 def test_help_and_version_are_plain_and_load_no_heavy_module():

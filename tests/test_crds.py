@@ -67,9 +67,15 @@ def test_unknown_fields_are_kept_only_where_needed():
         "openAPIV3Schema.spec.algorithm.settings",  # algorithm-specific settings, checked by the operator
         "openAPIV3Schema.spec.earlyStopping.settings",  # rule-specific settings, likewise
         "openAPIV3Schema.spec.parameters[].values[]",  # categorical values: strings, numbers or booleans
-        "openAPIV3Schema.spec.trialTemplate.resources.cpu",  # a quantity: "500m" or 2
         "openAPIV3Schema.status.best.params",  # a parameter assignment of mixed types
     }
+
+
+def test_quantities_are_int_or_string_as_in_every_crd():
+    schema = all_crds()["experiments.kubetune.io.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    resources = schema["properties"]["spec"]["properties"]["trialTemplate"]["properties"]["resources"]["properties"]
+    for name in ("cpu", "memory"):
+        assert resources[name].get("x-kubernetes-int-or-string") is True and PRESERVE not in resources[name]
 
 
 def _draft4(node):

@@ -20,7 +20,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FUZZ, manifest
+from conftest import FUZZ, HOSTILE_TEXT, manifest
 from kubetune.cli import main
 from kubetune.core.errors import ManifestError
 from kubetune.core.manifest import load_experiment, load_experiment_text
@@ -44,7 +44,7 @@ DOCUMENT_PROBLEMS = ("not valid YAML", "the manifest must be a mapping", "expect
 
 odd_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 junk = st.one_of(
-    st.none(), st.booleans(), odd_text, st.binary(max_size=8),
+    st.none(), st.booleans(), odd_text, HOSTILE_TEXT, st.binary(max_size=8),
     st.integers(-(2**70), 2**70), st.sampled_from([10**30, -(10**30), 2**63, 2**63 - 1, -1, 0, 10**400]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(["1e20", "-1", "", " ", "\u221e", "NaN", "${params.x}", "${param.x}", "$(params.x)", "${",

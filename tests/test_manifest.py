@@ -284,3 +284,29 @@ def test_validate_warns_about_what_run_refuses(write_manifest, capsys):
     assert "in a cluster: the image's entrypoint --x=" in captured.out
     assert main(["run", str(file), "--out", str(file.parent / "out")]) == 2
     assert "spec.trialTemplate.spec.containers[0].command: locally" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("change", "path", "message"), [
+    (lambda c: c.update(comand=["python"]), "spec.trialTemplate.spec.containers[0]", "unknown field 'comand'"),
+    (lambda c: c.pop("name"), "spec.trialTemplate.spec.containers[0]", "required field 'name' is missing"),
+    (lambda c: c.update(ports=[{"containerPort": "http"}]), "spec.trialTemplate.spec.containers[0].ports[0]"
+     ".containerPort", "'http' is not of type 'integer'"),
+])
+def test_the_pod_template_is_checked_against_the_kubernetes_pod_spec(change, path, message):
+    document = manifest()
+    change(document["spec"]["trialTemplate"]["spec"]["containers"][0])
+    with pytest.raises(ManifestError) as refused:
+        load_experiment(document)
+    (problem,) = refused.value.problems
+    assert problem.path == path and problem.message.startswith(message) and "PodSpec" in problem.message
+
+
+def test_validate_says_what_the_template_was_checked_against_and_what_only_a_cluster_refuses(write_manifest,
+                                                                                             capsys):
+    document = manifest()
+    del document["spec"]["trialTemplate"]["spec"]["containers"][0]["image"]
+    assert main(["validate", str(write_manifest(document))]) == 0
+    captured = capsys.readouterr()
+    assert "Pod template: checked against the Kubernetes 1." in captured.out
+    assert ("warning: spec.trialTemplate.spec.containers[0].image: a cluster refuses a container without an image"
+            in captured.err)

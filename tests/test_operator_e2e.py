@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from cluster import Behaviour, FakeNode, objective
 from operator_cluster import (
     Operator,
@@ -81,6 +82,7 @@ def test_invalid_spec_ends_failed_with_the_message_and_an_event(namespace):
     document["spec"]["parameters"][0].update(min=10, max=1)
     with run_operator(namespace):
         namespace.apply(document)
+        namespace.kubectl("wait", "--for=condition=Failed", "experiment/broken", "--timeout=90s")
         final = ended(namespace, "broken")
         events = wait_for(lambda: [e for e in namespace.events() if e.get("reason") == "InvalidSpec"],
                           what="the InvalidSpec event")
@@ -94,11 +96,17 @@ def test_invalid_spec_ends_failed_with_the_message_and_an_event(namespace):
 def test_suspend_then_resume(namespace):
     with namespace.kubelet(), run_operator(namespace):
         namespace.apply(experiment(suspend=True, maxTrials=4))
-        wait_for(lambda: namespace.status("demo").get("reason") == "Suspended", what="the Suspended reason")
-        time.sleep(2)
-        assert namespace.trials() == []
+        namespace.kubectl("wait", "--for=condition=Suspended", "experiment/demo", "--timeout=90s")
+        suspended = namespace.status("demo")
+        table = namespace.kubectl("get", "experiments")
+        assert namespace.trials() == []  # the pass that wrote Suspended created none
         namespace.kubectl("patch", "experiment", "demo", "--type=merge", "-p", '{"spec": {"suspend": false}}')
-        final = succeeded(namespace)
+        namespace.kubectl("wait", "--for=condition=Succeeded", "experiment/demo", "--timeout=90s")
+        final = namespace.status("demo")
+    assert suspended["phase"] == "Suspended" and "Suspended" in table.splitlines()[1]
+    conditions = {c["type"]: c for c in final["conditions"]}
+    assert conditions["Succeeded"]["status"] == "True" and conditions["Suspended"]["status"] == "False"
+    assert all(c["lastTransitionTime"] and c["reason"] == "MaxTrialsReached" for c in conditions.values())
     assert final["trials"]["succeeded"] == 4
 
 
@@ -111,7 +119,11 @@ def test_parallelism_and_max_trials_edited_while_it_runs(namespace):
                           '{"spec": {"parallelism": 3, "maxTrials": 9}}')
         wait_for(lambda: len(kubelet.holding()) == 3, what="three trials running at once")
         final = release_until_ended(namespace, kubelet)
+        edited = wait_for(lambda: [e for e in namespace.events() if e.get("reason") == "Edited"],
+                          what="the Event of the edit")
     assert final["phase"] == "Succeeded"
+    assert set(edited[0]["message"].split("; ")) == {"parallelism 1 -> 3", "maxTrials 3 -> 9"}
+    assert edited[0]["involvedObject"]["name"] == "demo"
     assert final["trials"]["succeeded"] == 9 and len(namespace.trials()) == 9
     assert kubelet.max_unfinished["demo"] == 3
 
@@ -263,6 +275,39 @@ def test_two_replicas_only_the_lease_holder_acts_and_the_standby_takes_over(name
     trials = namespace.trials()
     assert sorted(t["metadata"]["name"] for t in trials) == sorted(f"demo-{i}" for i in range(10))
     assert final["trials"]["created"] == 10
+
+
+def test_the_charts_user_roles_let_view_read_and_edit_create_experiments(namespace):
+    """The chart's ClusterRoles, aggregated by kube-controller-manager into the built-in view and edit roles,
+    as a user bound to either in one namespace sees them."""
+    from cluster.identity import CHART, tool
+
+    release = f"r{namespace.name[-5:]}"  # ClusterRoles are cluster-wide: one release name per test
+    rendered = subprocess.run([tool("helm"), "template", release, str(CHART), "--show-only",
+                               "templates/userroles.yaml"], capture_output=True, text=True, check=True).stdout
+    namespace.kubectl("apply", "-f", "-", stdin=rendered, namespaced=False)
+    try:
+        for user, role in (("viewer", "view"), ("editor", "edit")):
+            namespace.kubectl("create", "serviceaccount", user)
+            namespace.kubectl("create", "rolebinding", user, f"--clusterrole={role}",
+                              f"--serviceaccount={namespace.name}:{user}")
+
+        def may(user: str, verb: str, resource: str) -> bool:
+            answer = namespace.kubectl("auth", "can-i", verb, f"{resource}.kubetune.io", "--as",
+                                       f"system:serviceaccount:{namespace.name}:{user}", check=False)
+            return answer.strip().splitlines()[0] == "yes"
+
+        wait_for(lambda: may("editor", "create", "experiments") and may("viewer", "list", "trials"),
+                 what="the roles to be aggregated")
+        assert may("viewer", "get", "experiments") and not may("viewer", "create", "experiments")
+        assert may("editor", "delete", "experiments") and not may("editor", "create", "trials")
+        as_editor = ("--as", f"system:serviceaccount:{namespace.name}:editor")
+        namespace.kubectl("apply", "-f", "-", *as_editor, stdin=yaml.safe_dump(experiment(name="by-editor")))
+        refused = namespace.kubectl("apply", "-f", "-", "--as", f"system:serviceaccount:{namespace.name}:viewer",
+                                    stdin=yaml.safe_dump(experiment(name="by-viewer")), check=False)
+        assert "forbidden" in refused and [e["metadata"]["name"] for e in namespace.get("experiments")] == ["by-editor"]
+    finally:
+        namespace.kubectl("delete", "-f", "-", stdin=rendered, namespaced=False, check=False)
 
 
 def test_deleting_an_experiment_removes_its_trials_and_pods(namespace):

@@ -77,3 +77,27 @@ def test_experiments_leave_the_gauges_when_deleted():
     metrics.experiment_gone("b")
     assert metrics.experiments.labels("Running")._value.get() == 0
     assert metrics.trials_running._value.get() == 0
+
+
+def test_deleted_experiments_leave_the_gauges_of_a_running_operator(namespace):
+    from cluster import Behaviour, free_port
+    from operator_cluster import ended, experiment, run_operator, wait_for
+
+    port = free_port()
+    broken = experiment(name="broken")
+    broken["spec"]["parameters"][0].update(min=10, max=1)
+
+    def experiments_gauge() -> dict[str, float]:
+        return {dict(labels)["phase"]: value for (name, labels), value in scrape(port).items()
+                if name == "kubetune_experiments"}
+
+    with namespace.kubelet(behaviour=lambda pod: Behaviour(seconds=0.2)), \
+            run_operator(namespace, "--metrics-port", str(port)):
+        namespace.apply(experiment(name="done", maxTrials=2))
+        namespace.apply(broken)
+        ended(namespace, "done")
+        ended(namespace, "broken")
+        assert wait_for(lambda: (g := experiments_gauge()).get("Succeeded") == 1 and g.get("Failed") == 1 and g,
+                        what="both experiments in the gauge")
+        namespace.kubectl("delete", "experiments", "--all")
+        wait_for(lambda: sum(experiments_gauge().values()) == 0, what="the deleted experiments to leave the gauge")

@@ -58,7 +58,7 @@ def test_exhausted_space_ends_the_experiment():
 def test_suspended_starts_nothing():
     limits = Limits(parallelism=3, max_trials=5, max_failed_trials=1, direction="maximize", suspend=True)
     d = decide(limits, trials(("Running", None)))
-    assert (d.phase, d.reason, d.create, d.start) == ("Running", "Suspended", 0, [])
+    assert (d.phase, d.reason, d.create, d.start) == ("Suspended", "Suspended", 0, [])
 
 
 def test_minimize_target():

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FUZZ, JSON_VALUES, manifest
-from kubetune.cli import EXIT_BAD_INPUT, kubectl_main, main, plugin_argv
+from conftest import DEEP_JSON, FUZZ, HOSTILE_TEXT, JSON_VALUES, manifest
+from kubetune.cli import EXIT_BAD_INPUT, kubectl_main, main
 from kubetune.core.lifecycle import iso
 
 
@@ -134,16 +134,40 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, run_folder, tmp_path, c
     assert err.startswith("error: " + message.format(tmp=tmp_path)), err
 
 
-def test_the_kubectl_plugin_takes_a_bare_name_as_the_experiment():
-    assert plugin_argv(["status", "demo", "-n", "team"]) == ["status", "--experiment", "demo", "-n", "team"]
-    assert plugin_argv(["report", "-n", "team", "demo", "-o", "r.html"]) == [
-        "report", "-n", "team", "--experiment", "demo", "-o", "r.html"]
-    assert plugin_argv(["export", "--format", "jsonl", "demo"]) == ["export", "--format", "jsonl", "--experiment",
-                                                                    "demo"]
-    assert plugin_argv(["status", "--experiment", "demo"]) == ["status", "--experiment", "demo"]
-    assert plugin_argv(["crds"]) == ["crds"]
+def test_the_kubectl_plugin_has_its_own_help_with_only_its_commands(capsys):
+    with pytest.raises(SystemExit) as exited:
+        kubectl_main(["--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and out.startswith("usage: kubectl kubetune")
+    commands = {line.split()[0] for line in out.split("COMMAND\n", 1)[1].split("\n\n")[0].splitlines()
+                if line.startswith("    ") and not line.startswith("      ")}
+    assert commands == {"status", "export", "report"}
+    assert not any(name in out for name in ("operator", "crds", "validate", "SOURCE"))
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert 'kubectl-kubetune = "kubetune.cli:kubectl_main"' in pyproject
+
+
+@pytest.mark.parametrize("verb", ["status", "export", "report"])
+def test_the_kubectl_plugin_asks_for_the_experiments_name(verb, capsys):
+    with pytest.raises(SystemExit) as exited:
+        kubectl_main([verb, "-n", "team"])
+    err = capsys.readouterr().err
+    assert exited.value.code == EXIT_BAD_INPUT and f"kubectl kubetune {verb}" in err
+    assert "the following arguments are required: NAME" in err and "run folder" not in err
+
+
+@pytest.mark.parametrize("argv", [["status", "demo"], ["export", "demo", "--format", "jsonl"],
+                                  ["report", "-n", "team", "demo", "-o", "r.html"]])
+def test_a_bare_name_is_an_experiment_on_the_cluster_for_the_plugin_and_kubetune(argv, tmp_path, monkeypatch,
+                                                                                capsys):
+    monkeypatch.chdir(tmp_path)  # no folder named demo here
+    missing = ["--kubeconfig", str(tmp_path / "none")]
+    for command in (kubectl_main, main):
+        assert command([*argv, *missing]) == EXIT_BAD_INPUT
+        assert capsys.readouterr().err.startswith(f"error: no kubeconfig at {tmp_path / 'none'}")
+    (tmp_path / "demo").mkdir()  # a folder of that name is a run folder, as it always was
+    assert main([*argv, *missing]) == EXIT_BAD_INPUT
+    assert "no experiment.yaml, so not a kubetune run folder" in capsys.readouterr().err
 
 
 def test_the_kubectl_plugin_reads_the_cluster_not_a_folder(tmp_path, capsys):
@@ -156,6 +180,11 @@ ROW_KEYS = st.sampled_from(["id", "number", "params", "state", "value", "metrics
                             "started", "finished", "progress", "message", "exit_code", "devices", "retry"])
 ROW = st.dictionaries(ROW_KEYS, JSON_VALUES | st.sampled_from(["Succeeded", "Running", "Failed",
                                                               "2026-01-01T00:00:00Z"]), max_size=10)
+# a plausible row whose strings are hostile: markup, NUL, lone surrogates (JSON escapes them), long names
+HOSTILE_ROW = st.fixed_dictionaries(
+    {"id": HOSTILE_TEXT, "number": st.integers(0, 4), "params": st.dictionaries(HOSTILE_TEXT, HOSTILE_TEXT, max_size=2),
+     "state": st.sampled_from(["Succeeded", "Failed", "Running"]) | HOSTILE_TEXT},
+    optional={"value": st.floats(), "message": HOSTILE_TEXT, "reason": HOSTILE_TEXT})
 PLAUSIBLE_ROW = st.fixed_dictionaries(
     {"id": st.integers(0, 4).map(lambda n: f"demo-{n}"), "number": st.integers(-1, 4) | JSON_VALUES,
      "params": st.fixed_dictionaries({}, optional={"x": st.floats() | JSON_VALUES, "y": st.integers()}),
@@ -165,22 +194,38 @@ PLAUSIBLE_ROW = st.fixed_dictionaries(
               "retry": st.booleans(), "progress": JSON_VALUES, "metrics": JSON_VALUES})
 LINES = st.lists(st.one_of(ROW.map(json.dumps), PLAUSIBLE_ROW.map(json.dumps),
                            st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
-                           ROW.map(lambda r: json.dumps(r)[: len(json.dumps(r)) // 2])), max_size=6)
+                           ROW.map(lambda r: json.dumps(r)[: len(json.dumps(r)) // 2]), DEEP_JSON, HOSTILE_TEXT,
+                           HOSTILE_ROW.map(json.dumps)), max_size=6)
 
 
-def fuzzed_folder(base: Path, lines: list[str], manifest_text: str | None, summary: str, trial_note: str) -> Path:
+# A file of the run folder that is something else: a folder, or a device that never ends.
+ODDITIES = [None, *((name, kind) for name in ("experiment.yaml", "trials.jsonl", "summary.json",
+                                               "trials/demo-1/trial.json") for kind in ("folder", "/dev/zero"))]
+
+
+def fuzzed_folder(base: Path, lines: list[str], manifest_text: str | None, summary: str, trial_note: str,
+                  oddity: tuple[str, str] | None = None) -> Path:
     folder = base / "fuzzed"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "trials" / "demo-1").mkdir(parents=True)
     if manifest_text is not None:
-        (folder / "experiment.yaml").write_text(manifest_text)
+        (folder / "experiment.yaml").write_text(manifest_text, errors="replace")
     (folder / "trials.jsonl").write_text("\n".join(lines), errors="replace")
-    (folder / "summary.json").write_text(summary)
-    (folder / "trials" / "demo-1" / "trial.json").write_text(trial_note)
+    (folder / "summary.json").write_text(summary, errors="replace")
+    (folder / "trials" / "demo-1" / "trial.json").write_text(trial_note, errors="replace")
+    if oddity is not None:
+        name, kind = oddity
+        (folder / name).unlink(missing_ok=True)
+        if kind == "folder":
+            (folder / name).mkdir()
+        else:
+            (folder / name).symlink_to(kind)
     return folder
 
 
-MANIFESTS = st.one_of(st.none(), st.just(yaml.safe_dump(manifest())), st.text(max_size=30),
+MANIFESTS = st.one_of(st.none(), st.just(yaml.safe_dump(manifest())), st.text(max_size=30), DEEP_JSON,
+                      HOSTILE_TEXT.map(lambda name: yaml.safe_dump({"metadata": {"name": name},
+                                                                    "spec": manifest()["spec"]})),
                       JSON_VALUES.map(lambda value: yaml.safe_dump({"spec": value, "metadata": value})),
                       JSON_VALUES.map(yaml.safe_dump))
 
@@ -189,10 +234,11 @@ MANIFESTS = st.one_of(st.none(), st.just(yaml.safe_dump(manifest())), st.text(ma
 @given(lines=LINES, manifest_text=MANIFESTS, summary=st.one_of(JSON_VALUES.map(json.dumps), st.text(max_size=10)),
        trial_note=st.one_of(ROW.map(json.dumps), st.text(max_size=10)),
        command=st.sampled_from([["status"], ["export", "--format", "csv"], ["export", "--format", "jsonl"],
-                                ["report"]]))
-def test_fuzzed_run_folders_never_give_a_traceback(lines, manifest_text, summary, trial_note, command, tmp_path,
-                                                   capsys):
-    folder = fuzzed_folder(tmp_path, lines, manifest_text, summary, trial_note)
+                                ["report"]]), oddity=st.sampled_from(ODDITIES))
+def test_fuzzed_run_folders_never_give_a_traceback(lines, manifest_text, summary, trial_note, command, oddity,
+                                                   tmp_path, capsys):
+    folder = fuzzed_folder(tmp_path, lines, manifest_text, summary, trial_note, oddity)
+    capsys.readouterr()  # what an earlier example printed, had it failed
     status = main([command[0], str(folder), *command[1:]])
     captured = capsys.readouterr()
     assert status in (0, EXIT_BAD_INPUT)

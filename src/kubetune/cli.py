@@ -12,10 +12,14 @@ Kubernetes client.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import os
+import re
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +28,7 @@ from kubetune.core.cluster.gpu_sharing import MODES
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from kubetune.core.lifecycle import TrialRecord
     from kubetune.core.spec import Experiment
@@ -37,22 +42,35 @@ EPILOG = ("exit status: 0 finished, 1 failed (maxFailedTrials exceeded, or no tr
           "(nothing ran), 130 interrupted (continue with --resume)")
 
 
+# Both consoles read no markup: what they print holds names, paths, parameter values and trial messages that
+# are the user's, and a "[/]" among them must print as written. Styles come from rich Text pieces (styled()).
 @functools.cache
 def console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, markup=False)
 
 
 @functools.cache
 def errors() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, markup=False)
+
+
+def styled(*pieces: str | tuple[str, str]) -> Text:
+    """Text from plain pieces and (text, style) pieces; nothing in them is read as markup."""
+    from rich.text import Text
+
+    return Text.assemble(*pieces)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    _printable_output()
+    return _dispatch(_parser().parse_args(argv))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from kubetune.core.errors import ManifestError
 
     try:
@@ -63,18 +81,43 @@ def main(argv: list[str] | None = None) -> int:
     except CommandLineError as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
+    except OSError as exc:  # the file system refused a path the command was given: too long, not allowed, full
+        _error(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+        return EXIT_BAD_INPUT
+
+
+def _printable_output() -> None:
+    """Text that cannot be encoded for the terminal (a lone surrogate read from a run folder, say) is printed
+    escaped instead of ending the command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, io.UnsupportedOperation):
+                reconfigure(errors="backslashreplace")
 
 
 def _error(message: str) -> None:
-    from rich.markup import escape
-
-    errors().print(f"[red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    errors().print(styled(("error:", "red"), " ", message), soft_wrap=True)
 
 
 def _warning(message: str) -> None:
-    from rich.markup import escape
+    errors().print(styled(("warning:", "yellow"), " ", message), soft_wrap=True)
 
-    errors().print(f"[yellow]warning:[/] {escape(message)}", markup=True, soft_wrap=True)
+
+def path_argument(text: str) -> Path:
+    """A path on the command line; one with a NUL character, which no file system takes, is refused."""
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("a path cannot hold a NUL character")
+    return Path(text)
+
+
+def human_size(size: float) -> str:
+    """``36.2 KiB``, ``1.4 MiB``: a size in bytes as people read it."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 class CommandLineError(Exception):
@@ -87,8 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run an experiment's trials as local processes or on a Ray cluster")
-    run.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
-    run.add_argument("--out", type=Path, help="results folder (default kubetune-runs/<metadata.name>)")
+    run.add_argument("file", type=path_argument, help="the Experiment manifest (YAML)")
+    run.add_argument("--out", type=path_argument, help="results folder (default kubetune-runs/<metadata.name>)")
     _add_overrides(run)
     run.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
     run.add_argument("--no-gpu", action="store_true", help="run GPU trials without a GPU")
@@ -96,13 +139,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="where trials run: processes on this machine (default) or tasks on a Ray cluster")
     run.add_argument("--address", metavar="ADDR", help="--backend ray: the cluster (auto, host:port, "
                      "ray://host:10001); default: start Ray on this machine")
-    run.add_argument("--runtime-env", type=Path, metavar="FILE", help="--backend ray: a Ray runtime_env for the "
-                     "trials (YAML or JSON: pip, env_vars, ...); the manifest's folder is its working_dir")
+    run.add_argument("--runtime-env", type=path_argument, metavar="FILE", help="--backend ray: a Ray runtime_env "
+                     "for the trials (YAML or JSON: pip, env_vars, ...); the manifest's folder is its working_dir")
     run.add_argument("--quiet", action="store_true", help="no line per finished trial")
     run.set_defaults(handler=_run)
 
     validate = commands.add_parser("validate", help="check a manifest and show what it would run")
-    validate.add_argument("file", type=Path, help="the Experiment manifest (YAML)")
+    validate.add_argument("file", type=path_argument, help="the Experiment manifest (YAML)")
     _add_overrides(validate)
     validate.set_defaults(handler=_validate)
 
@@ -118,69 +161,89 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--mig-profile", action="append", type=_mig_profile, metavar="FRACTION=RESOURCE",
                           help="mig: a profile and the GPU fraction it gives, e.g. 0.25=nvidia.com/mig-2g.20gb "
                                "(repeat for each; replaces the 80 GB defaults)")
+    operator.add_argument("--kubeconfig", metavar="FILE", help="the kubeconfig to use outside a cluster (default: "
+                          "$KUBECONFIG, else ~/.kube/config; in a pod, its ServiceAccount)")
+    operator.add_argument("--context", metavar="NAME", help="the kubeconfig context to use (default: its current "
+                          "context)")
     operator.add_argument("--leader-election", action="store_true",
                           help="with several replicas: act only while holding a Lease, stand by otherwise")
     operator.add_argument("--lease-name", default="kubetune-operator", help="the Lease of leader election")
-    operator.add_argument("--lease-namespace", default=_own_namespace(),
-                          help="where the Lease lives (default: the pod's namespace)")
+    operator.add_argument("--lease-namespace", metavar="NAMESPACE",
+                          help="where the Lease lives (default: the pod's namespace, else the kubeconfig context's)")
     operator.add_argument("--lease-duration", type=_positive, default=15, metavar="SECONDS",
                           help="a leader silent this long is replaced (it stops acting after 2/3 of it)")
     operator.add_argument("--identity", default=_own_identity(), help="this replica's name in the Lease")
-    operator.add_argument("--liveness", type=_endpoint, default="http://0.0.0.0:8080/healthz",
-                          help="liveness endpoint, http://HOST:PORT/PATH")
+    operator.add_argument("--listen-address", metavar="ADDRESS", help="the address the liveness, metrics and report "
+                          "endpoints listen on (default: 0.0.0.0 in a pod, 127.0.0.1 outside a cluster)")
+    operator.add_argument("--liveness", type=_endpoint, metavar="URL", help="liveness endpoint, http://HOST:PORT/PATH "
+                          "(default: http://ADDRESS:8080/healthz, ADDRESS from --listen-address)")
     operator.add_argument("--metrics-port", type=_port, default=9090, help="serve Prometheus metrics on this port "
-                          "(0: do not serve them)")
+                          "(default 9090; 0: do not serve them)")
     operator.add_argument("--reports-port", type=_port, default=8090, help="serve the report endpoint that trial "
-                          "pods push intermediate values to, for early stopping, on this port (plain HTTP; 0: do "
-                          "not serve it, and trials cannot be stopped early)")
+                          "pods push intermediate values to, for early stopping, on this port (default 8090; plain "
+                          "HTTP; 0: do not serve it, and trials cannot be stopped early)")
     operator.add_argument("--reports-url", type=_endpoint, default=None, metavar="URL",
                           help="the endpoint's base URL as trial pods reach it (the chart's Service; default "
                           "http://kubetune-reports.NAMESPACE.svc:PORT)")
-    operator.add_argument("--report-key-namespace", default=_own_namespace(), metavar="NAMESPACE",
+    operator.add_argument("--report-key-namespace", metavar="NAMESPACE",
                           help="where the Secret kubetune-report-key holding the report key lives (default: the "
-                          "pod's namespace)")
+                          "pod's namespace, else the kubeconfig context's; without either, this is needed)")
     operator.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
     operator.set_defaults(handler=_operator)
 
-    status = commands.add_parser("status", help="an experiment's phase, counts, best trial and running trials")
-    _add_source(status)
-    status.add_argument("--watch", action="store_true", help="refresh in place every 2 s until Ctrl-C")
-    status.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
-    status.set_defaults(handler=_status)
-
-    export = commands.add_parser("export", help="one row per trial (its latest attempt) as CSV or JSON Lines")
-    _add_source(export)
-    export.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default) or jsonl")
-    export.add_argument("-o", "--out", type=Path, help="write to this file (default: standard output)")
-    export.set_defaults(handler=_export)
-
-    report = commands.add_parser("report", help="write one self-contained HTML page of a run's results, with plots")
-    report.add_argument("source", type=Path, nargs="?", help="a run folder (what kubetune run --out wrote)")
-    report.add_argument("--experiment", "-e", metavar="NAME", help="an Experiment on the cluster, instead of SOURCE")
-    report.add_argument("--namespace", "-n", help="its namespace (default: the kubeconfig context's)")
-    report.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
-    report.add_argument("--context", help="the kubeconfig context to use (default: its current context)")
-    report.add_argument("-o", "--output", type=Path, metavar="FILE",
-                        help="where to write the page (default: report.html in the run folder, NAME-report.html "
-                        "here for --experiment)")
-    report.set_defaults(handler=_report)
+    for name, (help_text, add_options) in RESULT_COMMANDS.items():
+        command = commands.add_parser(name, help=help_text)
+        _add_source(command)
+        add_options(command)
 
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions (generated from the model)")
-    crds.add_argument("--out", type=Path, help="folder to write them to (default: print them)")
+    crds.add_argument("--out", type=path_argument, help="folder to write them to (default: print them)")
     crds.set_defaults(handler=_crds)
     return parser
 
 
 def _add_source(command: argparse.ArgumentParser) -> None:
     """Where an experiment's results are read from: a run folder, or an Experiment on a cluster."""
-    command.add_argument("source", nargs="?", type=Path, metavar="SOURCE",
-                         help="a run folder (what kubetune run --out wrote)")
+    command.add_argument("source", nargs="?", type=path_argument, metavar="SOURCE",
+                         help="a run folder (what kubetune run --out wrote), or the NAME of an Experiment on the "
+                         "cluster when no such folder exists")
     command.add_argument("--experiment", "-e", metavar="NAME", help="an Experiment on the cluster, instead of SOURCE")
+    _add_cluster_options(command)
+
+
+def _add_cluster_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--namespace", "-n", help="its namespace (default: the kubeconfig context's)")
     command.add_argument("--kubeconfig", metavar="FILE",
                          help="the kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config)")
     command.add_argument("--context", metavar="NAME",
                          help="the kubeconfig context to use (default: its current context)")
+
+
+def _status_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--watch", action="store_true", help="refresh in place every 2 s until Ctrl-C")
+    command.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    command.set_defaults(handler=_status)
+
+
+def _export_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default) or jsonl")
+    command.add_argument("-o", "--out", type=path_argument, help="write to this file (default: standard output)")
+    command.set_defaults(handler=_export)
+
+
+def _report_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-o", "--output", type=path_argument, metavar="FILE",
+                         help="where to write the page (default: report.html in the run folder, NAME-report.html "
+                         "here for an Experiment on the cluster)")
+    command.set_defaults(handler=_report)
+
+
+# The commands that show an experiment's results, from a run folder or the cluster, and the kubectl plugin's.
+RESULT_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "status": ("an experiment's phase, counts, best trial and running trials", _status_options),
+    "export": ("one row per trial (its latest attempt) as CSV or JSON Lines", _export_options),
+    "report": ("write one self-contained HTML page of an experiment's results, with plots", _report_options),
+}
 
 
 def _add_overrides(command: argparse.ArgumentParser) -> None:
@@ -223,11 +286,6 @@ def _endpoint(text: str) -> str:
     return text
 
 
-def _own_namespace() -> str:
-    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-    return os.environ.get("POD_NAMESPACE") or (path.read_text().strip() if path.exists() else "default")
-
-
 def _own_identity() -> str:
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
@@ -242,6 +300,8 @@ def _positive(text: str) -> int:
     return value
 
 
+# What metadata.name of an Experiment may be (lowercase letters, digits and '-', as kubetune validates it).
+EXPERIMENT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?")
 # The spec fields the options of ``run`` override, by option.
 OVERRIDES = {"parallelism": "parallelism", "max_trials": "maxTrials", "seed": "seed"}
 
@@ -268,12 +328,16 @@ def _runtime_env(path: Path) -> dict[str, Any]:
     """``--runtime-env FILE``: a mapping of Ray runtime_env fields (Ray itself judges the fields)."""
     import yaml
 
+    from kubetune.core.manifest import read_limited
+
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.safe_load(read_limited(path).decode("utf-8"))
     except OSError as exc:
         raise CommandLineError(f"--runtime-env {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         raise CommandLineError(f"--runtime-env {path}: not YAML or JSON: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:
+        raise CommandLineError(f"--runtime-env {path}: {exc}") from None
     if not isinstance(document, dict) or not all(isinstance(key, str) for key in document):
         raise CommandLineError(f"--runtime-env {path}: must be a mapping of Ray runtime_env fields "
                                "(pip, env_vars, ...)")
@@ -327,8 +391,9 @@ def _run_experiment(args: argparse.Namespace) -> int:
     out = _output_folder(args.out, Path("kubetune-runs") / experiment.name)
     spec = experiment.spec
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("running {task.fields[running]}  failed {task.fields[failed]}  best {task.fields[best]}"),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+        TextColumn("running {task.fields[running]}  failed {task.fields[failed]}  best {task.fields[best]}",
+                   markup=False),
         TimeElapsedColumn(), console=console(), transient=False,
     )
     task = progress.add_task(experiment.name, total=spec.max_trials, running=0, failed=0, best="-")
@@ -355,8 +420,8 @@ def _run_experiment(args: argparse.Namespace) -> int:
     if runner.at_once < spec.parallelism:
         where = "the Ray cluster" if args.backend == "ray" else "this machine's GPUs"
         pace += f" (parallelism {spec.parallelism}, but only {runner.at_once} fit on {where})"
-    console().print(f"Running [bold]{experiment.name}[/]: {spec.algorithm.name} search, up to {spec.max_trials} "
-                    f"trials, {pace}; results in {out}")
+    console().print(styled("Running ", (experiment.name, "bold"), f": {spec.algorithm.name} search, up to "
+                           f"{spec.max_trials} trials, {pace}; results in {out}"))
     with progress:
         progress.update(task, **_progress_figures(runner))
         outcome = asyncio.run(runner.run())
@@ -364,16 +429,14 @@ def _run_experiment(args: argparse.Namespace) -> int:
     return {"Succeeded": EXIT_OK, "Interrupted": EXIT_INTERRUPTED}.get(outcome.phase, EXIT_FAILED)
 
 
-def _trial_line(record: TrialRecord) -> str:
-    from rich.markup import escape
-
+def _trial_line(record: TrialRecord) -> Text:
     from kubetune.core.lifecycle import TrialState
 
     colour = {TrialState.SUCCEEDED: "green", TrialState.KILLED: "yellow"}.get(record.state, "red")
     params = ", ".join(f"{k}={_short(v)}" for k, v in record.params.items())
     value = f" value={record.value:.6g}" if record.value is not None else ""
     detail = f" ({record.message})" if record.message and record.state is not TrialState.SUCCEEDED else ""
-    return f"[{colour}]{record.state:<18}[/] {escape(f'{record.id}{value}  {params}{detail}')}"
+    return styled((f"{record.state:<18}", colour), f" {record.id}{value}  {params}{detail}")
 
 
 def _short(value: object) -> str:
@@ -381,7 +444,6 @@ def _short(value: object) -> str:
 
 
 def _print_outcome(outcome: RunOutcome, experiment: Experiment, out: Path, file: Path) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from kubetune.core.summary import ranked
@@ -399,12 +461,11 @@ def _print_outcome(outcome: RunOutcome, experiment: Experiment, out: Path, file:
         console().print(table)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.summary["counts"].items()))
     colour = {"Succeeded": "green", "Interrupted": "yellow"}.get(outcome.phase, "red")
-    console().print(f"[{colour}]{outcome.phase}[/] ({outcome.reason}): {escape(outcome.message)}. "
-                    f"Trials: {counts or 'none'}.")
+    console().print(styled((outcome.phase, colour), f" ({outcome.reason}): {outcome.message}. "
+                           f"Trials: {counts or 'none'}."))
     if best:
         params = ", ".join(f"{k}={_short(v)}" for k, v in best[0].params.items())
-        console().print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})",
-                        markup=False)
+        console().print(f"Best trial: {best[0].id} {spec.objective.metric}={best[0].value:.6g} ({params})")
     console().print(f"Results: {out / 'trials.jsonl'}, {out / 'summary.json'}")
     if outcome.phase == "Interrupted":
         console().print(f"Continue with: kubetune run {file} --out {out} --resume")
@@ -416,7 +477,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     experiment = _load(args)
     spec = experiment.spec
-    console().print(f"[green]valid[/]: Experiment [bold]{experiment.name}[/] ({args.file})")
+    console().print(styled(("valid", "green"), ": Experiment ", (experiment.name, "bold"), f" ({args.file})"))
     table = Table(title="Search space")
     for column in ("parameter", "type", "range / values", "scale"):
         table.add_column(column)
@@ -426,11 +487,10 @@ def _validate(args: argparse.Namespace) -> int:
     objective = spec.objective
     target = f", stop at {objective.target}" if objective.target is not None else ""
     console().print(f"Objective: {objective.direction} {objective.metric} ({objective.strategy} value{target})")
-    console().print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}".rstrip(), markup=False)
+    console().print(f"Algorithm: {spec.algorithm.name} {spec.algorithm.settings or ''}".rstrip())
     stopping = spec.early_stopping
     if stopping.enabled:
-        console().print(f"Early stopping: {stopping.rule} on {stopping.resource} {stopping.settings or ''}".rstrip(),
-                        markup=False)
+        console().print(f"Early stopping: {stopping.rule} on {stopping.resource} {stopping.settings or ''}".rstrip())
     template = spec.trial_template
     timeout = f"timeout {template.timeout_seconds} s" if template.timeout_seconds else "no timeout"
     console().print(f"Trials: {spec.max_trials} in all, {spec.parallelism} at a time, up to "
@@ -438,9 +498,16 @@ def _validate(args: argparse.Namespace) -> int:
                     f"{_count(template.retries, 'retry', 'retries')} each, {timeout}")
     _print_first_trial(experiment)
     from kubetune.core.manifest import local_run_problems
+    from kubetune.core.pod_schema import cluster_only_problems, schema_version
+
+    version = schema_version()
+    console().print(f"Pod template: checked against the Kubernetes {version} PodSpec" if version else
+                    "Pod template: not checked against the Kubernetes PodSpec (pip install 'kubetune[schema]')")
 
     for problem in local_run_problems(spec):
         _warning(f"{problem}; kubetune run refuses it, a cluster runs the image's entrypoint")
+    for problem in cluster_only_problems(spec):
+        _warning(str(problem))
     return EXIT_OK
 
 
@@ -463,16 +530,17 @@ def _print_first_trial(experiment: Experiment) -> None:
                                f"{experiment.name}-0", experiment.name)
     command = shlex.join(str(c) for c in (container.get("command") or []) + (container.get("args") or []))
     if container.get("command"):
-        console().print(f"First trial would run: {command}", soft_wrap=True, markup=False)
+        console().print(f"First trial would run: {command}", soft_wrap=True)
     else:
         console().print(f"First trial would run, in a cluster: the image's entrypoint {command}".rstrip(),
-                        soft_wrap=True, markup=False)
+                        soft_wrap=True)
 
 
 # -- status and export --------------------------------------------------------------------------------------
 def _cluster(args: argparse.Namespace) -> Any:
-    """A reader of the cluster the kubeconfig names, when ``--experiment`` was given; else None (a run
-    folder). Refuses neither or both."""
+    """A reader of the cluster the kubeconfig names, when ``--experiment`` was given (or SOURCE is an
+    Experiment's name, see :func:`_source`); else None (a run folder). Refuses neither or both."""
+    _source(args)
     if (args.source is None) == (args.experiment is None):
         raise CommandLineError("give a run folder (SOURCE) or --experiment NAME, not both" if args.source
                                else "give a run folder (SOURCE) or --experiment NAME")
@@ -484,6 +552,16 @@ def _cluster(args: argparse.Namespace) -> Any:
         return ClusterReader(args.namespace, args.kubeconfig, args.context)
     except ClusterError as exc:
         raise CommandLineError(str(exc)) from None
+
+
+def _source(args: argparse.Namespace) -> None:
+    """``kubetune status demo``: a SOURCE that is no file or folder but could be an Experiment's name is that
+    Experiment on the cluster, as kubectl would take it."""
+    source = args.source
+    if source is not None and args.experiment is None and EXPERIMENT_NAME.fullmatch(str(source)):
+        with contextlib.suppress(OSError):
+            if not source.exists():
+                args.experiment, args.source = str(source), None
 
 
 def _read(args: argparse.Namespace, snapshot: bool, warn: bool = True) -> Any:
@@ -567,41 +645,37 @@ def _export(args: argparse.Namespace) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     try:
-        with args.out.open("w", newline="", encoding="utf-8") as out:
+        with args.out.open("w", newline="", encoding="utf-8", errors="backslashreplace") as out:
             count = write(results, args.format, out)
     except OSError as exc:
         raise CommandLineError(f"-o {args.out}: {exc.strerror or exc}") from None
-    errors().print(f"wrote {count} trials to {args.out}", markup=False, soft_wrap=True)
+    errors().print(f"wrote {count} trials to {args.out}", soft_wrap=True)
     return EXIT_OK
 
 
 # -- kubectl plugin -----------------------------------------------------------------------------------------
-PLUGIN_COMMANDS = ("status", "report", "export")  # where a bare NAME is an Experiment on the cluster
-VALUE_OPTIONS = {"-n", "--namespace", "--kubeconfig", "--context", "--format", "-o", "--out", "-e", "--experiment",
-                 "--interval"}
-
-
-def plugin_argv(argv: list[str]) -> list[str]:
-    """``kubectl kubetune status NAME -n NS`` as ``kubetune status --experiment NAME -n NS``: the first bare
-    argument after status, report or export names an Experiment, the way kubectl names objects."""
-    if not argv or argv[0] not in PLUGIN_COMMANDS:
-        return argv
-    skip = False
-    for index, token in enumerate(argv[1:], 1):
-        if skip:
-            skip = False
-        elif token.startswith("-"):
-            skip = token in VALUE_OPTIONS
-            if token in ("-e", "--experiment") or token.startswith("--experiment="):
-                return argv
-        else:
-            return [*argv[:index], "--experiment", token, *argv[index + 1:]]
-    return argv
+def _plugin_parser() -> argparse.ArgumentParser:
+    """``kubectl kubetune status|export|report NAME``: the Experiments of the kubeconfig's cluster, named the way
+    kubectl names objects."""
+    parser = argparse.ArgumentParser(
+        prog="kubectl kubetune", description="kubetune's Experiments on the cluster of your kubeconfig: their "
+        "status, their trials as CSV or JSON Lines, an HTML report.",
+        epilog="exit status: 0 done, 2 bad input or the Experiment cannot be read")
+    parser.add_argument("--version", action="version", version=f"kubetune {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    for name, (help_text, add_options) in RESULT_COMMANDS.items():
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("experiment", metavar="NAME", help="the Experiment")
+        _add_cluster_options(command)
+        add_options(command)
+        command.set_defaults(source=None)
+    return parser
 
 
 def kubectl_main(argv: list[str] | None = None) -> int:
     """The ``kubectl-kubetune`` console script: kubectl runs it for ``kubectl kubetune ...``."""
-    return main(plugin_argv(list(sys.argv[1:] if argv is None else argv)))
+    _printable_output()
+    return _dispatch(_plugin_parser().parse_args(sys.argv[1:] if argv is None else argv))
 
 
 # -- operator -----------------------------------------------------------------------------------------------
@@ -630,13 +704,14 @@ def _report(args: argparse.Namespace) -> int:
         size = write_report(results, out)
     except OSError as exc:
         raise CommandLineError(f"-o {out}: cannot write the report: {exc.strerror or exc}") from None
-    console().print(f"wrote {out} ({size / 1e6:.1f} MB, {len(results.trials)} trials)", markup=False)
+    console().print(f"wrote {out} ({human_size(size)}, {len(results.trials)} trials)")
     return EXIT_OK
 
 
 def _read_results(args: argparse.Namespace) -> tuple[Any, Path]:
     """The results the command shows (a run folder, or ``--experiment`` on the cluster) and where their report
     goes by default."""
+    _source(args)
     if (args.source is None) == (args.experiment is None):
         raise CommandLineError("give a run folder (SOURCE) or --experiment NAME, not both" if args.source
                                else "give a run folder (SOURCE) or --experiment NAME")

@@ -465,11 +465,11 @@ class TestKubelet:
         for step in range(1, behaviour.reports + 1):
             await asyncio.sleep(behaviour.seconds / behaviour.reports)
             values = {"step": step, "loss": behaviour.objective(pod) + 1.0 / step}
-            await self._push(pod, env, env.get("KUBETUNE_TRIAL", ""), env.get("KUBETUNE_REPORT_TOKEN", ""), values)
-            if behaviour.forge:
+            if behaviour.forge:  # before its own report, which may get it stopped (and this task cancelled)
                 await self._push(pod, env, behaviour.forge, env.get("KUBETUNE_REPORT_TOKEN", ""), values)
                 made_up = base64.urlsafe_b64encode(f"{pod['metadata']['namespace']}/{behaviour.forge}/1".encode())
                 await self._push(pod, env, behaviour.forge, made_up.decode().rstrip("=") + "." + "A" * 43, values)
+            await self._push(pod, env, env.get("KUBETUNE_TRIAL", ""), env.get("KUBETUNE_REPORT_TOKEN", ""), values)
 
     async def _push(self, pod: dict[str, Any], env: dict[str, Any], trial: str, token: str,
                     values: dict[str, float]) -> None:

@@ -281,7 +281,8 @@ class IntParameter(_RangeParameter):
 class _ChoiceParameter(ParameterBase):
     """One of a list of values."""
 
-    values: list[Scalar] = Field(description="The allowed values.")
+    values: list[Scalar] = Field(description="The allowed values: numbers (discrete); strings, numbers or booleans "
+                                 "(categorical).")
     own_fields: ClassVar[tuple[str, ...]] = ("values",)
     takes: ClassVar[str] = "values"
 

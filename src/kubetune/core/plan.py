@@ -22,6 +22,7 @@ from kubetune.core.spec import ExperimentSpec
 class ExperimentPhase(StrEnum):
     CREATED = "Created"
     RUNNING = "Running"
+    SUSPENDED = "Suspended"  # spec.suspend: no trial starts; those running go on
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -159,7 +160,7 @@ def decide(limits: Limits, trials: Iterable[TrialView] | Tally, exhausted: bool 
             return Decision(ExperimentPhase.FAILED, "NoSuccessfulTrial", f"{reason}: no trial reported the objective")
         return Decision(ExperimentPhase.SUCCEEDED, reason, f"{tally.total} trials finished; best objective {best}")
     if limits.suspend:
-        return Decision(ExperimentPhase.RUNNING, "Suspended", f"suspended with {started} trials still running")
+        return Decision(ExperimentPhase.SUSPENDED, "Suspended", f"suspended with {started} trials still running")
     free = max(limits.parallelism - started, 0)
     start = tally.queued[:free]
     create = 0 if exhausted else max(min(free - len(start), remaining), 0)

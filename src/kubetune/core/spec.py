@@ -120,16 +120,26 @@ def algorithm_names() -> list[str]:
 class Resources(ManifestModel):
     """What one trial needs."""
 
-    cpu: str | int | float | None = Field(default=None, description="CPU request, a Kubernetes quantity.")
-    memory: str | int | None = Field(default=None, description="Memory request, a Kubernetes quantity.")
+    # Quantities are an integer or a string, as in every CRD (x-kubernetes-int-or-string): "500m" or "0.5".
+    cpu: str | int | None = Field(default=None, description="CPU request, a Kubernetes quantity: 2, \"500m\" or "
+                                  "\"0.5\".")
+    memory: str | int | None = Field(default=None, description="Memory request, a Kubernetes quantity: \"1Gi\".")
     gpu: float = Field(
         default=0, ge=0, allow_inf_nan=False,
         description="GPUs per trial; a fraction below 1 shares a GPU, above 1 whole GPUs.",
     )
 
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _whole_or_text(cls, value: object) -> object:
+        if isinstance(value, float):
+            raise ValueError(f"a quantity is an integer or a string: write {str(value)!r} in quotes, or in "
+                             "millicores such as '500m'")
+        return value
+
     @field_validator("cpu", "memory")
     @classmethod
-    def _quantity(cls, value: str | int | float | None) -> str | int | float | None:
+    def _quantity(cls, value: str | int | None) -> str | int | None:
         if value is not None and not QUANTITY.match(str(value)):
             raise ValueError(f"{value!r} is not a Kubernetes quantity (for example 500m, 2, 1Gi)")
         return value

@@ -25,8 +25,9 @@ def parse_rows(lines: Iterable[str]) -> tuple[list[TrialRecord], list[str]]:
             continue
         try:
             records.append(TrialRecord.from_row(json.loads(line)))
-        # AttributeError: a field of the wrong shape; OverflowError: an integer no float holds
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # AttributeError: a field of the wrong shape; OverflowError: an integer no float holds; RecursionError:
+        # arrays nested thousands deep
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
             problems.append(f"line {number}: {type(exc).__name__}: {exc}")
     return records, problems
 

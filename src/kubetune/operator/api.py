@@ -107,17 +107,13 @@ class SecretApi(Protocol):
 
 
 class KubernetesApi:
-    """:class:`ClusterApi` and :class:`LeaseApi` over the official client (in-cluster config or the user's
-    kubeconfig)."""
+    """:class:`ClusterApi` and :class:`LeaseApi` with the official client's configuration (its default one,
+    which :func:`kubetune.operator.connection.connect` loaded, unless given a client)."""
 
     def __init__(self, api_client: Any = None, on_throttled: Callable[[], None] = lambda: None):
-        from kubernetes import client, config
+        from kubernetes import client
 
-        if api_client is None:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
+        if api_client is None:  # the configuration kubetune.operator.connection.connect loaded
             api_client = client.ApiClient()
         self._configuration = api_client.configuration
         self._host = self._configuration.host.rstrip("/")

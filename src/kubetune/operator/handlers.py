@@ -21,6 +21,7 @@ import kopf
 from aiohttp import web
 
 from kubetune.core.cluster.crd import GROUP, VERSION
+from kubetune.core.cluster.edits import spec_changes
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.cluster.outcome import has_ended
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
@@ -54,6 +55,7 @@ class OperatorState:
         # the pod events of each followed experiment not yet passed on to a pass (pods slimmed to their essentials)
         self.pod_events: dict[tuple[str, str], list[tuple[str | None, dict]]] = {}
         self.following: set[tuple[str, str]] = set()  # experiments whose daemon runs
+        self.specs: dict[tuple[str, str], dict[str, Any]] = {}  # each experiment's spec as last seen
 
     def waker(self, namespace: str, name: str) -> asyncio.Event:
         return self.wakers.setdefault((namespace, name), asyncio.Event())
@@ -83,7 +85,7 @@ class OperatorState:
 
 
 _configuration: dict[str, Any] = {"sharing": GpuSharing(), "api": None, "metrics_port": None, "metrics": None,
-                                  "reports": None, "namespaces": None}
+                                  "reports": None, "listen_address": "127.0.0.1", "namespaces": None}
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,12 @@ class ReportsConfig:
 
 def configure(sharing: GpuSharing, api: KubernetesApi | None = None, metrics_port: int | None = None,
               metrics: OperatorMetrics | None = None, reports: ReportsConfig | None = None,
-              namespaces: list[str] | None = None) -> None:
+              listen_address: str = "127.0.0.1", namespaces: list[str] | None = None) -> None:
     """Called by ``kubetune operator`` (or a test) before kopf starts; ``metrics_port`` serves /metrics,
-    ``reports`` the report endpoint (none: trials get no endpoint and early stopping has nothing to judge),
-    ``namespaces`` those whose trial pods are watched (None: every namespace)."""
+    ``reports`` the report endpoint (none: trials get no endpoint and early stopping has nothing to judge), both
+    on ``listen_address``; ``namespaces`` are those whose trial pods are watched (None: every namespace)."""
     _configuration.update(sharing=sharing, api=api, metrics_port=metrics_port, metrics=metrics, reports=reports,
-                          namespaces=namespaces)
+                          listen_address=listen_address, namespaces=namespaces)
 
 
 _metrics_of_process: list[OperatorMetrics] = []
@@ -130,13 +132,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.state = state = OperatorState(api, _configuration["sharing"], metrics, reporting)
     state.cluster = api
     if _configuration["metrics_port"] is not None:
-        metrics.serve(_configuration["metrics_port"])
+        metrics.serve(_configuration["metrics_port"], _configuration["listen_address"])
     state.lag_monitor = asyncio.create_task(metrics.measure_event_loop_lag())
     state.pod_watch = PodWatch(api, _configuration["namespaces"], state.pod_changed, state.pods_missed)
     await state.pod_watch.start()
     if reporting is not None and reports is not None:
         app = make_app(reporting.key, state.reconciler, lambda namespace, name: state.waker(namespace, name).set())
-        state.reports_server = await serve(app, reports.port)
+        state.reports_server = await serve(app, reports.port, _configuration["listen_address"])
 
 
 @kopf.on.cleanup()
@@ -230,11 +232,25 @@ async def _report_failure(state: OperatorState, body: kopf.Body, meta: kopf.Meta
     logger.warning("experiment %s: the Kubernetes API failed (retrying in %.0f s): %s", meta.name, delay, exc)
 
 
-@kopf.on.delete(GROUP, VERSION, "experiments", optional=True)
-async def experiment_deleted(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+# Every watch event of an Experiment. An edit of its spec wakes its pass at once (which acts on it) and is
+# posted as an Event saying what changed. A deletion is the watch's DELETED event, not kopf.on.delete: without a
+# finalizer (kubetune adds none, so a deleted Experiment goes at once) kopf runs no deletion handler, and the
+# experiment stayed in the operator's state and gauges.
+@kopf.on.event(GROUP, VERSION, "experiments")
+async def experiment_changed(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, type: str | None,  # noqa: A002
+                             **_: Any) -> None:
     state: OperatorState | None = getattr(memo, "state", None)
-    if state is not None:
+    if state is None:
+        return
+    key = _experiment_key(meta)
+    if type == "DELETED":
         state.reconciler.forget(meta.uid)
-        key = _experiment_key(meta)
         state.wakers.pop(key, None)
         state.pod_events.pop(key, None)
+        state.specs.pop(key, None)
+        return
+    spec = copy.deepcopy(dict(body.get("spec") or {}))
+    before, state.specs[key] = state.specs.get(key), spec
+    if before is not None and before != spec:
+        kopf.info(body, reason="Edited", message="; ".join(spec_changes(before, spec)))
+        state.waker(*key).set()

@@ -287,13 +287,13 @@ class Reconciler:
         """Patches the Experiment's status (when it changed, at a bounded rate); the experiment is done once
         nothing is in flight and every result is written."""
         status = experiment_status(view, decision, current, self.clock())
-        done = decision.phase is not ExperimentPhase.RUNNING and view.tally.count(ACTIVE) == 0
+        done = decision.phase.is_over and view.tally.count(ACTIVE) == 0
         if done:
             await self._drain(state)
             # a result that could not be written (its view was dropped) keeps the experiment going: the next pass
             # lists the trials again and writes it
             done = state.view is not None
-        if not done and status["phase"] != ExperimentPhase.RUNNING:
+        if not done and ExperimentPhase(status["phase"]).is_over:  # its last trials are being stopped
             status["phase"] = str(ExperimentPhase.RUNNING)
         await self._patch_experiment_status(experiment, status, state, force=done)
         if done:

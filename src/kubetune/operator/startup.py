@@ -7,6 +7,7 @@ Heavy imports (kopf, the Kubernetes client) happen when the operator runs, not w
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 from typing import Any
 
@@ -29,56 +30,99 @@ def run_operator(args: argparse.Namespace) -> int:
     from kubetune.core.cluster.leadership import ElectionTiming
     from kubetune.operator import handlers
     from kubetune.operator.api import KubernetesApi
+    from kubetune.operator.connection import connect, login
     from kubetune.operator.leader import LeaderElection, lead
 
-    kopf.configure(debug=args.log_level == "debug", quiet=args.log_level == "warning")
+    try:
+        connection = connect(args.kubeconfig, args.context)
+    except ConfigException as exc:
+        raise OperatorStartError(f"no Kubernetes cluster to run against: {exc} (run in a pod, or pass "
+                                 "--kubeconfig or set KUBECONFIG)") from None
+    kopf.on.login()(login)
+    listen = args.listen_address or ("0.0.0.0" if connection.in_cluster else "127.0.0.1")
+    liveness = args.liveness or f"http://{listen}:{LIVENESS_PORT}/healthz"
+    _configure_logging(args.log_level)
     sharing = GpuSharing(args.gpu_sharing, kai_queue=args.kai_queue, hami_cores=args.hami_cores,
                          timeslicing_resource=args.timeslicing_resource)
     if args.mig_profile:
         sharing = dataclasses.replace(sharing, mig_profiles=tuple(sorted(args.mig_profile)))
     namespaces = None if args.all_namespaces else args.namespace
-    handlers.configure(sharing, metrics_port=args.metrics_port or None, namespaces=namespaces)
+    lease_namespace = _namespace("--lease-namespace", args.lease_namespace, connection, "the Lease of leader "
+                                 "election lives") if args.leader_election else None
+    key_namespace = _namespace("--report-key-namespace", args.report_key_namespace, connection,
+                               f"the Secret {REPORT_KEY_SECRET} holding the report key lives (or pass "
+                               "--reports-port 0)") if args.reports_port else None
 
     async def operate(stop: asyncio.Event | None = None) -> None:
         await kopf.operator(clusterwide=args.all_namespaces, namespaces=args.namespace or [], standalone=True,
-                            liveness_endpoint=args.liveness, stop_flag=stop)
+                            liveness_endpoint=liveness, stop_flag=stop)
 
     async def elect_then_operate() -> int:
         duration = args.lease_duration
         timing = ElectionTiming(duration, renew_deadline_seconds=duration * 2 / 3, retry_seconds=duration / 7.5)
-        election = LeaderElection(KubernetesApi(), args.lease_namespace, args.lease_name, args.identity, timing)
-        return await lead(election, operate, args.liveness)
+        election = LeaderElection(KubernetesApi(), str(lease_namespace), args.lease_name, args.identity, timing)
+        return await lead(election, operate, liveness)
 
     try:
-        KubernetesApi()  # fails at once, before kopf starts, when there is no cluster configuration
         _reach_api_server()
-        _check_port("--liveness", args.liveness)
+        _check_port("--liveness", liveness)
         if args.metrics_port:
-            _check_port("--metrics-port", f"http://0.0.0.0:{args.metrics_port}/")
-        if args.reports_port:
-            _check_port("--reports-port", f"http://0.0.0.0:{args.reports_port}/")
-            handlers.configure(sharing, metrics_port=args.metrics_port or None, namespaces=namespaces,
-                               reports=_reports_config(args, _report_key(KubernetesApi(), args.report_key_namespace)))
+            _check_port("--metrics-port", f"http://{listen}:{args.metrics_port}/")
+        reports = None
+        if key_namespace is not None:
+            _check_port("--reports-port", f"http://{listen}:{args.reports_port}/")
+            reports = _reports_config(args, key_namespace, _report_key(KubernetesApi(), key_namespace))
+        handlers.configure(sharing, metrics_port=args.metrics_port or None, reports=reports, listen_address=listen,
+                           namespaces=namespaces)
         if not args.leader_election:
             asyncio.run(operate())
             return 0
         return asyncio.run(elect_then_operate())
-    except ConfigException as exc:
-        raise OperatorStartError(f"no Kubernetes cluster to run against: {exc} (run in a pod, or set KUBECONFIG)"
-                                 ) from None
     except OSError as exc:  # the liveness or metrics port is taken, or may not be bound
         raise OperatorStartError(f"the operator could not start: {exc}") from None
+
+
+def _configure_logging(level: str) -> None:
+    import kopf
+
+    kopf.configure(debug=level == "debug", quiet=level == "warning")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(throttling_is_a_warning)
+
+
+def throttling_is_a_warning(record: logging.LogRecord) -> bool:
+    """kopf logs every retried request as an ERROR; a 429 that it retries (API Priority and Fairness, or an API
+    server whose storage is still starting) is a WARNING. A request that gives up stays an ERROR."""
+    if record.levelno == logging.ERROR and record.name.startswith("kopf."):
+        message = record.getMessage()
+        if "will retry" in message and "APITooManyRequestsError" in message:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
+LIVENESS_PORT = 8080
+REPORT_KEY_SECRET = "kubetune-report-key"
+
+
+def _namespace(option: str, given: str | None, connection: Any, what: str) -> str:
+    """A namespace the operator keeps something in: the option's, else its pod's, else the kubeconfig
+    context's; never ``default`` unasked."""
+    namespace = given or connection.namespace
+    if not namespace:
+        raise OperatorStartError(f"{option} is needed: the namespace where {what}; {connection.where} names no "
+                                 "namespace")
+    return str(namespace)
 
 
 PROBE_TIMEOUT_SECONDS = 10.0
 REPORTS_PATH = "/v1/reports"
 
 
-def _reports_config(args: argparse.Namespace, key: bytes) -> Any:
+def _reports_config(args: argparse.Namespace, namespace: str, key: bytes) -> Any:
     """The report endpoint's configuration: its port, the URL trial pods are given, the key."""
     from kubetune.operator.handlers import ReportsConfig
 
-    url = args.reports_url or f"http://kubetune-reports.{args.report_key_namespace}.svc:{args.reports_port}"
+    url = args.reports_url or f"http://kubetune-reports.{namespace}.svc:{args.reports_port}"
     url = url if url.rstrip("/").endswith(REPORTS_PATH) else url.rstrip("/") + REPORTS_PATH
     return ReportsConfig(args.reports_port, url, key)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kubetune.core.cluster.resources import BestTrial, Condition, ExperimentStatus, TrialCounts
+from kubetune.core.cluster.conditions import conditions
+from kubetune.core.cluster.resources import BestTrial, ExperimentStatus, TrialCounts
 from kubetune.core.lifecycle import iso
 from kubetune.core.plan import Decision, ExperimentPhase
 from kubetune.operator.view import ExperimentView
@@ -20,29 +21,30 @@ def experiment_status(view: ExperimentView, decision: Decision, current: dict[st
     best = None
     if view.best is not None and view.tally.best is not None:
         best = BestTrial(trial=view.best, params=view.trials[view.best]["spec"]["params"], value=view.tally.best)
-    done = decision.phase is not ExperimentPhase.RUNNING
     status = ExperimentStatus(
         phase=decision.phase, reason=decision.reason, message=decision.message, trials=counts, best=best,
-        start_time=current.get("startTime") or iso(now), completion_time=iso(now) if done else None,
-        conditions=[Condition(type="Ready", status="True" if not done else "False", reason=decision.reason,
-                              message=decision.message)],
+        start_time=current.get("startTime") or iso(now),
+        completion_time=iso(now) if decision.phase.is_over else None,
+        conditions=conditions(decision.phase, decision.reason, decision.message, current.get("conditions") or [],
+                              iso(now)),
     )
     return status.model_dump(by_alias=True, exclude_none=True)
 
 
-def invalid_spec_status(message: str, now: datetime) -> dict[str, Any]:
+def invalid_spec_status(message: str, now: datetime, current: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status of an experiment whose manifest cannot run: Failed, with the reason InvalidSpec."""
-    status = ExperimentStatus(phase=ExperimentPhase.FAILED, reason="InvalidSpec", message=message, conditions=[
-        Condition(type="Ready", status="False", reason="InvalidSpec", message=message,
-                  last_transition_time=iso(now))])
+    phase = ExperimentPhase.FAILED
+    status = ExperimentStatus(phase=phase, reason="InvalidSpec", message=message, completion_time=iso(now),
+                              conditions=conditions(phase, "InvalidSpec", message,
+                                                    (current or {}).get("conditions") or [], iso(now)))
     return status.model_dump(by_alias=True, exclude_none=True)
 
 
 def problem_status(current: dict[str, Any], reason: str, message: str, now: datetime) -> dict[str, Any]:
-    """The status that says why passes fail (a missing permission, say), keeping what the last one wrote."""
-    known = current.get("phase") in (ExperimentPhase.RUNNING, ExperimentPhase.CREATED)
-    phase_now = current.get("phase") if known else str(ExperimentPhase.RUNNING)
-    condition = Condition(type="Ready", status="False", reason=reason, message=message,
-                          last_transition_time=iso(now))
-    return {**current, "phase": phase_now, "reason": reason, "message": message,
-            "conditions": [condition.model_dump(by_alias=True, exclude_none=True)]}
+    """The status that says why passes fail (a missing permission, say), keeping what the last one wrote: the
+    experiment is held (its Running condition False, with the reason)."""
+    known = current.get("phase") in (ExperimentPhase.RUNNING, ExperimentPhase.CREATED, ExperimentPhase.SUSPENDED)
+    phase_now = ExperimentPhase(current["phase"]) if known else ExperimentPhase.RUNNING
+    held = conditions(phase_now, reason, message, current.get("conditions") or [], iso(now), held=True)
+    return {**current, "phase": str(phase_now), "reason": reason, "message": message,
+            "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in held]}

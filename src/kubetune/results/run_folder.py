@@ -19,22 +19,28 @@ class NotARunFolder(Exception):
 
 
 def read_run_folder(path: Path) -> Results:
-    path = Path(path)
+    try:
+        return _read(Path(path))
+    except OSError as exc:  # a path the file system refuses (too long, say), or a folder that cannot be listed
+        raise NotARunFolder(f"{path}: {exc.strerror or exc}") from None
+
+
+def _read(path: Path) -> Results:
     if not path.is_dir():
         raise NotARunFolder(f"{path}: not a folder (a run folder is what kubetune run --out wrote)")
     manifest_path, trials_path = path / "experiment.yaml", path / "trials.jsonl"
     if not manifest_path.exists():
         raise NotARunFolder(f"{path}: no experiment.yaml, so not a kubetune run folder")
     try:
-        manifest = yaml.safe_load(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        manifest = yaml.safe_load(_text(manifest_path))
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         raise NotARunFolder(f"{manifest_path}: cannot be read ({type(exc).__name__})") from None
     if not isinstance(manifest, dict):
         raise NotARunFolder(f"{manifest_path}: not an Experiment manifest")
     attempts: list[TrialRecord] = []
     problems: list[str] = []
     if trials_path.exists():
-        attempts, unreadable = parse_rows(trials_path.read_text(errors="replace").splitlines())
+        attempts, unreadable = parse_rows(_text(trials_path).splitlines())
         problems = [f"{trials_path}: left out an unreadable row ({problem})" for problem in unreadable]
     latest = latest_by_id(attempts)
     for record in _running(path, latest):
@@ -53,10 +59,10 @@ def _running(path: Path, latest: dict[str, TrialRecord]) -> list[TrialRecord]:
     found = []
     for note in sorted((path / "trials").glob("*/trial.json")):
         try:
-            data = json.loads(note.read_text())
+            data = json.loads(_text(note))
             record = TrialRecord(id=str(data["id"]), number=int(data["number"]), params=dict(data["params"]),
                                  state=TrialState.RUNNING, attempts=int(data["attempt"]))
-        except (OSError, ValueError, TypeError, KeyError):
+        except (NotARunFolder, ValueError, TypeError, KeyError, RecursionError):
             continue
         known = latest.get(record.id)
         if known is None or known.attempts < record.attempts:
@@ -78,7 +84,18 @@ def _started(log: Path) -> str | None:
 
 def _summary(path: Path) -> dict:
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
+        summary = json.loads(_text(path))
+    except (NotARunFolder, ValueError, RecursionError):
         return {}
     return summary if isinstance(summary, dict) else {}
+
+
+def _text(path: Path) -> str:
+    """One file of the run folder; refused when it is not a regular file (a device or a pipe may never end)
+    or cannot be read."""
+    if not path.is_file():
+        raise NotARunFolder(f"{path}: not a regular file")
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise NotARunFolder(f"{path}: cannot be read ({exc.strerror or exc})") from None

@@ -7,11 +7,13 @@ this machine. A new backend (Ray, say) implements :class:`Backend` and nothing e
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
-from kubetune.core.lifecycle import AttemptResult
+from kubetune.core.lifecycle import AttemptResult, TrialState
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Attempt:
     stderr: Path
     timeout_seconds: float | None
     gpu: float  # GPUs per trial; below 1 a share of one
+    metrics_file: Path | None = None  # the file collector's file, removed before the attempt starts
 
 
 @dataclass
@@ -68,3 +71,36 @@ class Backend(Protocol):
 
 class RunnerError(Exception):
     """The experiment cannot run as asked (a bad output folder, a missing GPU, a changed manifest...)."""
+
+
+def open_outputs(attempt: Attempt) -> contextlib.AbstractContextManager[tuple[IO[bytes], IO[bytes]]]:
+    """The attempt's stdout and stderr files, opened (their folder made), its metrics file removed; raises
+    OSError when a file cannot be made (a path too long, a folder without write permission, a full disk)."""
+    attempt.stdout.parent.mkdir(parents=True, exist_ok=True)
+    if attempt.metrics_file is not None:
+        attempt.metrics_file.unlink(missing_ok=True)
+    stack = contextlib.ExitStack()
+    try:
+        stdout = stack.enter_context(attempt.stdout.open("wb"))
+        stderr = stack.enter_context(attempt.stderr.open("wb"))
+    except OSError:
+        stack.close()
+        raise
+
+    @contextlib.contextmanager
+    def outputs() -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+        with stack:
+            yield stdout, stderr
+
+    return outputs()
+
+
+def cannot_prepare(exc: OSError) -> AttemptResult:
+    """The failure of an attempt whose files could not be made (the attempt never started)."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return AttemptResult(TrialState.FAILED, reason="StartError", message=f"cannot prepare{where}: {reason(exc)}")
+
+
+def reason(exc: Exception) -> str:
+    """What went wrong, in the operating system's words where it gave them."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)

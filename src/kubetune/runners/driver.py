@@ -118,7 +118,7 @@ class Runner:
                     if decision.stop_running and (self.running or self._queued()):
                         await self._stop_all(decision.reason)
                         continue
-                    if decision.phase is not ExperimentPhase.RUNNING and not self.running:
+                    if decision.phase.is_over and not self.running:
                         return self._finish(decision, started)
                     self._launch(decision)
                     if not self.running:
@@ -171,10 +171,8 @@ class Runner:
             trial=record.id, attempt=record.attempts, command=command, env=self._environment(record, rendered),
             workdir=self.workdir, stdout=self.folder.log(record.id, record.attempts, "stdout"),
             stderr=self.folder.log(record.id, record.attempts, "stderr"),
-            timeout_seconds=self.spec.trial_template.timeout_seconds, gpu=self.spec.trial_template.resources.gpu)
-        metrics_file = self._metrics_file(record)
-        if metrics_file is not None:
-            metrics_file.unlink(missing_ok=True)
+            timeout_seconds=self.spec.trial_template.timeout_seconds, gpu=self.spec.trial_template.resources.gpu,
+            metrics_file=self._metrics_file(record))
         record.devices = self.backend.start(attempt)
         self.running.add(record.id)
         self.attempts_run += 1

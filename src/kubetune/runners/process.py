@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from kubetune.core.gpu import GpuPool
 from kubetune.core.lifecycle import AttemptResult, TrialState
-from kubetune.runners.backend import Attempt, AttemptEnd, RunnerError
+from kubetune.runners.backend import Attempt, AttemptEnd, RunnerError, cannot_prepare, open_outputs, reason
 from kubetune.runners.devices import detect_gpus
 
 KILL_GRACE_SECONDS = 5.0
@@ -115,15 +115,18 @@ class ProcessBackend:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
         if not devices:  # run without a GPU (--no-gpu): no share of one either
             env.pop("KUBETUNE_GPU_SHARE", None)
-        attempt.stdout.parent.mkdir(parents=True, exist_ok=True)
-        with attempt.stdout.open("wb") as stdout, attempt.stderr.open("wb") as stderr:
+        try:
+            outputs = open_outputs(attempt)
+        except OSError as exc:
+            return AttemptEnd(attempt.trial, failure=cannot_prepare(exc), devices=devices)
+        with outputs as (stdout, stderr):
             try:
                 process = await asyncio.create_subprocess_exec(
                     *attempt.command, cwd=attempt.workdir, env=env, stdout=stdout, stderr=stderr,
                     stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: an argument or variable the OS cannot take
                 failure = AttemptResult(TrialState.FAILED, reason="StartError",
-                                        message=f"cannot start {attempt.command[0]!r}: {exc.strerror or exc}")
+                                        message=f"cannot start {attempt.command[0]!r}: {reason(exc)}")
                 return AttemptEnd(attempt.trial, failure=failure, devices=devices)
             self._tell_reaper(f"+ {process.pid}")
             try:

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from kubetune.core.lifecycle import AttemptResult, TrialState
 from kubetune.core.spec import Resources
-from kubetune.runners.backend import Attempt, AttemptEnd, RunnerError
+from kubetune.runners.backend import Attempt, AttemptEnd, RunnerError, cannot_prepare, open_outputs
 
 STOP_GRACE_SECONDS = 10.0  # how long a cancelled task has to kill its trial before it is killed itself
 UNLIMITED = 1 << 30
@@ -62,7 +62,7 @@ def _ray() -> Any:
 @dataclass
 class _Running:
     attempt: Attempt
-    ref: Any  # the task's ObjectRefGenerator
+    ref: Any  # the task's ObjectRefGenerator (None for an attempt whose files could not be made)
     task: asyncio.Task[AttemptEnd | None]
 
 
@@ -129,9 +129,15 @@ class RayBackend:
         env = dict(attempt.env)
         metrics = env.pop("KUBETUNE_METRICS_FILE", None)
         relative = _relative(metrics, attempt.workdir) if metrics else None
+        try:  # the attempt's files here, into which its output is streamed back
+            outputs = open_outputs(attempt)
+        except OSError as exc:
+            self._running[attempt.trial] = _Running(attempt, None, asyncio.create_task(_ended(
+                AttemptEnd(attempt.trial, failure=cannot_prepare(exc)))))
+            return []
         ref = self._remote.options(**self.options, max_retries=0, num_returns="streaming").remote(
             attempt.command, env, relative, attempt.timeout_seconds)
-        task = asyncio.create_task(self._follow(attempt, ref, Path(metrics) if metrics else None))
+        task = asyncio.create_task(self._follow(attempt, ref, Path(metrics) if metrics else None, outputs))
         self._running[attempt.trial] = _Running(attempt, ref, task)
         return []
 
@@ -146,25 +152,27 @@ class RayBackend:
         running = self._running.pop(trial, None)
         if running is None:
             return None
-        if not running.task.done():
-            with contextlib.suppress(Exception):
-                _ray().cancel(running.ref)  # KeyboardInterrupt in the task: it kills the trial's group
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(running.task), STOP_GRACE_SECONDS)
+        if running.task.done():  # it ended on its own before the stop
+            return None if running.task.cancelled() else running.task.result()
+        with contextlib.suppress(Exception):
+            _ray().cancel(running.ref)  # KeyboardInterrupt in the task: it kills the trial's group
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(running.task), STOP_GRACE_SECONDS)
         if not running.task.done():
             with contextlib.suppress(Exception):
                 _ray().cancel(running.ref, force=True)  # its worker dies, and the trial with it (PDEATHSIG)
             running.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running.task
-            return None
-        return None if running.task.cancelled() else running.task.result()
+        # Whatever end came back after the cancel (the trial's exit by the signal that stopped it, streamed back
+        # before Ray's TaskCancelledError) is the stop's doing, not the trial's result.
+        return None
 
-    async def _follow(self, attempt: Attempt, ref: Any, metrics: Path | None) -> AttemptEnd | None:
+    async def _follow(self, attempt: Attempt, ref: Any, metrics: Path | None,
+                      outputs: contextlib.AbstractContextManager[tuple[IO[bytes], IO[bytes]]]) -> AttemptEnd | None:
         """Writes the task's output into the attempt's files as it comes; its end, or None when cancelled."""
         exceptions = _ray().exceptions
-        attempt.stdout.parent.mkdir(parents=True, exist_ok=True)
-        with attempt.stdout.open("wb") as stdout, attempt.stderr.open("wb") as stderr:
+        with outputs as (stdout, stderr):
             sinks: dict[str, IO[bytes]] = {"stdout": stdout, "stderr": stderr}
             try:
                 async for item in ref:
@@ -179,6 +187,10 @@ class RayBackend:
             except exceptions.RayError as exc:  # the worker or its node died: the trial's process with it
                 return _failed(attempt, "NodeLost", f"the Ray worker or node running it was lost: {_first_line(exc)}")
         return _failed(attempt, "NodeLost", "the Ray task ended without the trial's exit status")
+
+
+async def _ended(end: AttemptEnd) -> AttemptEnd:
+    return end
 
 
 def _take(attempt: Attempt, kind: str, value: Any, sinks: dict[str, IO[bytes]],

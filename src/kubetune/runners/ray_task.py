@@ -41,7 +41,11 @@ def run_attempt(command: list[str], env: dict[str, str], metrics: str | None,
     metrics_path = Path.cwd() / metrics if metrics else None
     if metrics_path is not None:
         full["KUBETUNE_METRICS_FILE"] = str(metrics_path)
-        metrics_path.unlink(missing_ok=True)
+        try:
+            metrics_path.unlink(missing_ok=True)
+        except OSError as exc:
+            yield "start-error", f"cannot prepare {metrics_path}: {exc.strerror or exc}"
+            return
     with tempfile.TemporaryDirectory(prefix="kubetune-") as logs:
         out, err = Path(logs) / "stdout", Path(logs) / "stderr"
         with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -49,8 +53,8 @@ def run_attempt(command: list[str], env: dict[str, str], metrics: str | None,
                 process = subprocess.Popen(command, env=full, stdout=stdout, stderr=stderr,
                                            stdin=subprocess.DEVNULL, start_new_session=True,
                                            preexec_fn=_die_with_parent)
-            except OSError as exc:
-                yield "start-error", f"cannot start {command[0]!r}: {exc.strerror or exc}"
+            except (OSError, ValueError) as exc:  # ValueError: an argument or variable the OS cannot take
+                yield "start-error", f"cannot start {command[0]!r}: {getattr(exc, 'strerror', None) or exc}"
                 return
         follow = _Follow(out, err, metrics_path)
         try:

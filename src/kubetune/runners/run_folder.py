@@ -14,6 +14,7 @@ far (the experiment's name, the parameters, the objective) is refused before any
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -70,8 +71,8 @@ class RunFolder:
         if not saved_path.exists():
             return
         try:
-            saved = Experiment.model_validate(yaml.safe_load(saved_path.read_text()))
-        except (OSError, yaml.YAMLError, ValidationError, UnicodeDecodeError) as exc:
+            saved = Experiment.model_validate(yaml.safe_load(_text(saved_path)))
+        except (OSError, yaml.YAMLError, ValidationError, UnicodeDecodeError, RecursionError) as exc:
             raise RunnerError(f"{saved_path}: the saved manifest of this run cannot be read ({type(exc).__name__}); "
                               "it is needed to check that --resume continues the same experiment") from None
         differences = meaning_changes(saved, experiment)
@@ -84,7 +85,10 @@ class RunFolder:
     def _past_trials(self, experiment: Experiment) -> dict[str, TrialRecord]:
         records: dict[str, TrialRecord] = {}
         if self.trials_file.exists():
-            rows, problems = parse_rows(self.trials_file.read_text(errors="replace").splitlines())
+            try:
+                rows, problems = parse_rows(_text(self.trials_file).splitlines())
+            except OSError as exc:
+                raise RunnerError(f"--resume: {self.trials_file} cannot be read: {exc.strerror or exc}") from None
             for problem in problems:
                 self.warnings.append(f"{self.trials_file}: skipped an unreadable row ({problem})")
             records = latest_by_id(rows)
@@ -104,10 +108,10 @@ class RunFolder:
         found = []
         for path in sorted((self.path / "trials").glob("*/trial.json")):
             try:
-                data = json.loads(path.read_text())
+                data = json.loads(_text(path))
                 found.append(TrialRecord(id=str(data["id"]), number=int(data["number"]), params=dict(data["params"]),
                                          state=TrialState.RUNNING, attempts=int(data["attempt"])))
-            except (OSError, ValueError, TypeError, KeyError) as exc:
+            except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
                 self.warnings.append(f"{path}: skipped ({type(exc).__name__}: {exc})")
         return found
 
@@ -130,8 +134,8 @@ class RunFolder:
     def sittings(self) -> list[dict[str, Any]]:
         """The sittings recorded in ``summary.json`` by earlier runs of this folder."""
         try:
-            summary = json.loads((self.path / SUMMARY).read_text())
-        except (OSError, ValueError):
+            summary = json.loads(_text(self.path / SUMMARY))
+        except (OSError, ValueError, RecursionError):
             return []
         if not isinstance(summary, dict):
             return []
@@ -172,3 +176,10 @@ def _write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def _text(path: Path) -> str:
+    """One file of the run folder; OSError when it is not a regular file (a device or a pipe may never end)."""
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return path.read_text(errors="replace")

@@ -175,23 +175,30 @@ def _crd(kind: str, plural: str, short: list[str], spec: type[BaseModel], status
 def experiment_crd() -> dict[str, Any]:
     columns: list[dict[str, Any]] = [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
+        {"name": "Pending", "type": "integer", "jsonPath": ".status.trials.pending"},
         {"name": "Running", "type": "integer", "jsonPath": ".status.trials.running"},
         {"name": "Succeeded", "type": "integer", "jsonPath": ".status.trials.succeeded"},
         {"name": "Failed", "type": "integer", "jsonPath": ".status.trials.failed"},
         {"name": "Stopped", "type": "integer", "jsonPath": ".status.trials.earlyStopped", "priority": 1},
         {"name": "Best", "type": "number", "jsonPath": ".status.best.value"},
+        {"name": "Best Trial", "type": "string", "jsonPath": ".status.best.trial"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     ]
     return _crd("Experiment", "experiments", ["kexp"], ExperimentSpec, ExperimentStatus, columns,
                 "A hyperparameter search: a space, an objective and a trial pod template.")
 
 
 def trial_crd() -> dict[str, Any]:
-    columns = [
+    columns: list[dict[str, Any]] = [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
         {"name": "Value", "type": "number", "jsonPath": ".status.value"},
+        {"name": "Params", "type": "string", "jsonPath": ".spec.params"},
         {"name": "Experiment", "type": "string", "jsonPath": ".spec.experiment"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     ]
     return _crd("Trial", "trials", ["ktrial"], TrialSpec, TrialStatus, columns,
                 "One evaluation of an Experiment's objective at one parameter assignment.")

@@ -82,11 +82,12 @@ class Condition(_Record):
 
 class ExperimentStatus(_Record):
     phase: ExperimentPhase = Field(default=ExperimentPhase.CREATED,
-                                   description="Created, Running, Succeeded or Failed.")
+                                   description="Created, Running, Suspended, Succeeded or Failed.")
     reason: str | None = Field(default=None, description="Why the experiment is in its phase, in one word.")
     message: str | None = Field(default=None, description="Why the experiment is in its phase, for people.")
     trials: TrialCounts = Field(default_factory=TrialCounts, description="Trials by state.")
     best: BestTrial | None = Field(default=None, description="The best trial so far.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, InvalidSpec and similar.")
+    conditions: list[Condition] = Field(default_factory=list, description="Running, Suspended, Succeeded and "
+                                        "Failed, each True or False with its reason and lastTransitionTime.")
     start_time: str | None = None
     completion_time: str | None = None

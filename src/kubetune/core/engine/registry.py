@@ -10,7 +10,7 @@ from kubetune.core.engine.base import Strategy, StrategySettings
 from kubetune.core.engine.gp.strategy import GPSearch, GPSettings
 from kubetune.core.engine.grid import GridSearch, GridSettings
 from kubetune.core.engine.random import RandomSearch, RandomSettings
-from kubetune.core.engine.sobol import SobolSearch, SobolSettings
+from kubetune.core.engine.sobol import SOBOL_MAX_COLUMNS, SobolSearch, SobolSettings
 from kubetune.core.space import Space
 
 
@@ -18,12 +18,13 @@ from kubetune.core.space import Space
 class Algorithm:
     settings: type[StrategySettings]
     build: Callable[[Space, Any], Strategy]
+    max_columns: int | None = None  # the widest encoded space it can search (Space.n_columns), if bounded
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "gp": Algorithm(GPSettings, GPSearch),
+    "gp": Algorithm(GPSettings, GPSearch, SOBOL_MAX_COLUMNS),  # its first points are Sobol's
     "random": Algorithm(RandomSettings, RandomSearch),
-    "sobol": Algorithm(SobolSettings, SobolSearch),
+    "sobol": Algorithm(SobolSettings, SobolSearch, SOBOL_MAX_COLUMNS),
     "grid": Algorithm(GridSettings, GridSearch),
 }
 DEFAULT_ALGORITHM = "gp"

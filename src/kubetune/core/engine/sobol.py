@@ -11,6 +11,8 @@ from scipy.stats import qmc
 from kubetune.core.engine.base import History, StrategySettings
 from kubetune.core.space import Params, Space
 
+SOBOL_MAX_COLUMNS = int(qmc.Sobol.MAXDIM)  # the widest space scipy's Sobol sequence has direction numbers for
+
 
 class SobolSettings(StrategySettings):
     scramble: bool = True

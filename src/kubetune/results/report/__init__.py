@@ -23,6 +23,7 @@ def render_report(results: Results, now: datetime | None = None) -> str:
 
 def write_report(results: Results, path: Path, now: datetime | None = None) -> int:
     """Writes the report to ``path``; returns its size in bytes. Raises OSError when it cannot be written."""
-    text = render_report(results, now=now).encode()
+    # a lone surrogate read from a damaged run folder is written escaped, as the terminal shows it
+    text = render_report(results, now=now).encode(errors="backslashreplace")
     Path(path).write_bytes(text)
     return len(text)
