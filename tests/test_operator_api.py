@@ -94,8 +94,10 @@ def test_the_pod_watch_sees_trial_pods_only_from_where_they_stood_when_it_starte
     other = pod("unrelated", "demo")
     del other["metadata"]["labels"][EXPERIMENT_LABEL]
 
+    api = admin_api(namespace)
+
     async def scenario():
-        watch = PodWatch(admin_api(namespace), [namespace.name], lambda kind, p: seen.append(
+        watch = PodWatch(api, [namespace.name], lambda kind, p: seen.append(
             (kind, p["metadata"]["name"], "image" in json.dumps(p))), lambda: None)
         await watch.start()
         namespace.cluster.request("POST", url, other)
@@ -105,9 +107,9 @@ def test_the_pod_watch_sees_trial_pods_only_from_where_they_stood_when_it_starte
             if ("DELETED", "demo-0") in [(kind, name) for kind, name, _ in seen]:
                 break
             await asyncio.sleep(0.05)
-        watch.stop()
+        await watch.stop()
 
-    asyncio.run(scenario())
+    run(api, scenario())
     events = [(kind, name) for kind, name, _ in seen]
     assert events[0] == ("ADDED", "demo-1") and ("DELETED", "demo-0") in events
     assert ("ADDED", "demo-0") not in events  # it was there before the watch began: not replayed

@@ -16,7 +16,7 @@ import json
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ import aiohttp
 
 from kubetune.core.cluster.crd import GROUP, VERSION
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
+from kubetune.operator.pod_watch import lines
 
 CONNECTIONS = 48  # to the API server at once
 # Status writes (a trial marked Running, a result, the Experiment's status) take at most this many of them:
@@ -271,30 +272,28 @@ class KubernetesApi:
         log = await self._send("GET", f"{_collection('pods', namespace)}/{name}/log", {"container": container})
         return log if isinstance(log, str) else json.dumps(log) if log is not None else ""
 
-    # -- the trial pods' watch (kubetune.operator.pod_watch): blocking calls, made in the watch's thread ------------
-    def pods_version(self, namespace: str | None) -> str:
+    # -- the trial pods' watch (kubetune.operator.pod_watch) ----------------------------------------------------
+    async def pods_version(self, namespace: str | None) -> str:
         """Where the trial pods of ``namespace`` (None: of every namespace) stand now: the ``resourceVersion`` of
         a listing of one of them."""
-        options: dict[str, Any] = {"label_selector": EXPERIMENT_LABEL, "limit": 1, "_preload_content": False}
-        try:
-            answer: Any = (self._core.list_namespaced_pod(namespace, **options) if namespace
-                           else self._core.list_pod_for_all_namespaces(**options))
-        except self._exceptions.ApiException as exc:
-            raise _api_error(exc) from None
-        return str(json.loads(answer.data)["metadata"]["resourceVersion"])
+        answer = await self._send("GET", _pods(namespace), {"labelSelector": EXPERIMENT_LABEL, "limit": 1})
+        return str(answer["metadata"]["resourceVersion"])
 
-    def watch_pods(self, namespace: str | None, resource_version: str, timeout_seconds: int) -> Any:
-        """The stream of the trial pods' changes since ``resource_version`` (urllib3's response: one JSON
-        event per line), which the API server ends after ``timeout_seconds``."""
-        options: dict[str, Any] = {
-            "label_selector": EXPERIMENT_LABEL, "watch": True, "resource_version": resource_version,
-            "allow_watch_bookmarks": True, "timeout_seconds": timeout_seconds, "_preload_content": False,
-            "_request_timeout": (PROBE_SECONDS, timeout_seconds + PROBE_SECONDS)}
-        try:
-            return (self._core.list_namespaced_pod(namespace, **options) if namespace
-                    else self._core.list_pod_for_all_namespaces(**options))
-        except self._exceptions.ApiException as exc:
-            raise _api_error(exc) from None
+    async def watch_pods(self, namespace: str | None, resource_version: str, timeout_seconds: int
+                         ) -> AsyncIterator[bytes]:
+        """The trial pods' changes since ``resource_version``, one JSON event per line, until the API server
+        ends the watch after ``timeout_seconds``."""
+        query = {"labelSelector": EXPERIMENT_LABEL, "watch": "true", "resourceVersion": resource_version,
+                 "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_seconds)}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=PROBE_SECONDS,
+                                        sock_read=timeout_seconds + PROBE_SECONDS)
+        async with self._session().session.get(self._host + _pods(namespace), params=query,
+                                               headers=self._credentials(), proxy=self._proxy,
+                                               server_hostname=self._server_name, timeout=timeout) as response:
+            if response.status >= 400:
+                raise _error(response.status, response.reason or "", await response.read())
+            async for line in lines(response.content.iter_any()):
+                yield line
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._call(self._coordination.read_namespaced_lease, name, namespace)
@@ -319,6 +318,11 @@ class KubernetesApi:
                 "metadata": {"name": name, "namespace": namespace,
                              "labels": {"app.kubernetes.io/managed-by": "kubetune"}}, "data": data}
         return await self._call(self._core.create_namespaced_secret, namespace, body)
+
+
+def _pods(namespace: str | None) -> str:
+    """The path of a namespace's pods, or of every namespace's."""
+    return _collection("pods", namespace) if namespace else "/api/v1/pods"
 
 
 def _collection(kind: str, namespace: str) -> str:

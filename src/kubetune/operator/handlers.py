@@ -147,7 +147,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if state is not None and state.lag_monitor is not None:
         state.lag_monitor.cancel()
     if state is not None and state.pod_watch is not None:
-        state.pod_watch.stop()
+        await state.pod_watch.stop()
     if state is not None and state.reports_server is not None:
         await state.reports_server.cleanup()
     if state is not None:
