@@ -26,14 +26,23 @@ class FakeCluster:
         self.writes: Counter[str] = Counter()
         self.max_active_pods = 0
         self.lists = 0
+        self.gets = 0
         self._rv = itertools.count(1)
 
     # -- ClusterApi ---------------------------------------------------------------------------------------
     async def list(self, kind: str, namespace: str, experiment: str,
-                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj) -> list[dict[str, Any]]:
+                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj,
+                   unfinished: bool = False) -> list[dict[str, Any]]:
         self.lists += 1
         return [shape(copy.deepcopy(o)) for (k, ns, _), o in self.objects.items()
-                if k == kind and ns == namespace and belongs(o, experiment)]
+                if k == kind and ns == namespace and belongs(o, experiment)
+                and not (unfinished and (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"))]
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        self.gets += 1
+        if (kind, namespace, name) not in self.objects:
+            raise NotFound(name)
+        return copy.deepcopy(self.objects[(kind, namespace, name)])
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         key = (kind, namespace, body["metadata"]["name"])

@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,46 @@ def test_regrets_closer_than_the_problems_resolution_are_the_same_result():
     assert order(tied, {**tied, "final": 1.55e-5}, resolution) == 0
     assert order(tied, {**tied, "final": 1.55e-5}) == -1
     assert order(tied, {**tied, "1x": 0.001}, resolution) == 1  # equal finals: the earlier checkpoints decide
+
+
+def test_operator_scale_benchmark_runs_gp_on_the_six_parameter_objective(tmp_path):
+    """A small one-experiment scenario with gp, as the headline scenarios run it (the Hartmann-6 objective from
+    the pods' KUBETUNE_PARAMS, the operator's /metrics read): every trial ends with a value, the suggestion
+    calls, the passes and the event loop's lag are recorded, and the report judges the targets it can."""
+    from benchmarks.operator_scale import Durations, Scenario, run_scenario
+    from benchmarks.operator_scale_report import write_report
+
+    scenario = Scenario("one-experiment", "one experiment, 20 parallel, ~2 s trials",
+                        [("small", 20, 60)], Durations(low=1.0, high=3.0), timeout=300, algorithms=("gp",))
+    result = run_scenario(scenario, "gp")
+    assert result.trials == 60 and not result.kubelet_errors, result
+    assert -3.33 < result.best < 0, result  # Hartmann-6's values
+    assert result.suggestions == 60 and 1 <= result.suggestion_calls <= 60 and result.suggestion_seconds > 0
+    assert result.passes >= result.suggestion_calls and result.lag["ticks"] > 0
+    assert result.usage["suggestion worker"]["rss_mib"] > 0 and result.usage["operator"]["cpu_seconds"] > 0
+    out = tmp_path / "operator_scale.md"
+    write_report(out, [{**asdict(result), "quick": True, "date": "2026-01-01"}])
+    text = out.read_text()
+    calls = f"{result.suggestion_calls:.0f} | {result.suggestions / result.suggestion_calls:.1f} |"
+    assert f"| one experiment, 20 parallel, ~2 s trials (quick) | gp | {calls}" in text  # the suggestion table
+    assert "refill p95 under 1 s at 2,000 parallel ~60-s trials with gp" in text
+
+
+def test_operator_profile_summary_attributes_samples_to_kubetune_work_and_leaves_the_worker_apart(tmp_path):
+    from benchmarks.operator_profile import summarize
+
+    operator = 'process 1:"python -m kubetune.cli operator"'
+    worker = 'process 2:"python -m kubetune.operator.suggestion_worker"'
+    raw = tmp_path / "profile.txt"
+    raw.write_text("\n".join([
+        f"{operator};run_operator (kubetune/operator/startup.py);_run_once (asyncio/base_events.py);"
+        "Reconciler._settle (kubetune/operator/reconcile.py);phase (kubetune/operator/view.py) 3",
+        f"{operator};run_operator (kubetune/operator/startup.py);_run_once (asyncio/base_events.py);"
+        "process_resource_event (kopf/_core/reactor/processing.py);raw_decode (json/decoder.py) 1",
+        f"{operator};{worker};main (kubetune/operator/suggestion_worker.py);ask (kubetune/core/engine/optimizer.py) 4",
+    ]) + "\n")
+    summary = summarize(raw)
+    assert summary["operator"]["samples"] == 4 and summary["suggestion worker"]["samples"] == 4
+    assert summary["operator"]["kubetune"] == [("phase (kubetune/operator/view.py)", 0.75),
+                                               ("(no kubetune frame) kopf", 0.25)]
+    assert dict(summary["operator"]["package"]) == {"kubetune": 0.75, "json": 0.25}

@@ -17,7 +17,9 @@ from kubetune.operator.reconcile import Reconciler
 
 DOCUMENTED = {"kubetune_experiments", "kubetune_trials_running", "kubetune_trials_created",
               "kubetune_trials_finished", "kubetune_suggestion_seconds", "kubetune_suggestions",
-              "kubetune_reconcile_errors", "kubetune_api_requests", "kubetune_api_throttled"}
+              "kubetune_reconcile_errors", "kubetune_api_requests", "kubetune_api_throttled",
+              "kubetune_reconcile_seconds", "kubetune_event_loop_lag_seconds",
+              "kubetune_suggestion_worker_restarts"}
 
 
 def scrape(port: int) -> dict[tuple, float]:

@@ -422,6 +422,32 @@ def test_a_pod_deleted_unseen_is_found_by_the_background_listing_and_its_trial_r
     assert ("pods", "default", "demo-0-r2") in cluster.objects
 
 
+def test_a_pod_that_ended_unseen_is_looked_up_after_the_background_listing_and_its_result_recorded():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=3, parallelism=2))
+    now = [0.0]
+    reconciler = Reconciler(cluster, GpuSharing(), monotonic=lambda: now[0])
+    kubelet = FakeKubelet(cluster)
+
+    async def scenario():
+        await reconciler.reconcile(cluster.experiment("demo"))
+        kubelet.step(finish=0)
+        await reconciler.reconcile(cluster.experiment("demo"), [])  # running, as far as the view knows
+        kubelet.step(finish=1)  # demo-0 ends, and the watch never says so
+        now[0] = reconcile_module.RELIST_SECONDS
+        await reconciler.reconcile(cluster.experiment("demo"), [])  # lists the unfinished pods in the background
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        await reconciler.reconcile(cluster.experiment("demo"), [])  # folds it in: demo-0 ended, with its result
+        await reconciler.drain()
+
+    run(scenario())
+    assert cluster.gets == 1  # demo-0, which the listing of unfinished pods lacked, looked up alone
+    trials = {t["metadata"]["name"]: t for t in cluster.of_kind("trials")}
+    assert trials["demo-0"]["status"]["phase"] == "Succeeded" and trials["demo-0"]["status"]["attempts"] == 1
+    assert "demo-2" in trials  # its slot refilled
+
+
 def test_parameters_changed_under_running_trials_hold_the_experiment_until_they_are_restored():
     cluster = FakeCluster()
     cluster.add_experiment(experiment_document())

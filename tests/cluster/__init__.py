@@ -3,7 +3,7 @@ that plays the pods, and the operator's identity exactly as the Helm chart grant
 
 from .control_plane import ControlPlane, ControlPlaneError, free_port
 from .identity import OperatorIdentity, chart_rbac
-from .kubelet import Behaviour, Connection, FakeNode, TestKubelet, objective
+from .kubelet import HARTMANN6_MINIMUM, Behaviour, Connection, FakeNode, TestKubelet, hartmann6, objective
 
 __all__ = ["Behaviour", "Connection", "ControlPlane", "ControlPlaneError", "FakeNode", "OperatorIdentity",
-           "TestKubelet", "chart_rbac", "free_port", "objective"]
+           "HARTMANN6_MINIMUM", "TestKubelet", "chart_rbac", "free_port", "hartmann6", "objective"]

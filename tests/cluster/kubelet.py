@@ -10,7 +10,8 @@ API server's ``pods/log`` (and ``kubectl logs``) works. Pods being deleted are f
 does once their containers stopped. Without kube-scheduler it binds pods itself through ``pods/binding``.
 
 What each pod does is a :class:`Behaviour`, chosen per pod by a function the test gives; by default a trial
-reports ``(x - 2)^2`` of its ``x`` parameter in the SDK's termination-message summary and exits 0.
+reports ``(x - 2)^2`` of its ``x`` parameter in the SDK's termination-message summary and exits 0
+(``Behaviour(objective=hartmann6)`` reports Hartmann-6 of ``x0`` ... ``x5`` instead, for the scale benchmark).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import base64
 import contextlib
 import itertools
 import json
+import math
 import ssl
 import threading
 import time
@@ -55,13 +57,36 @@ class Behaviour:
     reports: int = 0  # intermediate reports pushed while it runs (steps 1..reports, spread over ``seconds``)
     forge: str | None = None  # also pushes reports for this other trial: with its own token, and a made-up one
     held: bool = False  # after ``seconds``, runs on until the test lets it end (TestKubelet.release)
+    objective: Callable[[dict[str, Any]], float] = lambda pod: objective(pod)  # the value it reports, from its pod
+
+
+def _params(pod: dict[str, Any]) -> dict[str, Any]:
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    params: dict[str, Any] = json.loads(env.get("KUBETUNE_PARAMS") or "{}")
+    return params
 
 
 def objective(pod: dict[str, Any]) -> float:
     """The test trial's objective: ``(x - 2)^2`` of the pod's ``KUBETUNE_PARAMS``."""
-    container = pod["spec"]["containers"][0]
-    env = {e["name"]: e.get("value") for e in container.get("env", [])}
-    return (float(json.loads(env.get("KUBETUNE_PARAMS") or "{}").get("x", 0.0)) - 2.0) ** 2
+    return (float(_params(pod).get("x", 0.0)) - 2.0) ** 2
+
+
+# Hartmann-6 (Dixon and Szego's constants): six dimensions on the unit cube, four local minima, the global one
+# -3.32237 at (0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573).
+_H6_A = ((10, 3, 17, 3.5, 1.7, 8), (0.05, 10, 17, 0.1, 8, 14), (3, 3.5, 1.7, 10, 17, 8), (17, 8, 0.05, 10, 0.1, 14))
+_H6_P = ((0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886), (0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991),
+         (0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650), (0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381))
+_H6_ALPHA = (1.0, 1.2, 3.0, 3.2)
+HARTMANN6_MINIMUM = -3.322368011391339
+
+
+def hartmann6(pod: dict[str, Any]) -> float:
+    """Hartmann-6 of the pod's ``x0`` ... ``x5`` (each in [0, 1]) from its ``KUBETUNE_PARAMS``."""
+    params = _params(pod)
+    x = [float(params.get(f"x{i}", 0.0)) for i in range(6)]
+    return -sum(alpha * math.exp(-sum(a * (xi - p) ** 2 for a, xi, p in zip(row, x, centre, strict=True)))
+                for alpha, row, centre in zip(_H6_ALPHA, _H6_A, _H6_P, strict=True))
 
 
 def default_behaviour(pod: dict[str, Any]) -> Behaviour:
@@ -439,7 +464,7 @@ class TestKubelet:
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
         for step in range(1, behaviour.reports + 1):
             await asyncio.sleep(behaviour.seconds / behaviour.reports)
-            values = {"step": step, "loss": objective(pod) + 1.0 / step}
+            values = {"step": step, "loss": behaviour.objective(pod) + 1.0 / step}
             if behaviour.forge:  # before its own report, which may get it stopped (and this task cancelled)
                 await self._push(pod, env, behaviour.forge, env.get("KUBETUNE_REPORT_TOKEN", ""), values)
                 made_up = base64.urlsafe_b64encode(f"{pod['metadata']['namespace']}/{behaviour.forge}/1".encode())
@@ -471,7 +496,7 @@ class TestKubelet:
                                "100Mi, available: 64Mi.")
         if behaviour.oom:
             return self._ended(pod, started, 137, "OOMKilled", None, phase="Failed")
-        value = objective(pod)
+        value = behaviour.objective(pod)
         if behaviour.report == "log":
             container.log += f"epoch 1: loss={value * 2 + 1}\nepoch 2: loss={value}\n"
             message = behaviour.message

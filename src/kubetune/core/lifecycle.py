@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubetune.core.metrics import finite_number
 from kubetune.core.stopping import Progress
@@ -214,7 +214,16 @@ def resumed(record: TrialRecord) -> TrialRecord:
     return record
 
 
-def inform(optimizer: Optimizer, record: TrialRecord) -> None:
+class Informed(Protocol):
+    """What :func:`inform` tells: an :class:`~kubetune.core.engine.Optimizer`, or a shell's handle on one kept
+    elsewhere (the operator keeps its optimizers in a worker process)."""
+
+    def is_pending(self, trial_id: str) -> bool: ...
+    def tell(self, trial_id: str, value: float) -> None: ...
+    def fail(self, trial_id: str) -> None: ...
+
+
+def inform(optimizer: Informed, record: TrialRecord) -> None:
     """Tells the optimizer what a finished trial gave: its value, or that it gave none (its point is never
     suggested again)."""
     number = str(record.number)

@@ -1,11 +1,12 @@
 """The kopf handlers: thin glue between Kubernetes events and :class:`~kubetune.operator.reconcile.Reconciler`.
 
 Each Experiment gets a kopf daemon that runs reconciliation passes until the experiment ends. A pass runs
-when a pod of the experiment changes (the pod handler wakes the daemon) and at least every
-``RESYNC_SECONDS`` regardless, so a missed event costs latency, never correctness. Experiments are
-independent tasks, and the GP suggestion runs in a worker thread, so one slow experiment never stalls the
-others. Two replicas never both act: with `--leader-election` only the holder of a Lease runs kopf at all
-(:mod:`kubetune.operator.leader`).
+when a pod of the experiment ends or goes (the trial pods' watch, :mod:`kubetune.operator.pod_watch`, wakes
+the daemon) and at least every ``RESYNC_SECONDS`` regardless, so a missed event costs latency, never
+correctness. Experiments are
+independent tasks, and the optimizers live in a worker process (:mod:`kubetune.operator.suggestions`), so a
+GP suggestion never stalls the event loop the others share. Two replicas never both act: with
+`--leader-election` only the holder of a Lease runs kopf at all (:mod:`kubetune.operator.leader`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from aiohttp import web
 from kubetune.core.cluster.crd import GROUP, VERSION
 from kubetune.core.cluster.edits import spec_changes
 from kubetune.core.cluster.gpu_sharing import GpuSharing
-from kubetune.core.cluster.outcome import essentials, has_ended
+from kubetune.core.cluster.outcome import has_ended
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
 from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
+from kubetune.operator.pod_watch import PodWatch
 from kubetune.operator.reconcile import Reconciler, Reporting, TrialsDoNotFit
 from kubetune.operator.reports import make_app, serve
+from kubetune.operator.suggestions import WorkerSuggestions
 
 RESYNC_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 60.0
@@ -42,8 +45,12 @@ class OperatorState:
                  reporting: Reporting | None = None):
         self.metrics = metrics
         self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics, write_behind=True,
-                                     reporting=reporting)
+                                     reporting=reporting,
+                                     suggestions=WorkerSuggestions(on_restart=metrics.suggestion_worker_restarts.inc))
         self.reports_server: web.AppRunner | None = None
+        self.lag_monitor: asyncio.Task[None] | None = None
+        self.pod_watch: PodWatch | None = None
+        self.cluster: KubernetesApi | None = None  # the API client behind the reconciler's, when it is the real one
         self.wakers: dict[tuple[str, str], asyncio.Event] = {}
         # the pod events of each followed experiment not yet passed on to a pass (pods slimmed to their essentials)
         self.pod_events: dict[tuple[str, str], list[tuple[str | None, dict]]] = {}
@@ -56,20 +63,29 @@ class OperatorState:
     def take_events(self, namespace: str, name: str) -> list[tuple[str | None, dict]]:
         return self.pod_events.pop((namespace, name), [])
 
+    def pod_changed(self, event_type: str, pod: dict[str, Any]) -> None:
+        """A trial pod as the watch shows it (slimmed): kept for its experiment's next pass, if followed, and
+        the pass woken when the pod ended or went. Waking a pass for every pod that starts would keep the
+        experiment busy with bookkeeping while ended trials wait (starts are marked by the passes that do run,
+        and at least every RESYNC_SECONDS)."""
+        meta = pod.get("metadata", {})
+        experiment, namespace = meta.get("labels", {}).get(EXPERIMENT_LABEL), meta.get("namespace")
+        if not experiment or not namespace:
+            return
+        if (namespace, experiment) in self.following:
+            self.pod_events.setdefault((namespace, experiment), []).append((event_type, pod))
+        if event_type == "DELETED" or meta.get("deletionTimestamp") or has_ended(pod):
+            self.waker(namespace, experiment).set()
 
-class _NoPodEssence(kopf.AnnotationsDiffBaseStorage):
-    """kopf keeps a deep copy (an "essence") of each object it sees, to tell what changed for update handlers.
-    kubetune has no such handlers for pods, only an event handler, and with thousands of trials those copies
-    were a tenth of the operator's CPU: a pod's essence is empty. Experiments keep kopf's default."""
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
-        if body.get("apiVersion") == "v1" and body.get("kind") == "Pod":
-            return {}
-        return super().build(body=body, extra_fields=extra_fields)
+    def pods_missed(self) -> None:
+        """The watch missed events: every followed experiment lists its trials and pods again, now."""
+        self.reconciler.forget_views()
+        for key in self.following:
+            self.waker(*key).set()
 
 
 _configuration: dict[str, Any] = {"sharing": GpuSharing(), "api": None, "metrics_port": None, "metrics": None,
-                                  "reports": None, "listen_address": "127.0.0.1"}
+                                  "reports": None, "listen_address": "127.0.0.1", "namespaces": None}
 
 
 @dataclass(frozen=True)
@@ -82,14 +98,14 @@ class ReportsConfig:
     key: bytes
 
 
-def configure(sharing: GpuSharing, api: ClusterApi | None = None, metrics_port: int | None = None,
+def configure(sharing: GpuSharing, api: KubernetesApi | None = None, metrics_port: int | None = None,
               metrics: OperatorMetrics | None = None, reports: ReportsConfig | None = None,
-              listen_address: str = "127.0.0.1") -> None:
+              listen_address: str = "127.0.0.1", namespaces: list[str] | None = None) -> None:
     """Called by ``kubetune operator`` (or a test) before kopf starts; ``metrics_port`` serves /metrics,
     ``reports`` the report endpoint (none: trials get no endpoint and early stopping has nothing to judge), both
-    on ``listen_address``."""
+    on ``listen_address``; ``namespaces`` are those whose trial pods are watched (None: every namespace)."""
     _configuration.update(sharing=sharing, api=api, metrics_port=metrics_port, metrics=metrics, reports=reports,
-                          listen_address=listen_address)
+                          listen_address=listen_address, namespaces=namespaces)
 
 
 _metrics_of_process: list[OperatorMetrics] = []
@@ -106,7 +122,6 @@ def _process_metrics() -> OperatorMetrics:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.posting.level = 20  # INFO and above become Kubernetes Events
-    settings.persistence.diffbase_storage = _NoPodEssence()
     # Watch only what the operator was told to (exact namespaces, or all): no RBAC to watch CRDs and
     # namespaces is needed, and the CRDs are installed before the operator starts.
     settings.scanning.disabled = True
@@ -115,8 +130,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     reports: ReportsConfig | None = _configuration["reports"]
     reporting = None if reports is None else Reporting(reports.url, reports.key)
     memo.state = state = OperatorState(api, _configuration["sharing"], metrics, reporting)
+    state.cluster = api
     if _configuration["metrics_port"] is not None:
         metrics.serve(_configuration["metrics_port"], _configuration["listen_address"])
+    state.lag_monitor = asyncio.create_task(metrics.measure_event_loop_lag())
+    state.pod_watch = PodWatch(api, _configuration["namespaces"], state.pod_changed, state.pods_missed)
+    await state.pod_watch.start()
     if reporting is not None and reports is not None:
         app = make_app(reporting.key, state.reconciler, lambda namespace, name: state.waker(namespace, name).set())
         state.reports_server = await serve(app, reports.port, _configuration["listen_address"])
@@ -125,8 +144,16 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     state: OperatorState | None = getattr(memo, "state", None)
+    if state is not None and state.lag_monitor is not None:
+        state.lag_monitor.cancel()
+    if state is not None and state.pod_watch is not None:
+        await state.pod_watch.stop()
     if state is not None and state.reports_server is not None:
         await state.reports_server.cleanup()
+    if state is not None:
+        await state.reconciler.suggestions.close()
+    if state is not None and state.cluster is not None:
+        await state.cluster.close()
 
 
 @kopf.daemon(GROUP, VERSION, "experiments", cancellation_timeout=10.0)
@@ -159,7 +186,8 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
         waker.clear()
         events = state.take_events(*_experiment_key(meta))
         try:
-            result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), events)
+            with state.metrics.reconcile_seconds.time():
+                result = await state.reconciler.reconcile(copy.deepcopy(dict(body)), events)
         except Exception as exc:  # the API refused or could not answer, or a bug: counted, logged, retried
             state.reconciler.forget_view(meta.uid)  # the next pass lists again: nothing is lost with the events
             state.metrics.reconcile_errors.inc()
@@ -202,25 +230,6 @@ async def _report_failure(state: OperatorState, body: kopf.Body, meta: kopf.Meta
             await state.reconciler.report_problem(copy.deepcopy(dict(body)), "Forbidden", message)
         return
     logger.warning("experiment %s: the Kubernetes API failed (retrying in %.0f s): %s", meta.name, delay, exc)
-
-
-@kopf.on.event("", "v1", "pods", labels={EXPERIMENT_LABEL: kopf.PRESENT})
-async def pod_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:  # noqa: A002
-    state: OperatorState | None = getattr(memo, "state", None)
-    if state is None:
-        return
-    experiment = body.get("metadata", {}).get("labels", {}).get(EXPERIMENT_LABEL)
-    namespace = body.get("metadata", {}).get("namespace")
-    if not experiment or not namespace:
-        return
-    # Every event keeps the experiment's view current (so passes need not list), but only an end (or a
-    # deletion) frees a slot or has a result to record: waking a pass for every pod that starts would keep
-    # the experiment busy with bookkeeping while ended trials wait (starts are marked by the passes that do
-    # run, and at least every RESYNC_SECONDS).
-    if (namespace, experiment) in state.following:
-        state.pod_events.setdefault((namespace, experiment), []).append((type, essentials(dict(body))))
-    if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp") or has_ended(dict(body)):
-        state.waker(namespace, experiment).set()
 
 
 # Every watch event of an Experiment. An edit of its spec wakes its pass at once (which acts on it) and is

@@ -8,7 +8,11 @@
 | ``kubetune_trials_finished_total`` | counter | ``state`` | trials ended, by final state |
 | ``kubetune_suggestion_seconds`` | histogram | | time of one suggestion call (``Optimizer.ask``) |
 | ``kubetune_suggestions_total`` | counter | | parameter assignments suggested |
+| ``kubetune_suggestion_worker_restarts_total`` | counter | | times the suggestion worker exited and was started again |
 | ``kubetune_reconcile_errors_total`` | counter | | reconciliation passes that failed with an error |
+| ``kubetune_reconcile_seconds`` | histogram | | time of one reconciliation pass (its count: the passes run) |
+| ``kubetune_event_loop_lag_seconds`` | histogram | | how late a tick of the event loop, due every 0.1 s, ran: |
+  the time the loop was kept from watch events, status writes and other experiments |
 | ``kubetune_api_requests_total`` | counter | ``verb``, ``resource``, ``outcome`` | Kubernetes API calls (``ok``,
   ``conflict``, ``not_found``, ``forbidden``, ``throttled``, ``error``) |
 | ``kubetune_api_throttled_total`` | counter | | 429 answers of API Priority and Fairness, each retried |
@@ -19,6 +23,7 @@ gauges are rebuilt from the cluster by the first reconciliation pass of each exp
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -33,6 +38,8 @@ T = TypeVar("T")
 OUTCOMES = {409: "conflict", 404: "not_found", 403: "forbidden", 429: "throttled"}  # by HTTP status
 TRIAL_STATES = tuple(str(state) for state in TrialState if state.is_finished)
 SUGGESTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LAG_TICK_SECONDS = 0.1
 
 
 class OperatorMetrics:
@@ -48,7 +55,14 @@ class OperatorMetrics:
         self.suggestion_seconds = Histogram("kubetune_suggestion_seconds", "Time of one suggestion call",
                                             buckets=SUGGESTION_BUCKETS, registry=registry)
         self.suggestions = Counter("kubetune_suggestions", "Parameter assignments suggested", registry=registry)
+        self.suggestion_worker_restarts = Counter("kubetune_suggestion_worker_restarts", "Times the suggestion "
+                                                  "worker exited and was started again", registry=registry)
         self.reconcile_errors = Counter("kubetune_reconcile_errors", "Reconciliation passes that failed",
+                                        registry=registry)
+        self.reconcile_seconds = Histogram("kubetune_reconcile_seconds", "Time of one reconciliation pass",
+                                           buckets=SUGGESTION_BUCKETS, registry=registry)
+        self.event_loop_lag = Histogram("kubetune_event_loop_lag_seconds", "How late a tick of the event loop, "
+                                        f"due every {LAG_TICK_SECONDS} s, ran", buckets=LAG_BUCKETS,
                                         registry=registry)
         self.api_requests = Counter("kubetune_api_requests", "Kubernetes API calls",
                                     ["verb", "resource", "outcome"], registry=registry)
@@ -76,6 +90,15 @@ class OperatorMetrics:
             self.experiments.labels(phase).set(sum(1 for p in self._phase_of.values() if p == phase))
         self.trials_running.set(sum(self._active_of.values()))
 
+    async def measure_event_loop_lag(self, tick: float = LAG_TICK_SECONDS) -> None:
+        """Runs until cancelled: sleeps ``tick`` seconds and records how much later than that it woke up, the
+        time something held the event loop (or the GIL) while the operator had events to handle."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(tick)
+            self.event_loop_lag.observe(max(loop.time() - before - tick, 0.0))
+
     def serve(self, port: int, address: str = "0.0.0.0") -> Any:
         """Serves ``/metrics`` from a background thread; returns the HTTP server."""
         server, _ = start_http_server(port, address, registry=self.registry)
@@ -101,8 +124,12 @@ class CountingApi:
             self._metrics.api_requests.labels(verb, resource, outcome).inc()
 
     async def list(self, kind: str, namespace: str, experiment: str,
-                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj) -> list[dict[str, Any]]:
-        return await self._count("list", kind, self._api.list(kind, namespace, experiment, shape))
+                   shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda obj: obj,
+                   unfinished: bool = False) -> list[dict[str, Any]]:
+        return await self._count("list", kind, self._api.list(kind, namespace, experiment, shape, unfinished))
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return await self._count("get", kind, self._api.get(kind, namespace, name))
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._count("create", kind, self._api.create(kind, namespace, body))

@@ -11,17 +11,19 @@ exists already is not an error, so a pass interrupted at any point is completed 
 
 Writes per trial: create the Trial, create its Pod, mark it Running (if a pass gets to it before it ends),
 record its result (at most 4), plus a pod and a status patch per retry; the Experiment status is patched only
-when it changed, at a bounded rate. A pass settles ended trials in its view and in the optimizer, refills
-their slots, and only then writes their results, so thousands of trials in flight do not slow a refill down.
-In the operator the results are written behind (``write_behind``): the next pass need not wait for them,
-a full listing and the experiment's end do; a result that could not be written is written again after the
-listing that follows, since its trial still shows the ended pod.
+when it changed, at a bounded rate. A pass settles ended trials and marks started ones Running in its view
+(and tells the optimizer) at once, refills the slots, and only then writes those statuses, so thousands of
+trials in flight do not slow a refill down. In the operator they are written behind (``write_behind``,
+:mod:`kubetune.operator.trial_writes`): the next pass need not wait for them, a full listing and the
+experiment's end do; a status that could not be written is written again after the listing that follows,
+since its trial still shows the pod as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,14 +38,13 @@ from kubetune.core.cluster.gpu_sharing import GpuSharing, GpuSharingError, place
 from kubetune.core.cluster.outcome import essentials, needs_log, outcome
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL, ReportTarget, render_pod
 from kubetune.core.cluster.report_token import report_token
-from kubetune.core.engine import Optimizer, Suggestion
+from kubetune.core.engine import Suggestion
 from kubetune.core.errors import ManifestError
 from kubetune.core.lifecycle import (
     ACTIVE,
     AttemptResult,
     TrialRecord,
     TrialState,
-    build_optimizer,
     first_of,
     fitting,
     inform,
@@ -60,6 +61,8 @@ from kubetune.operator.early_stopping import QueuedReport, ReportQueue, fold, re
 from kubetune.operator.metrics import OperatorMetrics
 from kubetune.operator.reports import Standing
 from kubetune.operator.status import experiment_status, invalid_spec_status, problem_status
+from kubetune.operator.suggestions import ExperimentOptimizer, Suggestions, ThreadSuggestions
+from kubetune.operator.trial_writes import TrialWrites
 from kubetune.operator.view import ExperimentView, phase, trial_essentials
 
 logger = logging.getLogger("kubetune.operator")
@@ -71,12 +74,10 @@ CONCURRENCY = 32
 RUNNING_UPDATES_PER_PASS = 64
 # A pass reads the experiment's Trials and Pods as the first listing left them, plus the operator's own writes
 # since and the pods' watch events, instead of listing them again (listing 5,000 trials and their pods, 35 MB
-# of JSON from a real API server, took seconds). The pods are listed again in the background this often, a
-# safety net for an event the watch never delivered (a pod deleted while it was reconnecting, say); after a
-# failed pass everything is listed again.
+# of JSON from a real API server, took seconds). The unfinished pods are listed again in the background this
+# often, a safety net for an event the watch never delivered (ended pods are not: they only ever go, and there
+# are as many as trials); after a failed pass everything is listed again.
 RELIST_SECONDS = 60.0
-WRITE_BEHIND_CONCURRENCY = 8
-Writes = list[Callable[[], Awaitable[None]]]
 T = TypeVar("T")
 
 
@@ -86,7 +87,7 @@ class TrialsDoNotFit(Exception):
 
 @dataclass
 class _Relisting:
-    task: asyncio.Task[list[dict]]
+    task: asyncio.Task[tuple[list[dict], dict[tuple[str, str], dict | None]]]  # listed, and looked up one by one
     since: int  # the view's version when the listing began
     started: float
 
@@ -97,11 +98,12 @@ class ExperimentState:
 
     fingerprint: str | None = None  # of the spec and annotations the experiment was validated from
     experiment: Experiment | None = None
-    optimizer: Optimizer | None = None
+    optimizer: ExperimentOptimizer | None = None
     optimizer_key: str | None = None  # what the optimizer was built from (parameters, objective, algorithm)
     view: ExperimentView | None = None
     relisting: _Relisting | None = None
-    writing: set[asyncio.Task[None]] = field(default_factory=set)  # results being written behind
+    writes: TrialWrites = field(default_factory=TrialWrites)  # the trials' status writes
+    writing: set[asyncio.Task[None]] = field(default_factory=set)  # passes' writes still being written behind
     last_status: dict[str, Any] | None = None
     last_patch: float = 0.0
     reports: ReportQueue = field(default_factory=ReportQueue)  # pushed by trial pods, for the next pass
@@ -133,8 +135,10 @@ class PassResult:
 class Reconciler:
     def __init__(self, api: ClusterApi, sharing: GpuSharing, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] | None = None, metrics: OperatorMetrics | None = None,
-                 write_behind: bool = False, reporting: Reporting | None = None):
+                 write_behind: bool = False, reporting: Reporting | None = None,
+                 suggestions: Suggestions | None = None):
         self.api = api
+        self.suggestions = suggestions or ThreadSuggestions()
         self.reporting = reporting
         self.metrics = metrics or OperatorMetrics(CollectorRegistry())
         self.sharing = sharing
@@ -165,13 +169,13 @@ class Reconciler:
             self.metrics.experiment_seen(key, ExperimentPhase.FAILED, 0)
             return PassResult(status, done=True)
         view = await self._refresh_view(state, experiment, pod_events)
-        optimizer = self._optimizer(state, experiment, view)
-        results: Writes = []
-        settling = await self._settle(experiment, view, optimizer, results)
+        optimizer = await self._optimizer(key, state, experiment, view)
+        writes = state.writes
+        settling = await self._settle(experiment, view, optimizer, writes)
         await self._stop_early(state, experiment, view, optimizer)
         decision = decide(Limits.from_spec(experiment.spec), view.tally, optimizer.exhausted)
-        await self._act(experiment, body, view, optimizer, decision, settling, results)
-        await self._write_results(state, results)
+        await self._act(experiment, body, view, optimizer, decision, settling, writes)
+        await self._write_statuses(state)
         return await self._publish_status(state, experiment, view, decision, current, key)
 
     # -- the steps of a pass --------------------------------------------------------------------------------
@@ -212,66 +216,71 @@ class Reconciler:
         await self._each(state.view.outlived(), lambda pod: self._delete_pod(namespace, pod))
         return state.view
 
-    def _optimizer(self, state: ExperimentState, experiment: Experiment, view: ExperimentView) -> Optimizer:
-        """The experiment's optimizer: kept between passes, built again from the Trials after a restart or when
-        what it depends on changed."""
+    async def _optimizer(self, key: str, state: ExperimentState, experiment: Experiment, view: ExperimentView
+                         ) -> ExperimentOptimizer:
+        """The experiment's optimizer: kept between passes, built again from the Trials after a restart (of the
+        operator or of the suggestion worker) or when what it depends on changed."""
         spec = experiment.spec
-        key = spec.model_dump_json(include={"parameters", "objective", "algorithm", "seed"})
-        if state.optimizer is None or state.optimizer_key != key:
+        built_from = spec.model_dump_json(include={"parameters", "objective", "algorithm", "seed"})
+        if state.optimizer is None or state.optimizer_key != built_from or state.optimizer.stale:
             records, unfit = fitting(spec, [TrialRecord.from_trial(t) for t in view.trials.values()])
             if unfit:
                 raise TrialsDoNotFit(f"its trials no longer fit its spec: {first_of(unfit)}; spec.parameters "
                                      "cannot change while an experiment runs: restore them, or start a new experiment")
-            state.optimizer = build_optimizer(spec, records)
-            state.optimizer_key = key
+            state.optimizer = await self.suggestions.build(key, spec, records)
+            state.optimizer_key = built_from
         return state.optimizer
 
-    async def _settle(self, experiment: Experiment, view: ExperimentView, optimizer: Optimizer,
-                      results: Writes) -> set[int]:
+    async def _settle(self, experiment: Experiment, view: ExperimentView, optimizer: ExperimentOptimizer,
+                      writes: TrialWrites) -> set[int]:
         """Follows the trials whose pod ended or is missing (ended trials are settled in the view and in the
-        optimizer at once, their status writes added to ``results``); returns them (by ``id``)."""
-        settling = [t for t in view.in_flight() if phase(t) is not TrialState.QUEUED and view.may_settle(t)]
-        await self._each(settling, lambda trial: self._follow(experiment, trial, view, optimizer, results))
+        optimizer at once, their status writes queued in ``writes``); returns them (by ``id``)."""
+        settling = [view.trials[name] for name in view.settleable]
+        await self._each(settling, lambda trial: self._follow(experiment, trial, view, optimizer, writes))
         return {id(t) for t in settling}
 
-    async def _act(self, experiment: Experiment, body: dict[str, Any], view: ExperimentView, optimizer: Optimizer,
-                   decision: Decision, settled: set[int], results: Writes) -> None:
+    async def _act(self, experiment: Experiment, body: dict[str, Any], view: ExperimentView,
+                   optimizer: ExperimentOptimizer, decision: Decision, settled: set[int], writes: TrialWrites
+                   ) -> None:
         """Carries out the decision: stop everything, or start the queued trials it names, create new ones, and
         then mark Running the trials whose pod runs (bookkeeping that must not delay a refill)."""
         if decision.stop_running:
             await self._each(view.in_flight(), lambda trial: self._kill(experiment, trial, view, decision.reason,
-                                                                         optimizer))
+                                                                         optimizer, writes))
             return
         queued = [view.trials[name] for name in decision.start]
-        await self._each(queued, lambda trial: self._follow(experiment, trial, view, optimizer, results))
+        await self._each(queued, lambda trial: self._follow(experiment, trial, view, optimizer, writes))
         if decision.create:
             await self._create(experiment, body, view, decision.create, optimizer)
-        starting = [t for t in view.in_flight() if id(t) not in settled and phase(t) is TrialState.PENDING
-                    and view.pod_phase(t) == "Running"]
+        starting = [view.trials[name] for name in itertools.islice(view.starting, 2 * RUNNING_UPDATES_PER_PASS)]
+        starting = [trial for trial in starting if id(trial) not in settled]
         await self._each(starting[:RUNNING_UPDATES_PER_PASS],
-                         lambda trial: self._follow(experiment, trial, view, optimizer, results))
+                         lambda trial: self._follow(experiment, trial, view, optimizer, writes))
 
     async def _stop_early(self, state: ExperimentState, experiment: Experiment, view: ExperimentView,
-                          optimizer: Optimizer) -> None:
+                          optimizer: ExperimentOptimizer) -> None:
         """Folds the reports trial pods pushed since the last pass into their progress, writes the progress
         that must survive a restart, and stops the trials the early-stopping rule says to stop: their result
         (``EarlyStopped``) written, then their pod deleted, so the slot refills in this pass."""
         folded = fold(state.reports, experiment, view)
         namespace = _namespace(experiment)
-        await self._each(folded.persist, lambda item: self._patch_trial(namespace, item[0], item[1].status(), view))
-        await self._each(folded.stop, lambda item: self._stop_trial(experiment, *item, view, optimizer))
+        writes = state.writes
+        await self._each(folded.persist, lambda item: self._patch_trial(namespace, item[0], item[1].status(), view,
+                                                                        writes))
+        await self._each(folded.stop, lambda item: self._stop_trial(experiment, *item, view, optimizer, writes))
 
-    async def _write_results(self, state: ExperimentState, results: Writes) -> None:
-        """Writes the ended trials' results: behind the pass in the operator (the next pass need not wait for
-        them), at once otherwise."""
-        if not results:
+    async def _write_statuses(self, state: ExperimentState) -> None:
+        """Writes the statuses the pass queued (results, Running marks): behind the pass in the operator (the
+        next pass need not wait for them), before the pass ends otherwise."""
+        started = state.writes.start()
+        if not started:
             return
         if self.write_behind:
-            task = asyncio.create_task(self._write_all(state, results))
+            task = asyncio.create_task(self._written(state, started))
             state.writing.add(task)
             task.add_done_callback(state.writing.discard)
         else:
-            await self._each(results, lambda write: write())
+            await asyncio.gather(*started)
 
     async def _publish_status(self, state: ExperimentState, experiment: Experiment, view: ExperimentView,
                               decision: Decision, current: dict[str, Any], key: str) -> PassResult:
@@ -289,7 +298,8 @@ class Reconciler:
         await self._patch_experiment_status(experiment, status, state, force=done)
         if done:
             state.forget_view()
-            state.experiment = None
+            state.experiment = state.optimizer = None
+            self.suggestions.forget(key)
         self.metrics.experiment_seen(key, status["phase"], view.tally.count(ACTIVE))
         return PassResult(status, done=done)
 
@@ -310,13 +320,20 @@ class Reconciler:
         if state is not None:
             state.forget_view()
 
+    def forget_views(self) -> None:
+        """Every experiment's next pass lists its Trials and Pods again."""
+        for state in self._states.values():
+            state.forget_view()
+
     def forget(self, key: str) -> None:
         """The experiment is gone: nothing of it is kept."""
         state = self._states.pop(key, None)
         self._keys = {names: known for names, known in self._keys.items() if known != key}
+        self.suggestions.forget(key)
         if state is not None:
             for task in state.writing:
                 task.cancel()
+            state.writes.cancel()
             state.forget_view()
         self.metrics.experiment_gone(key)
 
@@ -325,14 +342,14 @@ class Reconciler:
         for state in list(self._states.values()):
             await self._drain(state)
 
-    # -- results written behind the refills ----------------------------------------------------------------
-    async def _write_all(self, state: ExperimentState, writes: Writes) -> None:
-        try:
-            await self._each(writes, lambda write: write(), limit=WRITE_BEHIND_CONCURRENCY)
-        except Exception as exc:  # the trials stay as the cluster has them; a listing settles them again
+    # -- statuses written behind the refills ---------------------------------------------------------------
+    async def _written(self, state: ExperimentState, writes: list[asyncio.Future[None]]) -> None:
+        failed = [r for r in await asyncio.gather(*writes, return_exceptions=True) if isinstance(r, Exception)]
+        if failed:  # the trials stay as the cluster has them; a listing settles them again
             state.forget_view()
             self.metrics.reconcile_errors.inc()
-            logger.warning("recording trial results failed (they are recorded again after a listing): %s", exc)
+            logger.warning("recording trial statuses failed (they are recorded again after a listing): %s",
+                           failed[0])
 
     @staticmethod
     async def _drain(state: ExperimentState) -> None:
@@ -340,8 +357,8 @@ class Reconciler:
             await asyncio.gather(*state.writing, return_exceptions=True)
 
     def _relist_pods(self, state: ExperimentState, namespace: str, name: str) -> None:
-        """Lists the experiment's pods again every ``RELIST_SECONDS``, in the background (a listing of
-        thousands of pods takes seconds, and refills must not wait for it), and folds the listing into the
+        """Lists the experiment's unfinished pods again every ``RELIST_SECONDS``, in the background (a listing
+        of thousands of pods takes seconds, and refills must not wait for it), and folds the listing into the
         view at the first pass after it arrived."""
         view = state.view
         assert view is not None
@@ -356,34 +373,51 @@ class Reconciler:
                                RELIST_SECONDS, None if relisting.task.cancelled() else relisting.task.exception())
                 view.listed_at = self.monotonic()
             else:
-                view.refresh_pods(relisting.task.result(), relisting.since, relisting.started)
+                view.refresh_unfinished(*relisting.task.result(), relisting.since, relisting.started)
         elif self.monotonic() - view.listed_at >= RELIST_SECONDS:
-            task = asyncio.create_task(self.api.list("pods", namespace, name, essentials))
+            task = asyncio.create_task(self._unfinished_pods(view, namespace, name, view.version))
             state.relisting = _Relisting(task, view.version, self.monotonic())
 
+    async def _unfinished_pods(self, view: ExperimentView, namespace: str, name: str, since: int
+                               ) -> tuple[list[dict], dict[tuple[str, str], dict | None]]:
+        """The experiment's unfinished pods, and each pod the view holds as unfinished that the listing lacks,
+        looked up one by one (None: gone): it ended, or went, while nothing said so."""
+        listed = await self.api.list("pods", namespace, name, essentials, unfinished=True)
+        found = {pod["metadata"]["name"] for pod in listed}
+        looked_up: dict[tuple[str, str], dict | None] = {}
+        for trial, pod in view.unfinished_unheard_of(since):
+            if pod not in found:
+                try:
+                    looked_up[trial, pod] = essentials(await self.api.get("pods", namespace, pod))
+                except NotFound:
+                    looked_up[trial, pod] = None
+        return listed, looked_up
+
     # -- following running trials --------------------------------------------------------------------------
-    async def _follow(self, experiment: Experiment, trial: dict, view: ExperimentView, optimizer: Optimizer,
-                      results: Writes) -> None:
-        """Brings one trial up to date with its pod. Its final state is written into the view at once and its
-        status patch appended to ``results``, for the pass to write after its refills."""
+    async def _follow(self, experiment: Experiment, trial: dict, view: ExperimentView, optimizer: ExperimentOptimizer,
+                      writes: TrialWrites) -> None:
+        """Brings one trial up to date with its pod. Its Running mark or final state is written into the view
+        at once and its status patch queued in ``writes``, for the pass to write after its refills."""
         namespace, name = _namespace(experiment), trial["metadata"]["name"]
         record = TrialRecord.from_trial(trial)
         record.attempts, pod = view.latest_pod(trial)
         if record.attempts == 0:
-            await self._start_pod(experiment, trial, record, view)
+            await self._start_pod(experiment, trial, record, view, writes)
             return
         result = await self._attempt(experiment, pod)
         if not result.ended:
             if result.state is TrialState.RUNNING and record.state is not TrialState.RUNNING:
                 record.state, record.pod = TrialState.RUNNING, pod["metadata"]["name"] if pod else record.pod
-                await self._patch_trial(namespace, trial, record.status(), view)
+                running = record.status()
+                view.set_status(trial, running)
+                writes.later(name, lambda: self.api.patch_status("trials", namespace, name, running))
             return
         if settle(record, result, Limits.from_spec(experiment.spec).retries, self.clock()):
-            await self._start_pod(experiment, trial, record, view)
+            await self._start_pod(experiment, trial, record, view, writes)
             return
         final = record.status()
         view.set_status(trial, final)
-        results.append(lambda: self.api.patch_status("trials", namespace, name, final))
+        writes.later(name, lambda: self.api.patch_status("trials", namespace, name, final))
         self.metrics.trials_finished.labels(str(record.state)).inc()
         inform(optimizer, record)
 
@@ -400,8 +434,8 @@ class Reconciler:
                 log = ""
         return outcome(pod, experiment.spec.objective, log)
 
-    async def _start_pod(self, experiment: Experiment, trial: dict, record: TrialRecord, view: ExperimentView
-                         ) -> None:
+    async def _start_pod(self, experiment: Experiment, trial: dict, record: TrialRecord, view: ExperimentView,
+                         writes: TrialWrites) -> None:
         """Starts the trial's next attempt: its pod, and the status that says so."""
         namespace, name = _namespace(experiment), trial["metadata"]["name"]
         record.start(self.clock())
@@ -411,18 +445,19 @@ class Reconciler:
             await self.api.create("pods", namespace, pod)
         view.created(name, essentials(pod))
         record.pod = pod["metadata"]["name"]
-        await self._patch_trial(namespace, trial, record.status(), view)
+        await self._patch_trial(namespace, trial, record.status(), view, writes)
 
-    async def _patch_trial(self, namespace: str, trial: dict, status: dict, view: ExperimentView) -> None:
-        await self.api.patch_status("trials", namespace, trial["metadata"]["name"], status)
+    async def _patch_trial(self, namespace: str, trial: dict, status: dict, view: ExperimentView,
+                           writes: TrialWrites) -> None:
+        name = trial["metadata"]["name"]
+        await writes.now(name, lambda: self.api.patch_status("trials", namespace, name, status))
         view.set_status(trial, status)
 
     # -- creating and stopping -------------------------------------------------------------------------------
     async def _create(self, experiment: Experiment, body: dict, view: ExperimentView, count: int,
-                      optimizer: Optimizer) -> None:
-        # The GP may take a while with thousands of trials: keep the event loop free for other experiments.
+                      optimizer: ExperimentOptimizer) -> None:
         with self.metrics.suggestion_seconds.time():
-            suggestions = await asyncio.to_thread(optimizer.ask, count)
+            suggestions = await optimizer.ask(count)
         self.metrics.suggestions.inc(len(suggestions))
         await self._each(suggestions, lambda suggestion: self._launch(experiment, body, view, suggestion))
 
@@ -461,24 +496,24 @@ class Reconciler:
     # between leaves an ended Trial whose pod its successor deletes (ExperimentView.outlived), where the
     # other order would leave a Running Trial without a pod, which a successor can only take for a failure.
     async def _kill(self, experiment: Experiment, trial: dict, view: ExperimentView, reason: str,
-                    optimizer: Optimizer) -> None:
+                    optimizer: ExperimentOptimizer, writes: TrialWrites) -> None:
         namespace = _namespace(experiment)
         record = TrialRecord.from_trial(trial)
         kill(record, reason, self.clock())
-        await self._end_trial(namespace, trial, record, view, optimizer)
+        await self._end_trial(namespace, trial, record, view, optimizer, writes)
 
     async def _stop_trial(self, experiment: Experiment, trial: dict, record: TrialRecord, view: ExperimentView,
-                          optimizer: Optimizer) -> None:
+                          optimizer: ExperimentOptimizer, writes: TrialWrites) -> None:
         now = self.clock()
         settle(record, stop_early(record, experiment.spec.early_stopping.rule, now), 0, now)
-        await self._end_trial(_namespace(experiment), trial, record, view, optimizer)
+        await self._end_trial(_namespace(experiment), trial, record, view, optimizer, writes)
         logger.info("trial %s/%s: %s", _namespace(experiment), trial["metadata"]["name"], record.message)
 
     async def _end_trial(self, namespace: str, trial: dict, record: TrialRecord, view: ExperimentView,
-                         optimizer: Optimizer) -> None:
+                         optimizer: ExperimentOptimizer, writes: TrialWrites) -> None:
         """Records the end of a trial the operator stopped, then deletes its pods."""
         pods = list(view.pods.get(trial["metadata"]["name"], {}))
-        await self._patch_trial(namespace, trial, record.status(), view)
+        await self._patch_trial(namespace, trial, record.status(), view, writes)
         self.metrics.trials_finished.labels(str(record.state)).inc()
         inform(optimizer, record)
         await self._each(pods, lambda pod: self._delete_pod(namespace, pod))

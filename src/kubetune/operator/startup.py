@@ -46,6 +46,7 @@ def run_operator(args: argparse.Namespace) -> int:
                          timeslicing_resource=args.timeslicing_resource)
     if args.mig_profile:
         sharing = dataclasses.replace(sharing, mig_profiles=tuple(sorted(args.mig_profile)))
+    namespaces = None if args.all_namespaces else args.namespace
     lease_namespace = _namespace("--lease-namespace", args.lease_namespace, connection, "the Lease of leader "
                                  "election lives") if args.leader_election else None
     key_namespace = _namespace("--report-key-namespace", args.report_key_namespace, connection,
@@ -71,7 +72,8 @@ def run_operator(args: argparse.Namespace) -> int:
         if key_namespace is not None:
             _check_port("--reports-port", f"http://{listen}:{args.reports_port}/")
             reports = _reports_config(args, key_namespace, _report_key(KubernetesApi(), key_namespace))
-        handlers.configure(sharing, metrics_port=args.metrics_port or None, reports=reports, listen_address=listen)
+        handlers.configure(sharing, metrics_port=args.metrics_port or None, reports=reports, listen_address=listen,
+                           namespaces=namespaces)
         if not args.leader_election:
             asyncio.run(operate())
             return 0
@@ -84,9 +86,6 @@ def _configure_logging(level: str) -> None:
     import kopf
 
     kopf.configure(debug=level == "debug", quiet=level == "warning")
-    if level != "debug":  # one line per pod event is noise at thousands of trials
-        logging.getLogger("kopf.objects").addFilter(
-            lambda record: not record.getMessage().startswith("Handler 'pod_changed' succeeded"))
     for handler in logging.getLogger().handlers:
         handler.addFilter(throttling_is_a_warning)
 

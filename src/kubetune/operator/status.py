@@ -8,15 +8,15 @@ from typing import Any
 
 from kubetune.core.cluster.conditions import conditions
 from kubetune.core.cluster.resources import BestTrial, ExperimentStatus, TrialCounts
-from kubetune.core.lifecycle import TrialState, iso
+from kubetune.core.lifecycle import iso
 from kubetune.core.plan import Decision, ExperimentPhase
-from kubetune.operator.view import ExperimentView, phase
+from kubetune.operator.view import ExperimentView
 
 
 def experiment_status(view: ExperimentView, decision: Decision, current: dict[str, Any], now: datetime
                       ) -> dict[str, Any]:
     # the pod knows first that a trial runs (a trial's own Running mark may lag behind at scale)
-    running = sum(phase(t) is TrialState.RUNNING or view.pod_phase(t) == "Running" for t in view.in_flight())
+    running = len(view.running)
     counts = TrialCounts.of(view.tally.counts, pending=len(view.active) - running, running=running)
     best = None
     if view.best is not None and view.tally.best is not None:

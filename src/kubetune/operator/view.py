@@ -1,7 +1,8 @@
 """An experiment's Trials and Pods as the operator knows them: as last listed, then kept current by the pods'
 watch events and the operator's own writes, with what a decision needs (counts by state, the best trial,
-the trials in flight) kept up to date as trials change state. A pass then costs what changed since the last
-one, not what exists: with thousands of trials, counting them all for every ended trial kept a core busy.
+the trials in flight, and which of those a pass must look at) kept up to date as trials and pods change. A
+pass then costs what changed since the last one, not what exists: with thousands of trials, counting them
+all for every ended trial kept a core busy.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class ExperimentView:
         self.listed_at = listed_at
         self.tally = Tally(direction)
         self.active: dict[str, None] = {}  # the trials in flight, by number (an ordered set)
+        # of the trials in flight (ordered sets, each kept by _classify as a trial or its pods change):
+        self.settleable: dict[str, None] = {}  # started, and the latest pod ended or is missing: a pass follows them
+        self.starting: dict[str, None] = {}  # marked Pending while the latest pod runs: to be marked Running
+        self.running: dict[str, None] = {}  # marked Running, or the latest pod runs (the pod knows first)
         self.best: str | None = None  # the first trial that reached the best value
         self.version = 0  # counts what the view has learnt of pods since it was made
         self._learnt: dict[str, int] = {}  # pod name -> the version at which the view last learnt of it
@@ -41,11 +46,13 @@ class ExperimentView:
     def add(self, trial: dict) -> None:
         self.trials[trial["metadata"]["name"]] = trial
         self._moved(trial, None)
+        self._classify(trial["metadata"]["name"])
 
     def set_status(self, trial: dict, status: dict) -> None:
         before = phase(trial)
         trial["status"] = status
         self._moved(trial, before)
+        self._classify(trial["metadata"]["name"])
 
     def _moved(self, trial: dict, before: TrialState | None) -> None:
         name, after = trial["metadata"]["name"], phase(trial)
@@ -63,6 +70,24 @@ class ExperimentView:
     def in_flight(self) -> list[dict]:
         return [self.trials[name] for name in self.active]
 
+    def _classify(self, name: str) -> None:
+        """Puts the trial in (or takes it out of) ``settleable``, ``starting`` and ``running``, from its status
+        and its latest pod: called whenever either changes."""
+        trial = self.trials.get(name)
+        settle = start = running = False
+        if trial is not None and name in self.active:
+            state = phase(trial)
+            pod = self.latest_pod(trial)[1]
+            pod_phase = None if pod is None else (pod.get("status") or {}).get("phase", "Pending")
+            settle = state is not TrialState.QUEUED and (pod is None or has_ended(pod))
+            start = state is TrialState.PENDING and pod_phase == "Running"
+            running = state is TrialState.RUNNING or pod_phase == "Running"
+        for members, member in ((self.settleable, settle), (self.starting, start), (self.running, running)):
+            if member:
+                members.setdefault(name)
+            else:
+                members.pop(name, None)
+
     # -- pods -----------------------------------------------------------------------------------------------
     def observe(self, event_type: str | None, pod: dict) -> None:
         """A pod as a watch event (or the operator's own create) shows it."""
@@ -74,45 +99,57 @@ class ExperimentView:
         own = self.pods.setdefault(trial, {})
         if event_type == "DELETED":
             own.pop(name, None)
-            return
-        known = own.get(name)
-        # Events of one pod arrive in order, but a listing may be older than an event already applied: a pod's
-        # phase only moves forward, so an older state never replaces a newer one.
-        if known is None or pod_order(pod) >= pod_order(known):
-            own[name] = pod
+        else:
+            known = own.get(name)
+            # Events of one pod arrive in order, but a listing may be older than an event already applied: a
+            # pod's phase only moves forward, so an older state never replaces a newer one.
+            if known is None or pod_order(pod) >= pod_order(known):
+                own[name] = pod
+        self._classify(trial)
 
     def created(self, trial: str, pod: dict) -> None:
         """A pod the operator created: known as rendered until the watch shows it."""
         self._learn(pod["metadata"]["name"])
         self.pods.setdefault(trial, {}).setdefault(pod["metadata"]["name"], pod)
+        self._classify(trial)
 
     def _learn(self, pod: str) -> None:
         self.version += 1
         self._learnt[pod] = self.version
 
-    def refresh_pods(self, listed: Iterable[dict], since: int, listed_at: float) -> None:
-        """Takes a listing of the experiment's pods that began when the view was at version ``since``. It is
-        the truth for every pod the view has not heard of since: a pod the watch never showed, or one that
-        went while the watch was away. For the pods it has heard of since, the newer state wins, and one
-        it saw go stays gone."""
-        fresh: PodsByTrial = {}
+    def unfinished_unheard_of(self, since: int) -> list[tuple[str, str]]:
+        """(trial, pod) of the pods the view holds as not ended and has heard nothing of since version
+        ``since``."""
+        return [(trial, name) for trial, own in self.pods.items() for name, pod in own.items()
+                if not has_ended(pod) and self._learnt.get(name, 0) <= since]
+
+    def refresh_unfinished(self, listed: Iterable[dict], looked_up: dict[tuple[str, str], dict | None], since: int,
+                           listed_at: float) -> None:
+        """Takes a listing of the experiment's unfinished pods that began when the view was at version
+        ``since``, and a look at each pod the view held as unfinished that the listing lacked (None: it is
+        gone). They are the truth for every pod the view has not heard of since: a pod the watch never
+        showed, one that ended or went while nothing said so. A pod heard of since keeps what was heard (the
+        newer state, or its going); an ended pod stays as it is (it can only go, and its trial is settled)."""
+        changed: set[str] = set()
         for pod in listed:
             name, trial = pod["metadata"]["name"], pod["metadata"].get("labels", {}).get(TRIAL_LABEL)
-            if not trial:
-                continue
-            if self._learnt.get(name, 0) > since:
-                known = self.pods.get(trial, {}).get(name)
-                if known is None:  # it went after the listing began
-                    continue
-                pod = known if pod_order(known) >= pod_order(pod) else pod
-            fresh.setdefault(trial, {})[name] = pod
-        for trial, own in self.pods.items():  # created or shown after the listing began
-            for name, pod in own.items():
-                if self._learnt.get(name, 0) > since:
-                    fresh.setdefault(trial, {}).setdefault(name, pod)
-        self.pods = fresh
+            if trial and self._learnt.get(name, 0) <= since:
+                own = self.pods.setdefault(trial, {})
+                if name not in own or pod_order(pod) >= pod_order(own[name]):
+                    own[name] = pod
+                    changed.add(trial)
+        for (trial, name), seen in looked_up.items():
+            if self._learnt.get(name, 0) <= since:
+                own = self.pods.setdefault(trial, {})
+                if seen is None:
+                    own.pop(name, None)
+                else:
+                    own[name] = seen
+                changed.add(trial)
         self._learnt = {name: version for name, version in self._learnt.items() if version > since}
         self.listed_at = listed_at
+        for trial in changed:
+            self._classify(trial)
 
     def latest_pod(self, trial: dict) -> tuple[int, dict | None]:
         """The trial's number of attempts so far, and the pod of the latest (None when it is missing)."""
@@ -120,22 +157,12 @@ class ExperimentView:
         attempts = max((trial.get("status") or {}).get("attempts", 0), _pod_attempts(own))
         return attempts, own.get(pod_name(trial["metadata"]["name"], attempts)) if attempts else None
 
-    def pod_phase(self, trial: dict) -> str | None:
-        """The phase of the trial's latest pod (None when it has none)."""
-        pod = self.latest_pod(trial)[1]
-        return None if pod is None else (pod.get("status") or {}).get("phase", "Pending")
-
     def outlived(self) -> list[str]:
         """The pods still going whose trial has ended: an operator that stopped a trial records its end first
         and deletes its pod then, so one killed in between leaves the pod to its successor."""
         return [name for trial, own in self.pods.items()
                 if trial in self.trials and not phase(self.trials[trial]).is_active
                 for name, pod in own.items() if not has_ended(pod)]
-
-    def may_settle(self, trial: dict) -> bool:
-        """Whether following ``trial`` may end it or start a pod: its latest pod is missing or has ended."""
-        pod = self.latest_pod(trial)[1]
-        return pod is None or has_ended(pod)
 
 
 TRIAL_METADATA = ("name", "namespace", "uid", "labels")
