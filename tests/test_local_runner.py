@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from processes import process_ended
 
 from conftest import manifest
 from kubetune.cli import main
@@ -170,22 +171,8 @@ def test_timeout_kills_the_whole_process_group(write_manifest, tmp_path):
     (trial,) = rows(out)
     assert trial["state"] == "Failed" and trial["reason"] == "Timeout"
     assert child_pid.exists(), "the child process started before the timeout"
-    assert _gone(int(child_pid.read_text())), "the trial's child process was killed too"
+    assert process_ended(int(child_pid.read_text())), "the trial's child process was killed too"
 
-
-def _gone(pid: int) -> bool:
-    """True once the process no longer runs (a zombie nobody has reaped yet has ended too); waits for a
-    killed process to be torn down, not for a running one to end."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_retries_rerun_a_failed_trial_in_its_slot(write_manifest, tmp_path):
@@ -343,7 +330,7 @@ def test_ctrl_c_stops_trials_and_keeps_finished_results(write_manifest, tmp_path
     assert len(finished) == 3 and len(killed) == 2 and len(trials) == 5
     assert all(t["reason"] == "Interrupted" for t in killed)
     for marker in track.iterdir():  # left behind by the trials that were stopped
-        assert _gone(int(marker.read_text())), f"{marker.name}'s process outlived the runner"
+        assert process_ended(int(marker.read_text())), f"{marker.name}'s process outlived the runner"
         marker.unlink()
     assert "--resume" in output
 

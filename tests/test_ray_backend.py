@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from processes import process_ended
 from ray_cluster import RAY_ENV, Cluster, free_port
 
 from conftest import TRIALS, manifest
@@ -90,13 +91,6 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
         peak = max(peak, running)
     return peak
 
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 # -- without a cluster -----------------------------------------------------------------------------------------
@@ -228,7 +222,7 @@ def test_a_node_lost_mid_trial_is_a_failed_attempt_that_is_retried(cluster, tmp_
             if json.loads(line)["id"] == victim["trial"]]
     assert [(row["attempt"], row["state"]) for row in lost] == [(1, "Failed"), (2, "Succeeded")], lost
     assert lost[0]["reason"] == "NodeLost" and lost[0]["retry"] is True, lost
-    assert gone(victim["pid"]), "the trial's process went with its node"
+    assert process_ended(victim["pid"], within=0), "the trial's process went with its node"
     assert sorted(cluster.node_ids(2).values()) == ["node_a", "node_b"]
 
 
@@ -259,7 +253,8 @@ def test_a_runtime_env_ray_refuses_is_bad_input(cluster, tmp_path):
 def test_ctrl_c_stops_the_ray_trials_and_resume_finishes(cluster, tmp_path):
     cluster.node_ids(2)
     track, out = tmp_path / "track", tmp_path / "out"
-    path = experiment(tmp_path / "exp", track, sleep=30, parallelism=2, maxTrials=3)
+    # the trials would run for 10 minutes: only the kill ends them within the test
+    path = experiment(tmp_path / "exp", track, sleep=600, parallelism=2, maxTrials=3)
     run = kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address)
     deadline = time.monotonic() + 60
     while len(probes(track)) < 2:
@@ -268,9 +263,10 @@ def test_ctrl_c_stops_the_ray_trials_and_resume_finishes(cluster, tmp_path):
     run.send_signal(signal.SIGINT)
     code, output = finish(run, timeout=60)
     assert code == 130, output
-    assert all(gone(p["pid"]) for p in probes(track)), "Ctrl-C killed the trials on their nodes"
+    # their workers kill them a moment after the driver's cancel returns
+    assert all(process_ended(p["pid"]) for p in probes(track)), "Ctrl-C killed the trials on their nodes"
     assert {t["state"] for t in rows(out).values()} == {"Killed"}
-    path.write_text(path.read_text().replace("--sleep=30", "--sleep=0.5"))
+    path.write_text(path.read_text().replace("--sleep=600", "--sleep=0.5"))
     code, output = finish(kubetune("run", path, "--out", out, "--backend", "ray", "--address", cluster.address,
                                    "--resume"))
     assert code == 0, output
@@ -302,7 +298,7 @@ def test_early_stopping_through_ray(cluster, tmp_path):
     for trial in stopped:
         assert trial["progress"]["step"] < 9 and trial["message"].startswith("stopped by the asha rule at step")
     for marker in track.iterdir():  # left by the stopped trials: their processes are gone, on their node
-        assert gone(int(marker.read_text()))
+        assert process_ended(int(marker.read_text()), within=0)
 
 
 def test_the_ray_example_runs_on_the_cluster(cluster, tmp_path):
