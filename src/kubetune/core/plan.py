@@ -88,6 +88,7 @@ class Decision:
     message: str
     start: list[str] = field(default_factory=list)  # queued trials to start now
     create: int = 0  # new trials to ask the optimizer for and start now
+    room: int = 0  # how many more trials may be created after these (what a shell may ask for ahead)
     stop: list[str] = field(default_factory=list)  # started trials to stop now (early stopping's seam)
     stop_running: bool = False  # the experiment is over: stop what still runs
 
@@ -165,4 +166,4 @@ def decide(limits: Limits, trials: Iterable[TrialView] | Tally, exhausted: bool 
     start = tally.queued[:free]
     create = 0 if exhausted else max(min(free - len(start), remaining), 0)
     return Decision(ExperimentPhase.RUNNING, "TrialsRunning", f"{started + len(start) + create} trials running",
-                    start=start, create=create)
+                    start=start, create=create, room=max(remaining - create, 0))

@@ -45,7 +45,7 @@ class OperatorState:
                  reporting: Reporting | None = None):
         self.metrics = metrics
         self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics, write_behind=True,
-                                     reporting=reporting,
+                                     reporting=reporting, ask_ahead=True,
                                      suggestions=WorkerSuggestions(on_restart=metrics.suggestion_worker_restarts.inc))
         self.reports_server: web.AppRunner | None = None
         self.lag_monitor: asyncio.Task[None] | None = None

@@ -6,7 +6,10 @@
 | ``kubetune_trials_running`` | gauge | | trials Pending or Running, over all experiments |
 | ``kubetune_trials_created_total`` | counter | | trials created |
 | ``kubetune_trials_finished_total`` | counter | ``state`` | trials ended, by final state |
-| ``kubetune_suggestion_seconds`` | histogram | | time of one suggestion call (``Optimizer.ask``) |
+| ``kubetune_suggestion_seconds`` | histogram | | time of one suggestion call (``Optimizer.ask``, in the suggestion
+  worker; asked ahead or for a pass) |
+| ``kubetune_suggestion_wait_seconds`` | histogram | | how long a pass waited for the suggestions it needed (0 when
+  asked ahead) |
 | ``kubetune_suggestions_total`` | counter | | parameter assignments suggested |
 | ``kubetune_suggestion_worker_restarts_total`` | counter | | times the suggestion worker exited and was started again |
 | ``kubetune_reconcile_errors_total`` | counter | | reconciliation passes that failed with an error |
@@ -54,6 +57,9 @@ class OperatorMetrics:
                                        registry=registry)
         self.suggestion_seconds = Histogram("kubetune_suggestion_seconds", "Time of one suggestion call",
                                             buckets=SUGGESTION_BUCKETS, registry=registry)
+        self.suggestion_wait_seconds = Histogram("kubetune_suggestion_wait_seconds", "How long a pass waited for "
+                                                 "the suggestions it needed", buckets=SUGGESTION_BUCKETS,
+                                                 registry=registry)
         self.suggestions = Counter("kubetune_suggestions", "Parameter assignments suggested", registry=registry)
         self.suggestion_worker_restarts = Counter("kubetune_suggestion_worker_restarts", "Times the suggestion "
                                                   "worker exited and was started again", registry=registry)

@@ -57,6 +57,7 @@ from kubetune.core.manifest import load_experiment
 from kubetune.core.plan import Decision, ExperimentPhase, Limits, decide
 from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
+from kubetune.operator.ask_ahead import MAX_AHEAD, AskAhead
 from kubetune.operator.early_stopping import QueuedReport, ReportQueue, fold, restore
 from kubetune.operator.metrics import OperatorMetrics
 from kubetune.operator.reports import Standing
@@ -98,7 +99,7 @@ class ExperimentState:
 
     fingerprint: str | None = None  # of the spec and annotations the experiment was validated from
     experiment: Experiment | None = None
-    optimizer: ExperimentOptimizer | None = None
+    optimizer: AskAhead | None = None
     optimizer_key: str | None = None  # what the optimizer was built from (parameters, objective, algorithm)
     view: ExperimentView | None = None
     relisting: _Relisting | None = None
@@ -107,6 +108,11 @@ class ExperimentState:
     last_status: dict[str, Any] | None = None
     last_patch: float = 0.0
     reports: ReportQueue = field(default_factory=ReportQueue)  # pushed by trial pods, for the next pass
+
+    def replace_optimizer(self, optimizer: AskAhead | None) -> None:
+        if self.optimizer is not None:
+            self.optimizer.close()
+        self.optimizer = optimizer
 
     def forget_view(self) -> None:
         self.view = None
@@ -136,7 +142,7 @@ class Reconciler:
     def __init__(self, api: ClusterApi, sharing: GpuSharing, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] | None = None, metrics: OperatorMetrics | None = None,
                  write_behind: bool = False, reporting: Reporting | None = None,
-                 suggestions: Suggestions | None = None):
+                 suggestions: Suggestions | None = None, ask_ahead: bool = False):
         self.api = api
         self.suggestions = suggestions or ThreadSuggestions()
         self.reporting = reporting
@@ -145,6 +151,7 @@ class Reconciler:
         self.clock = clock
         self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self.write_behind = write_behind
+        self.ask_ahead = ask_ahead
         self._states: dict[str, ExperimentState] = {}
         self._keys: dict[tuple[str, str], str] = {}  # (namespace, name) -> the key of its state
 
@@ -205,7 +212,7 @@ class Reconciler:
         state.forget_view()
         # The optimizer is built again with the view: after a failed pass it may hold suggestions whose Trial
         # was never created.
-        state.optimizer = None
+        state.replace_optimizer(None)
         await self._drain(state)  # a listing must not show a trial older than what the view already knows
         started = self.monotonic()
         listed_trials, listed_pods = await asyncio.gather(
@@ -217,7 +224,7 @@ class Reconciler:
         return state.view
 
     async def _optimizer(self, key: str, state: ExperimentState, experiment: Experiment, view: ExperimentView
-                         ) -> ExperimentOptimizer:
+                         ) -> AskAhead:
         """The experiment's optimizer: kept between passes, built again from the Trials after a restart (of the
         operator or of the suggestion worker) or when what it depends on changed."""
         spec = experiment.spec
@@ -227,8 +234,12 @@ class Reconciler:
             if unfit:
                 raise TrialsDoNotFit(f"its trials no longer fit its spec: {first_of(unfit)}; spec.parameters "
                                      "cannot change while an experiment runs: restore them, or start a new experiment")
-            state.optimizer = await self.suggestions.build(key, spec, records)
+            state.replace_optimizer(None)
+            optimizer = AskAhead(await self.suggestions.build(key, spec, records), self.monotonic, self._asked,
+                                 max_ahead=MAX_AHEAD if self.ask_ahead else 0)
+            state.replace_optimizer(optimizer)
             state.optimizer_key = built_from
+            return optimizer
         return state.optimizer
 
     async def _settle(self, experiment: Experiment, view: ExperimentView, optimizer: ExperimentOptimizer,
@@ -240,7 +251,7 @@ class Reconciler:
         return {id(t) for t in settling}
 
     async def _act(self, experiment: Experiment, body: dict[str, Any], view: ExperimentView,
-                   optimizer: ExperimentOptimizer, decision: Decision, settled: set[int], writes: TrialWrites
+                   optimizer: AskAhead, decision: Decision, settled: set[int], writes: TrialWrites
                    ) -> None:
         """Carries out the decision: stop everything, or start the queued trials it names, create new ones, and
         then mark Running the trials whose pod runs (bookkeeping that must not delay a refill)."""
@@ -251,7 +262,7 @@ class Reconciler:
         queued = [view.trials[name] for name in decision.start]
         await self._each(queued, lambda trial: self._follow(experiment, trial, view, optimizer, writes))
         if decision.create:
-            await self._create(experiment, body, view, decision.create, optimizer)
+            await self._create(experiment, body, view, decision, optimizer)
         starting = [view.trials[name] for name in itertools.islice(view.starting, 2 * RUNNING_UPDATES_PER_PASS)]
         starting = [trial for trial in starting if id(trial) not in settled]
         await self._each(starting[:RUNNING_UPDATES_PER_PASS],
@@ -298,7 +309,8 @@ class Reconciler:
         await self._patch_experiment_status(experiment, status, state, force=done)
         if done:
             state.forget_view()
-            state.experiment = state.optimizer = None
+            state.experiment = None
+            state.replace_optimizer(None)
             self.suggestions.forget(key)
         self.metrics.experiment_seen(key, status["phase"], view.tally.count(ACTIVE))
         return PassResult(status, done=done)
@@ -331,6 +343,7 @@ class Reconciler:
         self._keys = {names: known for names, known in self._keys.items() if known != key}
         self.suggestions.forget(key)
         if state is not None:
+            state.replace_optimizer(None)
             for task in state.writing:
                 task.cancel()
             state.writes.cancel()
@@ -454,11 +467,10 @@ class Reconciler:
         view.set_status(trial, status)
 
     # -- creating and stopping -------------------------------------------------------------------------------
-    async def _create(self, experiment: Experiment, body: dict, view: ExperimentView, count: int,
-                      optimizer: ExperimentOptimizer) -> None:
-        with self.metrics.suggestion_seconds.time():
-            suggestions = await optimizer.ask(count)
-        self.metrics.suggestions.inc(len(suggestions))
+    async def _create(self, experiment: Experiment, body: dict, view: ExperimentView, decision: Decision,
+                      optimizer: AskAhead) -> None:
+        with self.metrics.suggestion_wait_seconds.time():
+            suggestions = await optimizer.ask(decision.create, room=decision.room)
         await self._each(suggestions, lambda suggestion: self._launch(experiment, body, view, suggestion))
 
     async def _launch(self, experiment: Experiment, body: dict, view: ExperimentView, suggestion: Suggestion
@@ -521,6 +533,10 @@ class Reconciler:
     async def _delete_pod(self, namespace: str, pod: str) -> None:
         with contextlib.suppress(NotFound):
             await self.api.delete("pods", namespace, pod)
+
+    def _asked(self, seconds: float, count: int) -> None:
+        self.metrics.suggestion_seconds.observe(seconds)
+        self.metrics.suggestions.inc(count)
 
     # -- the report endpoint's side (kubetune.operator.reports.ReportSink) ------------------------------------
     def standing(self, namespace: str, trial: str) -> Standing | None:
