@@ -53,7 +53,7 @@ def test_experiment_applied_with_kubectl_runs_to_succeeded(namespace):
         return Behaviour(seconds=0.3, report="log" if number % 2 else "termination")
 
     with namespace.kubelet(behaviour=behaviour) as kubelet, run_operator(namespace) as operator:
-        namespace.apply(experiment(maxTrials=6, parallelism=2))
+        namespace.apply(experiment(maxTrials=6, parallelism=2, template={"retain": "all"}))  # pods read below
         wait_for(lambda: "demo-" in namespace.kubectl("get", "trials"), what="a trial")
         table = namespace.kubectl("get", "experiments,trials")
         final = succeeded(namespace)
@@ -131,13 +131,30 @@ def test_parallelism_and_max_trials_edited_while_it_runs(namespace):
 def test_a_failed_attempt_is_retried_in_a_new_pod(namespace):
     behaviour = lambda pod: Behaviour(exit_code=1 if "-r" not in pod["metadata"]["name"] else 0)  # noqa: E731
     with namespace.kubelet(behaviour=behaviour), run_operator(namespace):
-        namespace.apply(experiment(maxTrials=3, template={"retries": 1}))
+        namespace.apply(experiment(maxTrials=3, template={"retries": 1, "retain": "all"}))
         final = succeeded(namespace)
     trials = namespace.trials()
     assert all(t["status"]["phase"] == "Succeeded" and t["status"]["attempts"] == 2 for t in trials)
     assert sorted(p["metadata"]["name"] for p in namespace.pods()) == sorted(
         [f"demo-{i}" for i in range(3)] + [f"demo-{i}-r2" for i in range(3)])
     assert final["trials"]["failed"] == 0
+
+
+def test_by_default_only_the_pods_of_failed_trials_are_kept_once_their_results_are_recorded(namespace):
+    behaviour = lambda pod: Behaviour(exit_code=1, report="log") if pod["metadata"]["name"] == "demo-2" \
+        else Behaviour()  # noqa: E731
+    with namespace.kubelet(behaviour=behaviour), run_operator(namespace) as operator:
+        namespace.apply(experiment(maxTrials=5, parallelism=2))
+        final = succeeded(namespace)
+        pods = wait_for(lambda: [p["metadata"]["name"] for p in namespace.pods()] == ["demo-2"] and ["demo-2"],
+                        what="only the failed trial's pod to be left")
+        log = namespace.kubectl("logs", "demo-2")  # kept for debugging
+    trials = by_name(namespace.trials())
+    assert pods == ["demo-2"] and "epoch" in log
+    assert final["trials"]["succeeded"] == 4 and final["trials"]["failed"] == 1
+    assert trials["demo-2"]["status"]["phase"] == "Failed" and trials["demo-2"]["status"]["attempts"] == 1
+    assert all(t["status"]["value"] is not None for n, t in trials.items() if n != "demo-2")  # read before
+    assert "Traceback" not in operator.log()
 
 
 def test_more_failures_than_max_failed_trials_fail_the_experiment(namespace):
@@ -170,7 +187,7 @@ def test_reaching_the_target_ends_the_experiment_and_stops_running_trials(namesp
 def test_evicted_oom_killed_and_timed_out_attempts_are_failures_that_retry(namespace):
     first = {"demo-0": Behaviour(evict=True), "demo-1": Behaviour(oom=True), "demo-2": Behaviour(seconds=30)}
     behaviour = lambda pod: first.get(pod["metadata"]["name"], Behaviour())  # noqa: E731
-    document = experiment(maxTrials=3, parallelism=3, template={"retries": 1, "timeoutSeconds": 3})
+    document = experiment(maxTrials=3, parallelism=3, template={"retries": 1, "timeoutSeconds": 3, "retain": "all"})
     with namespace.kubelet(behaviour=behaviour), run_operator(namespace):
         namespace.apply(document)
         final = succeeded(namespace)
@@ -190,7 +207,7 @@ def test_a_trial_whose_node_disappears_is_retried_on_another(namespace):
     nodes = [FakeNode("node-1"), FakeNode("node-2")]
     behaviour = lambda pod: Behaviour(seconds=0.5, lose_node=pod["metadata"]["name"] == "demo-0")  # noqa: E731
     with namespace.kubelet(nodes, behaviour=behaviour) as kubelet, run_operator(namespace):
-        namespace.apply(experiment(maxTrials=1, parallelism=1, template={"retries": 1}))
+        namespace.apply(experiment(maxTrials=1, parallelism=1, template={"retries": 1, "retain": "all"}))
         final = succeeded(namespace)
     (trial,) = namespace.trials()
     assert final["trials"]["succeeded"] == 1 and trial["status"]["attempts"] == 2
@@ -207,7 +224,8 @@ def test_operator_killed_at_random_moments_loses_and_duplicates_nothing(namespac
     when the test releases them, one or two a round, and every round ends with a kill, so the experiment's 30
     trials take at least 15 kills however fast the machine is."""
     rng = random.Random(7)
-    document = experiment(maxTrials=30, parallelism=4, algorithm={"name": "gp", "settings": {"initialTrials": 4}})
+    document = experiment(maxTrials=30, parallelism=4, algorithm={"name": "gp", "settings": {"initialTrials": 4}},
+                          template={"retain": "all"})
     operator = run_operator(namespace)
     kills = released = 0
     with namespace.kubelet(behaviour=lambda pod: Behaviour(held=True)) as kubelet:

@@ -91,12 +91,14 @@ def test_marking_trials_running_is_bounded_per_pass_and_never_delays_a_refill(mo
     assert trial_phases(cluster).count("Running") == 5
 
 
-def test_writes_per_trial_stay_small():
+@pytest.mark.parametrize(("retain", "most"), [("all", 4), ("failed", 5)])
+def test_writes_per_trial_stay_small(retain, most):
+    """A Trial, its Pod, its Running mark and its result; and its pod's deletion when it is not retained."""
     cluster = FakeCluster()
-    cluster.add_experiment(experiment_document(maxTrials=12, parallelism=4))
+    cluster.add_experiment(experiment_document(maxTrials=12, parallelism=4, template={"retain": retain}))
     run(drive(Reconciler(cluster, GpuSharing()), cluster, FakeKubelet(cluster)))
     per_trial = sum(v for k, v in cluster.writes.items() if "experiments" not in k) / 12
-    assert per_trial <= 4
+    assert per_trial <= most
     assert cluster.writes["status experiments"] < 12 * 2
 
 
@@ -143,7 +145,7 @@ def test_restart_mid_experiment_creates_no_duplicates_and_loses_nothing():
 
 def test_a_pass_cut_short_between_trial_and_pod_is_completed():
     cluster = FakeCluster()
-    cluster.add_experiment(experiment_document(maxTrials=3, parallelism=3))
+    cluster.add_experiment(experiment_document(maxTrials=3, parallelism=3, template={"retain": "all"}))
     original = cluster.create
     calls = {"pods": 0}
 
@@ -195,6 +197,44 @@ def test_eviction_is_retried():
         assert trial["status"]["attempts"] == 2
         assert trial["status"]["message"] == ("attempt 1 failed (Evicted: The node was low on memory.); "
                                               "attempt 2 succeeded")
+
+
+@pytest.mark.parametrize(("retain", "kept"), [("all", ["demo-0", "demo-1", "demo-2", "demo-3"]),
+                                               ("failed", ["demo-1", "demo-3"]), ("none", [])])
+def test_finished_pods_are_deleted_after_their_result_unless_retained(retain, kept):
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=4, parallelism=2, maxFailedTrials=5,
+                                               template={"retain": retain}))
+    endings = {"demo-0": "sdk", "demo-1": "fail", "demo-2": "log", "demo-3": "nometrics"}
+    kubelet = FakeKubelet(cluster, lambda params, pod: endings[pod["metadata"]["name"]])
+    result = run(drive(Reconciler(cluster, GpuSharing()), cluster, kubelet))
+    assert sorted(p["metadata"]["name"] for p in cluster.of_kind("pods")) == kept
+    assert trial_phases(cluster) == ["Failed", "MetricsUnavailable", "Succeeded", "Succeeded"]  # read before
+    assert result.status["trials"]["succeeded"] == 2
+
+
+def test_pods_left_by_an_operator_killed_between_a_result_and_the_deletion_are_deleted_by_its_successor():
+    cluster = FakeCluster()
+    cluster.add_experiment(experiment_document(maxTrials=4, parallelism=2))
+    original = cluster.delete
+
+    async def killed(kind, namespace, name):
+        raise RuntimeError("operator killed")
+
+    cluster.delete = killed
+    kubelet = FakeKubelet(cluster)
+    reconciler = Reconciler(cluster, GpuSharing())
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    kubelet.step()  # running
+    kubelet.step()  # ended
+    with pytest.raises(RuntimeError):
+        run(reconciler.reconcile(cluster.experiment("demo")))
+    ended = [t["metadata"]["name"] for t in cluster.of_kind("trials")
+             if (t.get("status") or {}).get("phase") == "Succeeded"]
+    assert ended and all(any(p["metadata"]["name"] == name for p in cluster.of_kind("pods")) for name in ended)
+    cluster.delete = original
+    run(drive(Reconciler(cluster, GpuSharing()), cluster, kubelet))
+    assert cluster.of_kind("pods") == []
 
 
 def test_metrics_from_the_log_and_missing_metrics():
@@ -288,7 +328,7 @@ def test_passes_woken_by_ended_pods_list_nothing_and_run_the_experiment_exactly(
 
 def test_a_fast_pass_takes_a_pod_it_created_for_pending_and_a_stale_listing_for_stale():
     cluster = FakeCluster()
-    cluster.add_experiment(experiment_document(maxTrials=10, parallelism=2))
+    cluster.add_experiment(experiment_document(maxTrials=10, parallelism=2, template={"retain": "all"}))
     reconciler = Reconciler(cluster, GpuSharing(), monotonic=lambda: 0.0)
     kubelet, watch = FakeKubelet(cluster), PodWatch(cluster)
     run(reconciler.reconcile(cluster.experiment("demo")))

@@ -180,6 +180,13 @@ class TrialTemplate(ManifestModel):
     )
     resources: Resources = Field(default_factory=Resources)
     metrics_collector: MetricsCollector = Field(default_factory=MetricsCollector)
+    retain: Literal["all", "failed", "none"] = Field(
+        default="failed",
+        description="On a cluster, which ended trials keep their pods (and the pods' logs) once their result is "
+        "recorded: all, failed (the default: the pods of trials that failed or reported no metric stay for "
+        "debugging, the others go, so thousands of finished pods do not weigh on etcd) or none. Pods of trials "
+        "the operator stops (early stopping, the experiment's end) are deleted whatever it says.",
+    )
     spec: dict[str, Any] = Field(
         description="A Kubernetes PodSpec; locally the first container's command and args run as a process."
     )

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 from kubetune.core.cluster.crd import GROUP, VERSION
 from kubetune.core.cluster.gpu_sharing import GpuSharing, GpuSharingError, place
 from kubetune.core.cluster.outcome import essentials, needs_log, outcome
-from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL, ReportTarget, render_pod
+from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL, ReportTarget, keeps_pods, render_pod
 from kubetune.core.cluster.report_token import report_token
 from kubetune.core.engine import Suggestion
 from kubetune.core.errors import ManifestError
@@ -220,7 +220,8 @@ class Reconciler:
             self.api.list("pods", namespace, name, essentials))
         state.view = ExperimentView(listed_trials, listed_pods, experiment.spec.objective.direction, started)
         restore(state.reports, state.view)
-        await self._each(state.view.outlived(), lambda pod: self._delete_pod(namespace, pod))
+        going = state.view.outlived() + state.view.unretained(experiment.spec.trial_template.retain)
+        await self._each(going, lambda pod: self._delete_pod(namespace, pod))
         return state.view
 
     async def _optimizer(self, key: str, state: ExperimentState, experiment: Experiment, view: ExperimentView
@@ -430,9 +431,16 @@ class Reconciler:
             return
         final = record.status()
         view.set_status(trial, final)
-        writes.later(name, lambda: self.api.patch_status("trials", namespace, name, final))
+        going = [] if keeps_pods(experiment.spec.trial_template.retain, record.state) else list(view.pods.get(name, {}))
+        writes.later(name, lambda: self._record_end(namespace, name, final, going))
         self.metrics.trials_finished.labels(str(record.state)).inc()
         inform(optimizer, record)
+
+    async def _record_end(self, namespace: str, trial: str, status: dict, pods: list[str]) -> None:
+        """Writes a trial's result, then deletes the pods ``trialTemplate.retain`` does not keep (their logs were
+        read already; a pod deleted first would leave no record of the result if the write failed)."""
+        await self.api.patch_status("trials", namespace, trial, status)
+        await self._each(pods, lambda pod: self._delete_pod(namespace, pod))
 
     async def _attempt(self, experiment: Experiment, pod: dict | None) -> AttemptResult:
         """How the trial's latest attempt stands, from its pod (and its log, when the result is only there)."""

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from kubetune.core.cluster.outcome import has_ended
-from kubetune.core.cluster.pods import ATTEMPT_LABEL, TRIAL_LABEL, pod_name
+from kubetune.core.cluster.pods import ATTEMPT_LABEL, TRIAL_LABEL, keeps_pods, pod_name
 from kubetune.core.lifecycle import TrialState
 from kubetune.core.plan import Tally
 
@@ -163,6 +163,13 @@ class ExperimentView:
         return [name for trial, own in self.pods.items()
                 if trial in self.trials and not phase(self.trials[trial]).is_active
                 for name, pod in own.items() if not has_ended(pod)]
+
+    def unretained(self, retain: str) -> list[str]:
+        """The pods of ended trials that ``trialTemplate.retain`` does not keep: an operator that recorded a
+        trial's end and was killed before it deleted them leaves them to its successor."""
+        return [name for trial, own in self.pods.items()
+                if trial in self.trials and phase(self.trials[trial]).is_finished
+                and not keeps_pods(retain, phase(self.trials[trial])) for name in own]
 
 
 TRIAL_METADATA = ("name", "namespace", "uid", "labels")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetune.core.cluster.gpu_sharing import GpuPlacement, GpuSharing, place
+from kubetune.core.lifecycle import TrialState
 from kubetune.core.spec import Experiment, Resources
 from kubetune.core.template import substitute_all, trial_environment
 
@@ -34,6 +35,11 @@ class ReportTarget:
 
     url: str
     token: str
+
+
+def keeps_pods(retain: str, state: TrialState) -> bool:
+    """Whether an ended trial in ``state`` keeps its pods under ``trialTemplate.retain``."""
+    return retain == "all" or (retain == "failed" and state.is_failure)
 
 
 def pod_name(trial: str, attempt: int) -> str:

@@ -53,6 +53,7 @@ def convert_trial_template(ctx: Context) -> None:
     _restart_policy(ctx, pod, path)
     _gpu(pod, converted)
     _left_out(ctx, template, path)
+    _retain(template, converted)
     converted["metricsCollector"] = convert_collector(ctx)
     converted["spec"] = pod
     ctx.spec["trialTemplate"] = converted
@@ -290,5 +291,9 @@ def _left_out(ctx: Context, template: dict[str, Any], path: str) -> None:
     for field, reason in LEFT_OUT.items():
         if template.get(field):
             ctx.warn(f"{path}.{field}", f"left out: {reason}")
-    if template.get("retain") is False:
-        ctx.warn(f"{path}.retain", "kubetune keeps each trial's pod, and its logs, until the Experiment is deleted")
+
+def _retain(template: dict[str, Any], converted: dict[str, Any]) -> None:
+    """Katib deletes a finished trial's workload unless ``retain`` is true; kubetune's default keeps the
+    pods of failed trials only."""
+    if template.get("retain") is True:
+        converted["retain"] = "all"
