@@ -98,25 +98,30 @@ def test_slow_asks_are_made_ahead_and_a_pass_takes_them_without_waiting():
     assert [int(i) for i in ids] == list(range(len(ids)))  # handed out in the order they were asked
 
 
-def test_a_pass_that_needs_more_than_is_held_waits_for_the_ask_under_way_then_asks_for_the_rest_in_order():
+def test_a_pass_never_waits_for_an_ask_under_way_and_the_answer_covers_its_slots_and_wakes_the_next_pass():
     async def scenario():
         clock = Clock()
         optimizer = SlowOptimizer(clock, ask_seconds=2.0)
-        ahead = AskAhead(optimizer, clock)
+        woken = []
+        ahead = AskAhead(optimizer, clock, on_ready=lambda: woken.append(ahead.held))
         ids = await take_steadily(ahead, clock, takes=3)
         optimizer.gate = asyncio.Event()
-        ids += [s.id for s in await ahead.ask(ahead.held, room=1000)]  # takes all held; an ask ahead starts
+        held = ahead.held
+        ids += [s.id for s in await ahead.ask(held, room=1000)]  # takes all held; an ask ahead starts
         await settled()
-        pending_ask = asyncio.create_task(ahead.ask(50, room=1000))
-        await settled()
-        assert not pending_ask.done()
+        asks = len(optimizer.asks)
+        taken = await asyncio.wait_for(ahead.ask(50, room=1000), 5)  # answered at once, with nothing
+        assert taken == [] and len(optimizer.asks) == asks and woken == []
         optimizer.gate.set()
-        ids += [s.id for s in await pending_ask]
+        for _ in range(100):  # the 50 slots are asked for by the ask ahead that follows the one under way
+            await settled()
+        assert woken and woken[0] >= 1 and ahead.held >= 50  # each answer woke a pass
+        ids += [s.id for s in await ahead.ask(50, room=1000)]
         ahead.close()
-        return ids
+        return held, ids
 
-    ids = asyncio.run(scenario())
-    assert [int(i) for i in ids] == list(range(len(ids)))
+    held, ids = asyncio.run(scenario())
+    assert held > 0 and [int(i) for i in ids] == list(range(len(ids)))
 
 
 def test_never_holds_more_than_the_experiment_may_still_create():

@@ -4,9 +4,11 @@ A GP ask with thousands of trials in flight takes a second or more. A pass that 
 free kept every ended trial's slot empty for that long, and the trials that ended meanwhile waited for the
 next ask, so batches and waits grew together (refill p95 9.5 s at 2,000 parallel 60-s trials). :class:`AskAhead`
 keeps a few suggestions ready for each experiment: a pass takes from them at once, and the next ones are asked
-in the background while the trials run. The optimizer counts the suggestions held here as pending (they were
-asked), so every suggestion is still conditioned on all the others; what asking ahead costs is that a
-suggestion may be made before the last few results arrive, as in a batch of the same size.
+in the background while the trials run. A pass never waits for an ask under way: it takes what is held, and
+the slots left over are asked for too and filled by the pass that the answer wakes. The optimizer counts the
+suggestions held here as pending (they were asked), so every suggestion is still conditioned on all the
+others; what asking ahead costs is that a suggestion may be made before the last few results arrive, as in a
+batch of the same size.
 
 How many it keeps follows what the experiment uses: the suggestions taken per second times the time an ask
 takes, twice over, never more than the experiment may still create nor ``MAX_AHEAD``. An optimizer whose asks
@@ -34,12 +36,16 @@ class AskAhead:
     """An :class:`~kubetune.operator.suggestions.ExperimentOptimizer` that hands out suggestions asked ahead.
 
     ``on_ask(seconds, count)`` is called after each ask of the optimizer behind it (for the metrics);
+    ``on_ready()`` when an ask ahead answered while a pass had slots it could not fill (to wake a pass);
     ``max_ahead`` 0 asks only for what a pass needs."""
 
     def __init__(self, optimizer: ExperimentOptimizer, monotonic: Callable[[], float],
-                 on_ask: Callable[[float, int], None] = lambda seconds, count: None, max_ahead: int = MAX_AHEAD):
+                 on_ask: Callable[[float, int], None] = lambda seconds, count: None,
+                 on_ready: Callable[[], None] = lambda: None, max_ahead: int = MAX_AHEAD):
         self._optimizer = optimizer
+        self._on_ready = on_ready
         self._max_ahead = max_ahead
+        self._short = 0  # slots the last pass could not fill: asked for once the ask under way answered
         self._monotonic = monotonic
         self._on_ask = on_ask
         self._ready: collections.deque[Suggestion] = collections.deque()
@@ -73,16 +79,16 @@ class AskAhead:
         self._optimizer.fail(trial_id)
 
     async def ask(self, n: int, room: int = 0) -> list[Suggestion]:
-        """``n`` suggestions, those held first (in the order they were asked); ``room``: how many more trials
+        """Up to ``n`` suggestions, those held first (in the order they were asked). Fewer only while an ask is
+        under way: its answer holds the next numbers, and wakes the next pass. ``room``: how many more trials
         the experiment may create after these (what may be asked ahead)."""
         self._room = room
         if self._optimizer.stale:  # what is held came from an optimizer that is gone: its numbers are unknown
             self._ready.clear()
-        if len(self._ready) < n and self._asking is not None:
-            await asyncio.wait({self._asking})  # the answer due first holds the next numbers
         taken = [self._ready.popleft() for _ in range(min(n, len(self._ready)))]
-        if len(taken) < n:
+        if len(taken) < n and self._asking is None:
             taken += await self._ask_optimizer(n - len(taken))
+        self._short = n - len(taken)
         if taken and self._filled:
             self._taken.append((self._monotonic(), len(taken)))
         self._filled = self._filled or bool(taken)
@@ -107,7 +113,7 @@ class AskAhead:
         return min(math.ceil(2 * per_second * self._ask_seconds), self._max_ahead, self._room)
 
     def _ask_ahead(self) -> None:
-        missing = self.wanted() - len(self._ready)
+        missing = min(self.wanted() + self._short, max(self._room + self._short, 0)) - len(self._ready)
         if missing > 0 and self._asking is None and not self._optimizer.stale:
             self._asking = asyncio.create_task(self._hold(missing))
 
@@ -119,7 +125,8 @@ class AskAhead:
         finally:
             self._asking = None
         self._ready.extend(suggestions)
-        self._room = max(self._room - n, 0)
+        if self._short:
+            self._on_ready()
         self._ask_ahead()
 
     async def _ask_optimizer(self, n: int) -> list[Suggestion]:

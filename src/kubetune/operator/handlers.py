@@ -46,6 +46,7 @@ class OperatorState:
         self.metrics = metrics
         self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics, write_behind=True,
                                      reporting=reporting, ask_ahead=True,
+                                     wake=lambda namespace, name: self.waker(namespace, name).set(),
                                      suggestions=WorkerSuggestions(on_restart=metrics.suggestion_worker_restarts.inc))
         self.reports_server: web.AppRunner | None = None
         self.lag_monitor: asyncio.Task[None] | None = None

@@ -142,7 +142,8 @@ class Reconciler:
     def __init__(self, api: ClusterApi, sharing: GpuSharing, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] | None = None, metrics: OperatorMetrics | None = None,
                  write_behind: bool = False, reporting: Reporting | None = None,
-                 suggestions: Suggestions | None = None, ask_ahead: bool = False):
+                 suggestions: Suggestions | None = None, ask_ahead: bool = False,
+                 wake: Callable[[str, str], None] = lambda namespace, name: None):
         self.api = api
         self.suggestions = suggestions or ThreadSuggestions()
         self.reporting = reporting
@@ -151,7 +152,8 @@ class Reconciler:
         self.clock = clock
         self.monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self.write_behind = write_behind
-        self.ask_ahead = ask_ahead
+        self.ask_ahead = ask_ahead  # suggestions asked ahead (ask_ahead.AskAhead); ``wake`` runs a pass soon
+        self.wake = wake
         self._states: dict[str, ExperimentState] = {}
         self._keys: dict[tuple[str, str], str] = {}  # (namespace, name) -> the key of its state
 
@@ -236,8 +238,9 @@ class Reconciler:
                 raise TrialsDoNotFit(f"its trials no longer fit its spec: {first_of(unfit)}; spec.parameters "
                                      "cannot change while an experiment runs: restore them, or start a new experiment")
             state.replace_optimizer(None)
+            names = (_namespace(experiment), experiment.name)
             optimizer = AskAhead(await self.suggestions.build(key, spec, records), self.monotonic, self._asked,
-                                 max_ahead=MAX_AHEAD if self.ask_ahead else 0)
+                                 on_ready=lambda: self.wake(*names), max_ahead=MAX_AHEAD if self.ask_ahead else 0)
             state.replace_optimizer(optimizer)
             state.optimizer_key = built_from
             return optimizer
