@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fake_cluster import FakeCluster, FakeKubelet
-from test_reconcile import drive, experiment_document, run
+from test_reconcile import HeldResults, drive, experiment_document, run
 
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.operator import events as events_module
@@ -242,3 +242,22 @@ def test_a_hold_retried_is_one_warning_counted():
         run(reconciler.report_problem(cluster.experiment("demo"), "Forbidden", "cannot create pods"))
     [event] = [e for e in posted(cluster) if e["reason"] == "Forbidden"]
     assert event["type"] == WARNING and event["count"] == 2 and event["message"] == "cannot create pods"
+
+
+
+def test_an_experiment_that_ends_while_suspended_posts_its_end_and_no_resume():
+    cluster = HeldResults()
+    cluster.add_experiment(experiment_document(maxTrials=3, parallelism=3))
+    reconciler = Reconciler(cluster, GpuSharing(), write_behind=True, events=EventRecorder(cluster))
+    kubelet = FakeKubelet(cluster)
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    kubelet.step(finish=0)  # all three running
+    cluster.objects[("experiments", "default", "demo")]["spec"]["suspend"] = True
+    run(reconciler.reconcile(cluster.experiment("demo")))
+    kubelet.step()  # all three end: the experiment is over, but their results cannot be written yet
+    cluster.failing = True
+    assert not run(reconciler.reconcile(cluster.experiment("demo"))).done
+    cluster.failing = False
+    result = run(drive(reconciler, cluster, kubelet))
+    assert result.status["reason"] == "MaxTrialsReached"
+    assert [reason for _, reason, _ in said(cluster)] == ["Started", "Suspended", "MaxTrialsReached"]

@@ -324,8 +324,9 @@ class Reconciler:
         if not done and ExperimentPhase(status["phase"]).is_over:  # its last trials are being stopped
             status["phase"] = str(ExperimentPhase.RUNNING)
         await self._patch_experiment_status(experiment, status, state, force=done)
-        before, state.phase = state.phase or current.get("phase"), status["phase"]
-        await self._tell(state, phase_changed(before, status["phase"], status["reason"], status["message"]))
+        if done or not decision.phase.is_over:  # (not while its last trials are being stopped)
+            before, state.phase = state.phase or current.get("phase"), str(decision.phase)
+            await self._tell(state, phase_changed(before, state.phase, decision.reason, decision.message))
         if done:
             state.forget_view()
             state.experiment = None
