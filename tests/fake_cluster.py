@@ -62,6 +62,14 @@ class FakeCluster:
         self.writes[f"status {kind}"] += 1
         self.objects[key]["status"] = copy.deepcopy(status)
 
+    async def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A merge patch of top-level fields (all the recorder's patches need)."""
+        key = (kind, namespace, name)
+        if key not in self.objects:
+            raise NotFound(key)
+        self.writes[f"patch {kind}"] += 1
+        self.objects[key].update(copy.deepcopy(patch))
+
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         if self.objects.pop((kind, namespace, name), None) is None:
             raise NotFound(name)

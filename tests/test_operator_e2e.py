@@ -89,8 +89,14 @@ def test_invalid_spec_ends_failed_with_the_message_and_an_event(namespace):
     assert final["phase"] == "Failed" and final["reason"] == "InvalidSpec"
     assert "spec.parameters[0]: max (1) must be greater than min (10)" in final["message"]
     assert namespace.trials() == []
-    assert "must be greater than min" in events[0]["message"]
-    assert events[0]["involvedObject"]["name"] == "broken"
+    assert "must be greater than min" in events[0]["message"] and events[0]["type"] == "Warning"
+    assert events[0]["involvedObject"]["name"] == "broken" and events[0]["reportingComponent"] == "kubetune-operator"
+
+
+def events_by_reason(namespace, awaited: str) -> dict[str, dict] | None:
+    """The Events about the namespace's Experiments by reason, once one has the reason ``awaited``."""
+    found = {event["reason"]: event for event in namespace.events() if event["involvedObject"]["kind"] == "Experiment"}
+    return found if awaited in found else None
 
 
 def test_suspend_then_resume(namespace):
@@ -103,7 +109,19 @@ def test_suspend_then_resume(namespace):
         namespace.kubectl("patch", "experiment", "demo", "--type=merge", "-p", '{"spec": {"suspend": false}}')
         namespace.kubectl("wait", "--for=condition=Succeeded", "experiment/demo", "--timeout=90s")
         final = namespace.status("demo")
+        said = wait_for(lambda: events_by_reason(namespace, "MaxTrialsReached"), what="the Event of the end")
+        described = namespace.kubectl("describe", "experiment", "demo")
     assert suspended["phase"] == "Suspended" and "Suspended" in table.splitlines()[1]
+    # each move is one Event about the Experiment, from the operator's own name (and none from kopf)
+    assert {"Suspended", "Resumed", "MaxTrialsReached"} <= set(said)
+    assert "suspended with 0 trials still running" in said["Suspended"]["message"]
+    for event in said.values():
+        assert event["source"]["component"] == event["reportingComponent"] == "kubetune-operator", event
+        assert event["involvedObject"]["name"] == "demo" and event["count"] == 1
+    events_table = described.split("Events:", 1)[1]
+    assert "kubetune-operator" in events_table and "kopf" not in events_table
+    assert all(reason in events_table for reason in ("Suspended", "Resumed", "MaxTrialsReached"))
+    assert not [e for e in namespace.events() if (e.get("source") or {}).get("component") == "kopf"]
     conditions = {c["type"]: c for c in final["conditions"]}
     assert conditions["Succeeded"]["status"] == "True" and conditions["Suspended"]["status"] == "False"
     assert all(c["lastTransitionTime"] and c["reason"] == "MaxTrialsReached" for c in conditions.values())
@@ -133,11 +151,16 @@ def test_a_failed_attempt_is_retried_in_a_new_pod(namespace):
     with namespace.kubelet(behaviour=behaviour), run_operator(namespace):
         namespace.apply(experiment(maxTrials=3, template={"retries": 1, "retain": "all"}))
         final = succeeded(namespace)
+        said = wait_for(lambda: events_by_reason(namespace, "MaxTrialsReached"), what="the Event of the end")
     trials = namespace.trials()
     assert all(t["status"]["phase"] == "Succeeded" and t["status"]["attempts"] == 2 for t in trials)
     assert sorted(p["metadata"]["name"] for p in namespace.pods()) == sorted(
         [f"demo-{i}" for i in range(3)] + [f"demo-{i}-r2" for i in range(3)])
     assert final["trials"]["failed"] == 0
+    retried = [e for e in namespace.events() if e["reason"] == "TrialRetried"]
+    assert sorted(e["message"].split(":")[0] for e in retried) == [f"trial demo-{i}" for i in range(3)]
+    assert all("attempt 1 failed" in e["message"] and e["type"] == "Normal" for e in retried)
+    assert "TrialFailed" not in said
 
 
 def test_by_default_only_the_pods_of_failed_trials_are_kept_once_their_results_are_recorded(namespace):
@@ -162,12 +185,17 @@ def test_more_failures_than_max_failed_trials_fail_the_experiment(namespace):
             run_operator(namespace):
         namespace.apply(experiment(maxTrials=10, maxFailedTrials=2))
         final = ended(namespace, "demo")
+        said = wait_for(lambda: events_by_reason(namespace, "MaxFailedTrialsReached"), what="the Event of the end")
     assert final["phase"] == "Failed" and final["reason"] == "MaxFailedTrialsReached"
     failed = [t for t in namespace.trials() if t["status"]["phase"] == "Failed"]
     # the third failure ends it; a trial of the other slot that failed in the same pass keeps its result
     parallelism = experiment()["spec"]["parallelism"]
     assert 3 <= len(failed) <= 2 + parallelism and final["trials"]["failed"] == len(failed)
     assert all("exited with status 3" in t["status"]["message"] for t in failed)
+    trial_failures = [e for e in namespace.events() if e["reason"] == "TrialFailed"]
+    assert sorted(e["message"].split()[1] for e in trial_failures) == sorted(t["metadata"]["name"] for t in failed)
+    assert all(e["type"] == "Warning" and "exited with status 3" in e["message"] for e in trial_failures)
+    assert said["MaxFailedTrialsReached"]["type"] == "Warning"
 
 
 def test_reaching_the_target_ends_the_experiment_and_stops_running_trials(namespace):

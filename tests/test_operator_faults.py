@@ -34,6 +34,8 @@ def test_a_missing_permission_is_reported_and_other_experiments_go_on(namespace)
             succeeded(other, "allowed")
             # the retries back off instead of spinning: wait for the second one, which comes 10 s after the first
             wait_for(lambda: len(_refusals(operator.log())) >= 2, timeout=120, what="a second attempt")
+            held = wait_for(lambda: [e for e in namespace.events() if e["reason"] == "Forbidden" and e["count"] >= 2],
+                            timeout=60, what="the Forbidden Event counted twice")
             assert operator.alive()
         log = operator.log()
     finally:
@@ -42,6 +44,10 @@ def test_a_missing_permission_is_reported_and_other_experiments_go_on(namespace)
     assert 'cannot create resource "pods"' in status["message"] and "RBAC" in status["message"]
     assert status["conditions"][0]["reason"] == "Forbidden"
     assert "Traceback" not in log
+    # the hold is one Warning about the experiment, counted at each retry, not one Event per retry
+    forbidden = [e for e in namespace.events() if e["reason"] == "Forbidden"]
+    assert len(forbidden) == 1 and held[0]["type"] == "Warning" and held[0]["involvedObject"]["name"] == "blocked"
+    assert held[0]["message"] == status["message"]
     delays = [int(delay) for delay in _refusals(log)]
     assert delays == [min(10 * 2**i, 60) for i in range(len(delays))], delays  # 10 s, 20 s, ... at most a minute
     assert other.status("allowed")["trials"]["succeeded"] == 6

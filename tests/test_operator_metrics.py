@@ -19,7 +19,7 @@ DOCUMENTED = {"kubetune_experiments", "kubetune_trials_running", "kubetune_trial
               "kubetune_trials_finished", "kubetune_suggestion_seconds", "kubetune_suggestions",
               "kubetune_reconcile_errors", "kubetune_api_requests", "kubetune_api_throttled",
               "kubetune_reconcile_seconds", "kubetune_event_loop_lag_seconds",
-              "kubetune_suggestion_worker_restarts"}
+              "kubetune_suggestion_worker_restarts", "kubetune_suggestion_wait_seconds", "kubetune_events"}
 
 
 def scrape(port: int) -> dict[tuple, float]:

@@ -11,6 +11,7 @@ from test_reconcile import experiment_document
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.cluster.pods import TRIAL_LABEL
 from kubetune.core.stopping import Progress, build_rule, judge, observe
+from kubetune.operator.events import EventRecorder
 from kubetune.operator.reconcile import Reconciler, Reporting
 
 ASHA = {"rule": "asha", "settings": {"minResource": 1, "maxResource": 9, "reductionFactor": 3}}
@@ -48,7 +49,8 @@ def expected_stops(accepted: list[tuple[str, dict[str, float]]]) -> set[str]:
 
 
 def new_reconciler(cluster: FakeCluster, pushes: Pushes) -> Reconciler:
-    reconciler = Reconciler(cluster, GpuSharing(), reporting=Reporting("http://ops:8090/v1/reports", b"k" * 32))
+    reconciler = Reconciler(cluster, GpuSharing(), reporting=Reporting("http://ops:8090/v1/reports", b"k" * 32),
+                            events=EventRecorder(cluster, instance="operator-0"))
     pushes.reconciler = reconciler
     return reconciler
 
@@ -104,6 +106,8 @@ def test_asha_stops_exactly_the_trials_the_rule_condemns_and_their_slots_refill(
     cluster, pushes, status = run_experiment()
     stopped = {name for name, phase in phases(cluster).items() if phase == "EarlyStopped"}
     assert stopped and stopped == expected_stops(pushes.accepted)
+    said = [e["message"] for e in cluster.of_kind("events") if e["reason"] == "TrialStoppedEarly"]
+    assert {message.split()[1] for message in said} == stopped and all("by the asha rule" in m for m in said)
     assert status["phase"] == "Succeeded" and len(cluster.of_kind("trials")) == 12
     for trial in cluster.of_kind("trials"):
         if trial["metadata"]["name"] in stopped:

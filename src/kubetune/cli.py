@@ -17,7 +17,6 @@ import functools
 import io
 import os
 import re
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune import __version__
 from kubetune.core.cluster.gpu_sharing import MODES
+from kubetune.operator.connection import own_identity
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -172,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="where the Lease lives (default: the pod's namespace, else the kubeconfig context's)")
     operator.add_argument("--lease-duration", type=_positive, default=15, metavar="SECONDS",
                           help="a leader silent this long is replaced (it stops acting after 2/3 of it)")
-    operator.add_argument("--identity", default=_own_identity(), help="this replica's name in the Lease")
+    operator.add_argument("--identity", default=own_identity(), help="this replica's name in the Lease")
     operator.add_argument("--listen-address", metavar="ADDRESS", help="the address the liveness, metrics and report "
                           "endpoints listen on (default: 0.0.0.0 in a pod, 127.0.0.1 outside a cluster)")
     operator.add_argument("--liveness", type=_endpoint, metavar="URL", help="liveness endpoint, http://HOST:PORT/PATH "
@@ -292,10 +292,6 @@ def _endpoint(text: str) -> str:
     if not usable:
         raise argparse.ArgumentTypeError(f"{text!r}: expected http://HOST:PORT/PATH with a port from 1 to 65535")
     return text
-
-
-def _own_identity() -> str:
-    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _positive(text: str) -> int:

@@ -82,6 +82,7 @@ class ClusterApi(Protocol):
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]: ...
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    async def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
     async def pod_log(self, namespace: str, name: str, container: str) -> str: ...
 
@@ -255,7 +256,7 @@ class KubernetesApi:
         return answer
 
     async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        if kind == "pods":  # the operator has no use for the created pod (kilobytes to parse per trial)
+        if kind in ("pods", "events"):  # the operator has no use for the created object (a pod: kilobytes to parse)
             await self._send("POST", _collection(kind, namespace), body=body, parse=False)
             return body
         created: dict[str, Any] = await self._send("POST", _collection(kind, namespace), body=body)
@@ -264,6 +265,11 @@ class KubernetesApi:
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._send("PATCH", f"{_collection(kind, namespace)}/{name}/status", body={"status": status},
                          content_type="application/merge-patch+json", parse=False, status_write=True)
+
+    async def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A JSON merge patch of the object itself (not its status)."""
+        await self._send("PATCH", f"{_collection(kind, namespace)}/{name}", body=patch,
+                         content_type="application/merge-patch+json", parse=False)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         await self._send("DELETE", f"{_collection(kind, namespace)}/{name}", parse=False)
@@ -326,9 +332,9 @@ def _pods(namespace: str | None) -> str:
 
 
 def _collection(kind: str, namespace: str) -> str:
-    """The path of a namespace's pods, or of its kubetune resources (trials, experiments)."""
-    if kind == "pods":
-        return f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods"
+    """The path of a namespace's pods or events, or of its kubetune resources (trials, experiments)."""
+    if kind in ("pods", "events"):
+        return f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/{kind}"
     return f"/apis/{GROUP}/{VERSION}/namespaces/{urllib.parse.quote(namespace)}/{kind}"
 
 

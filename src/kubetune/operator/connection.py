@@ -8,6 +8,7 @@ login would read the default kubeconfig's current context again).
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,9 @@ def login(**_: Any) -> Any:
         username=configuration.username or None, password=configuration.password or None,
         scheme=scheme or None, token=token or None, certificate_path=configuration.cert_file,
         private_key_path=configuration.key_file)
+
+
+def own_identity() -> str:
+    """This operator's name among its replicas (in its Lease, and as the ``reportingInstance`` of its Events):
+    its pod's name (the chart sets POD_NAME), else the host's name and the process id."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"

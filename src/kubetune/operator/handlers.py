@@ -26,6 +26,7 @@ from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.cluster.outcome import has_ended
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
 from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi
+from kubetune.operator.events import NORMAL, EventRecorder, Note, reference
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
 from kubetune.operator.pod_watch import PodWatch
 from kubetune.operator.reconcile import Reconciler, Reporting, TrialsDoNotFit
@@ -44,8 +45,10 @@ class OperatorState:
     def __init__(self, api: ClusterApi, sharing: GpuSharing, metrics: OperatorMetrics,
                  reporting: Reporting | None = None):
         self.metrics = metrics
-        self.reconciler = Reconciler(CountingApi(api, metrics), sharing, metrics=metrics, write_behind=True,
-                                     reporting=reporting, ask_ahead=True,
+        counted = CountingApi(api, metrics)
+        self.events = EventRecorder(counted, count=lambda outcome: metrics.events.labels(outcome).inc())
+        self.reconciler = Reconciler(counted, sharing, metrics=metrics, write_behind=True, reporting=reporting,
+                                     ask_ahead=True, events=self.events,
                                      wake=lambda namespace, name: self.waker(namespace, name).set(),
                                      suggestions=WorkerSuggestions(on_restart=metrics.suggestion_worker_restarts.inc))
         self.reports_server: web.AppRunner | None = None
@@ -122,7 +125,8 @@ def _process_metrics() -> OperatorMetrics:
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/operator"
-    settings.posting.level = 20  # INFO and above become Kubernetes Events
+    # The operator posts its Events itself, as kubetune-operator (kubetune.operator.events), and kopf none.
+    settings.posting.enabled = False
     # Watch only what the operator was told to (exact namespaces, or all): no RBAC to watch CRDs and
     # namespaces is needed, and the CRDs are installed before the operator starts.
     settings.scanning.disabled = True
@@ -181,7 +185,6 @@ def _experiment_key(meta: kopf.Meta) -> tuple[str, str]:
 
 async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: kopf.Body, meta: kopf.Meta,
                              stopped: kopf.DaemonStopped, logger: Any) -> None:
-    reported_invalid = False
     failures = 0
     while not stopped:
         waker.clear()
@@ -198,14 +201,8 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
             await stopped.wait(delay)
             continue
         failures = 0
-        if result.status.get("reason") == "InvalidSpec" and not reported_invalid:
-            kopf.warn(body, reason="InvalidSpec", message=result.status.get("message", ""))
-            reported_invalid = True
-        if result.done:
-            reason, message = result.status.get("reason", "Finished"), result.status.get("message", "")
-            if reason != "InvalidSpec":
-                kopf.info(body, reason=reason, message=message)
-            logger.info("experiment %s: %s (%s)", meta.name, result.status.get("phase"), reason)
+        if result.done:  # its Event was posted by the pass that ended it
+            logger.info("experiment %s: %s (%s)", meta.name, result.status.get("phase"), result.status.get("reason"))
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waker.wait(), RESYNC_SECONDS)
@@ -253,5 +250,5 @@ async def experiment_changed(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, 
     spec = copy.deepcopy(dict(body.get("spec") or {}))
     before, state.specs[key] = state.specs.get(key), spec
     if before is not None and before != spec:
-        kopf.info(body, reason="Edited", message="; ".join(spec_changes(before, spec)))
         state.waker(*key).set()
+        await state.events.record(reference(body), Note(NORMAL, "Edited", "; ".join(spec_changes(before, spec))))

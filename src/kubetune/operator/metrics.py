@@ -19,6 +19,8 @@
 | ``kubetune_api_requests_total`` | counter | ``verb``, ``resource``, ``outcome`` | Kubernetes API calls (``ok``,
   ``conflict``, ``not_found``, ``forbidden``, ``throttled``, ``error``) |
 | ``kubetune_api_throttled_total`` | counter | | 429 answers of API Priority and Fairness, each retried |
+| ``kubetune_events_total`` | counter | ``outcome`` | occurrences of Kubernetes Events (``posted``, ``updated``:
+  counted on an Event already posted, ``deferred``: rate-limited, ``failed``) |
 
 Counters start from zero when the operator starts (Prometheus' ``rate`` and ``increase`` expect that); the
 gauges are rebuilt from the cluster by the first reconciliation pass of each experiment.
@@ -39,6 +41,7 @@ from kubetune.operator.api import ApiError, ClusterApi
 PHASES = tuple(str(phase) for phase in ExperimentPhase)
 T = TypeVar("T")
 OUTCOMES = {409: "conflict", 404: "not_found", 403: "forbidden", 429: "throttled"}  # by HTTP status
+EVENT_OUTCOMES = ("posted", "updated", "deferred", "failed")  # of kubetune.operator.events.EventRecorder
 TRIAL_STATES = tuple(str(state) for state in TrialState if state.is_finished)
 SUGGESTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -74,10 +77,14 @@ class OperatorMetrics:
                                     ["verb", "resource", "outcome"], registry=registry)
         self.api_throttled = Counter("kubetune_api_throttled", "429 answers of API Priority and Fairness (each "
                                      "retried after its Retry-After)", registry=registry)
+        self.events = Counter("kubetune_events", "Occurrences of Kubernetes Events about experiments, by outcome",
+                              ["outcome"], registry=registry)
         for phase in PHASES:
             self.experiments.labels(phase)
         for state in TRIAL_STATES:
             self.trials_finished.labels(state)
+        for outcome in EVENT_OUTCOMES:
+            self.events.labels(outcome)
         self._phase_of: dict[str, str] = {}
         self._active_of: dict[str, int] = {}
 
@@ -142,6 +149,9 @@ class CountingApi:
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._count("patch", f"{kind}/status", self._api.patch_status(kind, namespace, name, status))
+
+    async def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self._count("patch", kind, self._api.patch(kind, namespace, name, patch))
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         await self._count("delete", kind, self._api.delete(kind, namespace, name))

@@ -59,6 +59,16 @@ from kubetune.core.spec import Experiment
 from kubetune.operator.api import ClusterApi, Conflict, NotFound
 from kubetune.operator.ask_ahead import MAX_AHEAD, AskAhead
 from kubetune.operator.early_stopping import QueuedReport, ReportQueue, fold, restore
+from kubetune.operator.events import (
+    WARNING,
+    EventRecorder,
+    Note,
+    phase_changed,
+    reference,
+    trial_ended,
+    trial_retried,
+    trial_stopped_early,
+)
 from kubetune.operator.metrics import OperatorMetrics
 from kubetune.operator.reports import Standing
 from kubetune.operator.status import experiment_status, invalid_spec_status, problem_status
@@ -108,6 +118,8 @@ class ExperimentState:
     last_status: dict[str, Any] | None = None
     last_patch: float = 0.0
     reports: ReportQueue = field(default_factory=ReportQueue)  # pushed by trial pods, for the next pass
+    involved: dict[str, Any] | None = None  # the Experiment as its Events name it
+    phase: str | None = None  # the phase its last pass decided (its Events say when it moves)
 
     def replace_optimizer(self, optimizer: AskAhead | None) -> None:
         if self.optimizer is not None:
@@ -143,8 +155,9 @@ class Reconciler:
                  monotonic: Callable[[], float] | None = None, metrics: OperatorMetrics | None = None,
                  write_behind: bool = False, reporting: Reporting | None = None,
                  suggestions: Suggestions | None = None, ask_ahead: bool = False,
-                 wake: Callable[[str, str], None] = lambda namespace, name: None):
+                 events: EventRecorder | None = None, wake: Callable[[str, str], None] = lambda namespace, name: None):
         self.api = api
+        self.events = events
         self.suggestions = suggestions or ThreadSuggestions()
         self.reporting = reporting
         self.metrics = metrics or OperatorMetrics(CollectorRegistry())
@@ -170,12 +183,14 @@ class Reconciler:
             return PassResult(current, done=True)
         state = self._states.setdefault(key, ExperimentState())
         self._keys[(namespace, name)] = key
+        state.involved = reference(body)
         try:
             experiment = self._validated(state, body)
         except (ManifestError, GpuSharingError) as exc:
             status = invalid_spec_status(exc.describe() if isinstance(exc, ManifestError) else str(exc), self.clock())
             await self.api.patch_status("experiments", namespace, name, status)
             self.metrics.experiment_seen(key, ExperimentPhase.FAILED, 0)
+            await self._tell(state, Note(WARNING, "InvalidSpec", status["message"]))
             return PassResult(status, done=True)
         view = await self._refresh_view(state, experiment, pod_events)
         optimizer = await self._optimizer(key, state, experiment, view)
@@ -311,6 +326,9 @@ class Reconciler:
         if not done and ExperimentPhase(status["phase"]).is_over:  # its last trials are being stopped
             status["phase"] = str(ExperimentPhase.RUNNING)
         await self._patch_experiment_status(experiment, status, state, force=done)
+        if done or not decision.phase.is_over:  # (not while its last trials are being stopped)
+            before, state.phase = state.phase or current.get("phase"), str(decision.phase)
+            await self._tell(state, phase_changed(before, state.phase, decision.reason, decision.message))
         if done:
             state.forget_view()
             state.experiment = None
@@ -329,6 +347,8 @@ class Reconciler:
             state.last_status = None
         status = problem_status(body.get("status") or {}, reason, message, self.clock())
         await self.api.patch_status("experiments", meta.get("namespace", "default"), meta["name"], status)
+        if self.events is not None:  # a hold retried every pass is one Event, counted (the recorder dedups)
+            await self.events.record(reference(body), Note(WARNING, reason, message))
 
     def forget_view(self, key: str) -> None:
         """The next pass of this experiment lists its Trials and Pods again."""
@@ -430,6 +450,7 @@ class Reconciler:
                 writes.later(name, lambda: self.api.patch_status("trials", namespace, name, running))
             return
         if settle(record, result, Limits.from_spec(experiment.spec).retries, self.clock()):
+            await self._tell(self._state_of(experiment), trial_retried(record))
             await self._start_pod(experiment, trial, record, view, writes)
             return
         final = record.status()
@@ -438,6 +459,7 @@ class Reconciler:
         writes.later(name, lambda: self._record_end(namespace, name, final, going))
         self.metrics.trials_finished.labels(str(record.state)).inc()
         inform(optimizer, record)
+        await self._tell(self._state_of(experiment), trial_ended(record))
 
     async def _record_end(self, namespace: str, trial: str, status: dict, pods: list[str]) -> None:
         """Writes a trial's result, then deletes the pods ``trialTemplate.retain`` does not keep (their logs were
@@ -531,6 +553,7 @@ class Reconciler:
         settle(record, stop_early(record, experiment.spec.early_stopping.rule, now), 0, now)
         await self._end_trial(_namespace(experiment), trial, record, view, optimizer, writes)
         logger.info("trial %s/%s: %s", _namespace(experiment), trial["metadata"]["name"], record.message)
+        await self._tell(self._state_of(experiment), trial_stopped_early(record))
 
     async def _end_trial(self, namespace: str, trial: dict, record: TrialRecord, view: ExperimentView,
                          optimizer: ExperimentOptimizer, writes: TrialWrites) -> None:
@@ -548,6 +571,17 @@ class Reconciler:
     def _asked(self, seconds: float, count: int) -> None:
         self.metrics.suggestion_seconds.observe(seconds)
         self.metrics.suggestions.inc(count)
+
+    # -- Events -------------------------------------------------------------------------------------------------
+    def _state_of(self, experiment: Experiment) -> ExperimentState | None:
+        return self._states.get(self._keys.get((_namespace(experiment), experiment.name), ""))
+
+    async def _tell(self, state: ExperimentState | None, note: Note | None) -> None:
+        """Posts ``note`` (if any) as an Event about the experiment; the trials' Events are about it too, where
+        people look (``kubectl describe experiment``), and so that thousands of failing trials are combined
+        into one Event rather than posted one per Trial."""
+        if note is not None and self.events is not None and state is not None and state.involved is not None:
+            await self.events.record(state.involved, note)
 
     # -- the report endpoint's side (kubetune.operator.reports.ReportSink) ------------------------------------
     def standing(self, namespace: str, trial: str) -> Standing | None:
