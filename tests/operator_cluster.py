@@ -33,9 +33,11 @@ def control_plane() -> Iterator[ControlPlane]:
     with ControlPlane() as cluster:
         kubectl(cluster.admin_kubeconfig, "apply", "--server-side", "-f", str(CRDS))
         kubectl(cluster.admin_kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        # the OpenAPI documents (kubectl explain, client-side validation) follow a moment later
-        wait_for(lambda: cluster.get("/openapi/v3/apis/kubetune.io/v1alpha1") is not None, timeout=60,
-                 what="the CRDs in the OpenAPI documents")
+        # the OpenAPI documents (kubectl explain, client-side validation) follow a moment later, one CRD at a
+        # time: the group's document can exist with only one of the kinds in it
+        wait_for(lambda: all(kubectl(cluster.admin_kubeconfig, "explain", kind, check=False).returncode == 0
+                             for kind in ("experiments.spec", "trials.spec")), timeout=60,
+                 what="both CRDs in the OpenAPI documents")
         yield cluster
 
 
