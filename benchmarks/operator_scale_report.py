@@ -71,8 +71,10 @@ def write_report(path: Path, results: list[dict]) -> None:
     lines += ["", "etcd and object sizes: growth of etcd's database in use per trial, and the JSON size of a Trial "
               "and of a Pod as the API serves them:", ""]
     for r in results:
+        pod = (f"{r['pod_object_bytes'] / 1024:.1f} KiB" if r["pod_object_bytes"]
+               else "none left at the end (deleted once their results were recorded: trialTemplate.retain)")
         lines.append(f"- {_name(r)}: {r['etcd_bytes_per_trial'] / 1024:.1f} KiB of etcd per trial; Trial "
-                     f"{r['trial_object_bytes'] / 1024:.1f} KiB, Pod {r['pod_object_bytes'] / 1024:.1f} KiB; "
+                     f"{r['trial_object_bytes'] / 1024:.1f} KiB, Pod {pod}; "
                      f"429s: {r['http_429']:.0f} answered by kube-apiserver, {r['apf_rejected']:.0f} rejected by "
                      f"API Priority and Fairness, {r['operator_throttled']:.0f} retried by the operator")
     lines += ["", "The operator's own requests per trial (`kubetune_api_requests_total`):", ""]
@@ -153,8 +155,12 @@ def targets(results: list[dict]) -> list[str]:
         check("at least 100 trials/s with instant trials", f"{instant['trials_per_second']:.1f} trials/s",
               instant["trials_per_second"] >= 100, instant)
     for r in results:
-        check("at most 4 operator writes per trial", f"{r['operator_writes_per_trial']:.2f}",
-              r["operator_writes_per_trial"] <= 4.0, r, writes_evidence(r))
+        # deleting a recorded trial's pod (trialTemplate.retain, since 2026-12-07) is a write the target predates
+        deletes = r["operator_requests_per_trial"].get("delete pods", 0.0)
+        writes = r["operator_writes_per_trial"] - deletes
+        shown = f"{writes:.2f}" + (f" (+ {deletes:.2f} deleting recorded trials' pods)" if deletes else "")
+        check("at most 4 operator writes per trial, besides deleting a recorded trial's pod", shown, writes <= 4.0, r,
+              writes_evidence(r))
     wide = by_key.get(("ten-thousand-running", "random"))
     if wide is not None:
         rss = _rss(wide)
@@ -181,7 +187,8 @@ def writes_evidence(result: dict) -> str:
     parts = ", ".join(f"{request} {count:.2f}" for request, count in sorted(writes.items()))
     return (f"the writes are {parts}: a Trial, its Pod, its status marked Running and its result (4), plus the "
             "Experiment's status, patched when it changed and at most every 2 s per experiment, which adds "
-            "most where experiments are small")
+            "most where experiments are small (and, where it is counted apart, the pod deleted once its trial's "
+            "result is recorded)")
 
 
 def bottleneck(result: dict) -> str:

@@ -10,8 +10,9 @@ suggestions held here as pending (they were asked), so every suggestion is still
 others; what asking ahead costs is that a suggestion may be made before the last few results arrive, as in a
 batch of the same size.
 
-How many it keeps follows what the experiment uses: the suggestions taken per second times the time an ask
-takes, twice over, never more than the experiment may still create nor ``MAX_AHEAD``. An optimizer whose asks
+How many it keeps follows what the experiment uses: the suggestions taken per second times the time the
+slowest recent ask took, ``HEADROOM`` times over (trials end in bursts, and an ask that follows a burst is a
+large one), never more than the experiment may still create nor ``MAX_AHEAD``. An optimizer whose asks
 are cheap (random, Sobol, grid: under ``CHEAP_ASK_SECONDS``) is asked only when a pass needs it, as before.
 What is held is lost with the operator or with its suggestion worker; the optimizer built again from the
 Trials knows nothing of it, and the numbers it held are never used.
@@ -30,6 +31,7 @@ from kubetune.operator.suggestions import ExperimentOptimizer
 MAX_AHEAD = 256
 CHEAP_ASK_SECONDS = 0.05
 RATE_WINDOW_SECONDS = 10.0
+HEADROOM = 3
 
 
 class AskAhead:
@@ -52,7 +54,7 @@ class AskAhead:
         self._asking: asyncio.Task[None] | None = None
         self._taken: collections.deque[tuple[float, int]] = collections.deque()  # (when, how many) of recent takes
         self._filled = False  # the first take (the initial fill) is not a rate
-        self._ask_seconds: float | None = None  # of the last ask
+        self._asks: collections.deque[tuple[float, float]] = collections.deque()  # (when, seconds) of recent asks
         self._room = 0
 
     # -- what a pass uses ------------------------------------------------------------------------------------
@@ -103,14 +105,17 @@ class AskAhead:
 
     # -- asking ahead ----------------------------------------------------------------------------------------
     def wanted(self) -> int:
-        """How many suggestions to hold: twice what the experiment takes while one ask runs."""
-        if self._ask_seconds is None or self._ask_seconds < CHEAP_ASK_SECONDS:
-            return 0
+        """How many suggestions to hold: ``HEADROOM`` times what the experiment takes while an ask as slow as
+        the slowest recent one runs."""
         now = self._monotonic()
-        while self._taken and self._taken[0][0] < now - RATE_WINDOW_SECONDS:
-            self._taken.popleft()
+        for recent in (self._taken, self._asks):
+            while len(recent) > (recent is self._asks) and recent[0][0] < now - RATE_WINDOW_SECONDS:
+                recent.popleft()  # the last ask is kept however old: it is all there is to go by
+        ask_seconds = max((seconds for _, seconds in self._asks), default=0.0)
+        if ask_seconds < CHEAP_ASK_SECONDS:
+            return 0
         per_second = sum(count for _, count in self._taken) / RATE_WINDOW_SECONDS
-        return min(math.ceil(2 * per_second * self._ask_seconds), self._max_ahead, self._room)
+        return min(math.ceil(HEADROOM * per_second * ask_seconds), self._max_ahead, self._room)
 
     def _ask_ahead(self) -> None:
         missing = min(self.wanted() + self._short, max(self._room + self._short, 0)) - len(self._ready)
@@ -132,6 +137,7 @@ class AskAhead:
     async def _ask_optimizer(self, n: int) -> list[Suggestion]:
         started = self._monotonic()
         suggestions = await self._optimizer.ask(n)
-        self._ask_seconds = self._monotonic() - started
-        self._on_ask(self._ask_seconds, len(suggestions))
+        seconds = self._monotonic() - started
+        self._asks.append((started + seconds, seconds))
+        self._on_ask(seconds, len(suggestions))
         return suggestions
