@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 
 import pytest
 from fake_cluster import FakeCluster, FakeKubelet
@@ -173,3 +174,29 @@ def test_an_experiment_whose_worker_is_killed_mid_run_ends_with_every_trial_once
     params = [tuple(sorted(t["spec"]["params"].items())) for t in trials]
     assert len(set(params)) == 14
     assert sorted(int(t["spec"]["number"]) for t in trials) == list(range(14))
+
+
+ECHO_BLAS_THREADS = """
+import os, sys
+from kubetune.operator.suggestion_worker import frame, read_frame
+while (request := read_frame(sys.stdin.buffer)) is not None:
+    sys.stdout.buffer.write(frame(("ok", [os.environ.get("OPENBLAS_NUM_THREADS", "unset")], False)))
+    sys.stdout.buffer.flush()
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("3", "3")], ids=["default", "the operator's own"])
+def test_the_worker_runs_one_blas_thread_unless_the_operator_is_told_otherwise(monkeypatch, given, expected):
+    if given is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", given)
+
+    async def scenario():
+        worker = WorkerSuggestions(command=[sys.executable, "-c", ECHO_BLAS_THREADS])
+        try:
+            return await worker.build("demo", spec_of("random"), [])
+        finally:
+            await worker.close()
+
+    assert run(scenario()).is_pending(expected)
