@@ -12,9 +12,7 @@ batch of the same size.
 
 How many it keeps follows what the experiment uses: the suggestions taken per second times the time the
 slowest recent ask took, ``HEADROOM`` times over (trials end in bursts, and an ask that follows a burst is a
-large one), and at least one slot in ``SLOTS_PER_HELD`` (the first trials of a large experiment end together
-as a wave, faster than the rate just before it; a model refit makes one ask slow); never more than the
-experiment may still create nor ``MAX_AHEAD``. An optimizer whose asks
+large one), never more than the experiment may still create nor ``MAX_AHEAD``. An optimizer whose asks
 are cheap (random, Sobol, grid: under ``CHEAP_ASK_SECONDS``) is asked only when a pass needs it, as before.
 What is held is lost with the operator or with its suggestion worker; the optimizer built again from the
 Trials knows nothing of it, and the numbers it held are never used.
@@ -34,7 +32,6 @@ MAX_AHEAD = 256
 CHEAP_ASK_SECONDS = 0.05
 RATE_WINDOW_SECONDS = 10.0
 HEADROOM = 3
-SLOTS_PER_HELD = 16
 
 
 class AskAhead:
@@ -59,7 +56,6 @@ class AskAhead:
         self._filled = False  # the first take (the initial fill) is not a rate
         self._asks: collections.deque[tuple[float, float]] = collections.deque()  # (when, seconds) of recent asks
         self._room = 0
-        self._slots = 0
 
     # -- what a pass uses ------------------------------------------------------------------------------------
     @property
@@ -84,11 +80,11 @@ class AskAhead:
     def fail(self, trial_id: str) -> None:
         self._optimizer.fail(trial_id)
 
-    async def ask(self, n: int, room: int = 0, slots: int = 0) -> list[Suggestion]:
+    async def ask(self, n: int, room: int = 0) -> list[Suggestion]:
         """Up to ``n`` suggestions, those held first (in the order they were asked). Fewer only while an ask is
         under way: its answer holds the next numbers, and wakes the next pass. ``room``: how many more trials
-        the experiment may create after these (what may be asked ahead); ``slots``: its parallelism."""
-        self._room, self._slots = room, slots
+        the experiment may create after these (what may be asked ahead)."""
+        self._room = room
         if self._optimizer.stale:  # what is held came from an optimizer that is gone: its numbers are unknown
             self._ready.clear()
         taken = [self._ready.popleft() for _ in range(min(n, len(self._ready)))]
@@ -119,8 +115,7 @@ class AskAhead:
         if ask_seconds < CHEAP_ASK_SECONDS:
             return 0
         per_second = sum(count for _, count in self._taken) / RATE_WINDOW_SECONDS
-        wanted = max(math.ceil(HEADROOM * per_second * ask_seconds), self._slots // SLOTS_PER_HELD)
-        return min(wanted, self._max_ahead, self._room)
+        return min(math.ceil(HEADROOM * per_second * ask_seconds), self._max_ahead, self._room)
 
     def _ask_ahead(self) -> None:
         missing = min(self.wanted() + self._short, max(self._room + self._short, 0)) - len(self._ready)

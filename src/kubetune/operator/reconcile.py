@@ -503,7 +503,7 @@ class Reconciler:
     async def _create(self, experiment: Experiment, body: dict, view: ExperimentView, decision: Decision,
                       optimizer: AskAhead) -> None:
         with self.metrics.suggestion_wait_seconds.time():
-            suggestions = await optimizer.ask(decision.create, room=decision.room, slots=experiment.spec.parallelism)
+            suggestions = await optimizer.ask(decision.create, room=decision.room)
         await self._each(suggestions, lambda suggestion: self._launch(experiment, body, view, suggestion))
 
     async def _launch(self, experiment: Experiment, body: dict, view: ExperimentView, suggestion: Suggestion
