@@ -144,8 +144,9 @@ class CountingApi:
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return await self._count("get", kind, self._api.get(kind, namespace, name))
 
-    async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._count("create", kind, self._api.create(kind, namespace, body))
+    async def create(self, kind: str, namespace: str, body: dict[str, Any], dry_run: bool = False
+                     ) -> dict[str, Any]:
+        return await self._count("create", kind, self._api.create(kind, namespace, body, dry_run=dry_run))
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._count("patch", f"{kind}/status", self._api.patch_status(kind, namespace, name, status))

@@ -12,6 +12,8 @@ from kubetune.core.lifecycle import iso
 from kubetune.core.plan import Decision, ExperimentPhase
 from kubetune.operator.view import ExperimentView
 
+POD_REFUSED = "PodRefused"  # the reason of an experiment held because the API server refuses its trial pods
+
 
 def experiment_status(view: ExperimentView, decision: Decision, current: dict[str, Any], now: datetime
                       ) -> dict[str, Any]:
@@ -48,3 +50,10 @@ def problem_status(current: dict[str, Any], reason: str, message: str, now: date
     held = conditions(phase_now, reason, message, current.get("conditions") or [], iso(now), held=True)
     return {**current, "phase": str(phase_now), "reason": reason, "message": message,
             "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in held]}
+
+
+def held_status(status: dict[str, Any], refusal: str, now: datetime) -> dict[str, Any]:
+    """The status of an experiment whose trial pods the API server refuses (``refusal``: its message, a quota's,
+    an admission policy's or webhook's): held, with the reason PodRefused, until a pod is admitted."""
+    message = f"the API server refuses trial pods, so no new trial starts until it admits one: {refusal}"
+    return problem_status(status, POD_REFUSED, message, now)
