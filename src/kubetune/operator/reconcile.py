@@ -339,10 +339,11 @@ class Reconciler:
         await self._each(queued, lambda trial: self._follow(experiment, trial, view, optimizer, writes))
         if decision.create:
             await self._create(experiment, body, view, decision, optimizer)
-        starting = [view.trials[name] for name in itertools.islice(view.starting, 2 * RUNNING_UPDATES_PER_PASS)]
-        starting = [trial for trial in starting if id(trial) not in settled]
-        await self._each(starting[:RUNNING_UPDATES_PER_PASS],
-                         lambda trial: self._follow(experiment, trial, view, optimizer, writes))
+        for marking in (view.starting, view.unexplained):  # Running marks, and why pods wait to be scheduled
+            trials = [view.trials[name] for name in itertools.islice(marking, 2 * RUNNING_UPDATES_PER_PASS)]
+            trials = [trial for trial in trials if id(trial) not in settled]
+            await self._each(trials[:RUNNING_UPDATES_PER_PASS],
+                             lambda trial: self._follow(experiment, trial, view, optimizer, writes))
 
     async def _stop_early(self, state: ExperimentState, experiment: Experiment, view: ExperimentView,
                           optimizer: ExperimentOptimizer) -> None:
@@ -503,11 +504,7 @@ class Reconciler:
             return
         result = await self._attempt(experiment, pod)
         if not result.ended:
-            if result.state is TrialState.RUNNING and record.state is not TrialState.RUNNING:
-                record.state, record.pod = TrialState.RUNNING, pod["metadata"]["name"] if pod else record.pod
-                running = record.status()
-                view.set_status(trial, running)
-                writes.later(name, lambda: self.api.patch_status("trials", namespace, name, running))
+            self._going(namespace, trial, record, result, pod, view, writes)
             return
         if settle(record, result, Limits.from_spec(experiment.spec).retries, self.clock()):
             await self._tell(self._state_of(experiment), trial_retried(record))
@@ -520,6 +517,21 @@ class Reconciler:
         self.metrics.trials_finished.labels(str(record.state)).inc()
         inform(optimizer, record)
         await self._tell(self._state_of(experiment), trial_ended(record))
+
+    def _going(self, namespace: str, trial: dict, record: TrialRecord, result: AttemptResult, pod: dict | None,
+               view: ExperimentView, writes: TrialWrites) -> None:
+        """Marks a trial whose pod runs Running, or shows why its pod waits (the scheduler's reason and message,
+        or none once it no longer waits), queuing the status write when that changed."""
+        if result.state is TrialState.RUNNING and record.state is not TrialState.RUNNING:
+            record.state = TrialState.RUNNING
+        elif not (result.state is TrialState.PENDING and record.state is TrialState.PENDING
+                  and (record.reason, record.message) != (result.reason, result.message)):
+            return
+        record.reason, record.message = result.reason, result.message
+        record.pod = pod["metadata"]["name"] if pod else record.pod
+        status, name = record.status(), record.id
+        view.set_status(trial, status)
+        writes.later(name, lambda: self.api.patch_status("trials", namespace, name, status))
 
     async def _record_end(self, namespace: str, trial: str, status: dict, pods: list[str]) -> None:
         """Writes a trial's result, then deletes the pods ``trialTemplate.retain`` does not keep (their logs were

@@ -12,6 +12,7 @@ from kubetune.core.lifecycle import iso
 from kubetune.core.plan import Decision, ExperimentPhase
 from kubetune.operator.view import ExperimentView
 
+WAIT_MESSAGE_LIMIT = 300  # characters of the scheduler's message in the Experiment's (with many nodes it grows)
 POD_REFUSED = "PodRefused"  # the reason of an experiment held because the API server refuses its trial pods
 
 
@@ -23,12 +24,15 @@ def experiment_status(view: ExperimentView, decision: Decision, current: dict[st
     best = None
     if view.best is not None and view.tally.best is not None:
         best = BestTrial(trial=view.best, params=view.trials[view.best]["spec"]["params"], value=view.tally.best)
+    message = decision.message
+    waits = None if decision.phase.is_over else view.first_unschedulable()
+    if waits is not None:  # the scheduler's word, which otherwise only the pods' FailedScheduling Events say
+        message += f"; {len(view.unschedulable)} wait to be scheduled ({waits[0]}: {waits[1][:WAIT_MESSAGE_LIMIT]})"
     status = ExperimentStatus(
-        phase=decision.phase, reason=decision.reason, message=decision.message, trials=counts, best=best,
+        phase=decision.phase, reason=decision.reason, message=message, trials=counts, best=best,
         start_time=current.get("startTime") or iso(now),
         completion_time=iso(now) if decision.phase.is_over else None,
-        conditions=conditions(decision.phase, decision.reason, decision.message, current.get("conditions") or [],
-                              iso(now)),
+        conditions=conditions(decision.phase, decision.reason, message, current.get("conditions") or [], iso(now)),
     )
     return status.model_dump(by_alias=True, exclude_none=True)
 
