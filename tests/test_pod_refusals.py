@@ -6,15 +6,18 @@ server admits a pod again."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import MagicMock
 
+import pytest
 from fake_cluster import FakeCluster, FakeKubelet
 from test_reconcile import drive, experiment_document, run
 
 from kubetune.core.cluster.gpu_sharing import GpuSharing
-from kubetune.operator.api import Invalid, Refused
+from kubetune.operator import api as api_module
+from kubetune.operator.api import ApiError, Forbidden, Invalid, Refused
 from kubetune.operator.events import EventRecorder
 from kubetune.operator.handlers import _report_failure
 from kubetune.operator.reconcile import Reconciler
@@ -125,3 +128,18 @@ def test_a_refusal_that_fails_a_pass_is_shown_as_pod_refused_in_one_line():
     status = cluster.experiment("demo")["status"]
     assert status["reason"] == "PodRefused" and status["message"] == QUOTA
     assert logger.warning.called and not logger.exception.called and not logger.error.called
+
+
+RBAC = ('pods is forbidden: User "system:serviceaccount:kubetune:kubetune" cannot create resource "pods" in API '
+        'group "" in the namespace "team-a"')
+WEBHOOK = 'admission webhook "images.example.com" denied the request: images from docker.io are not allowed'
+
+
+@pytest.mark.parametrize(("code", "message", "kind"), [
+    (403, RBAC, Forbidden), (403, QUOTA, Refused), (403, WEBHOOK, Refused), (400, WEBHOOK, Refused),
+    (422, INVALID, Invalid), (400, "quantities must match the regular expression", Invalid)])
+def test_what_the_api_server_refused_is_told_apart(code: int, message: str, kind: type[ApiError]):
+    """RBAC's refusal (the operator lacks a permission), an admission check's (a quota, a webhook: the cluster's
+    rule, perhaps for now) and the API server's validation (the pod can never be created)."""
+    error = api_module._error(code, "Forbidden", json.dumps({"kind": "Status", "message": message}))
+    assert type(error) is kind and str(error) == message and error.status == code

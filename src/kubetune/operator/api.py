@@ -406,8 +406,10 @@ def _api_error(exc: Any) -> ApiError:
 
 
 # How RBAC words a refusal (the authorizer's "User ... cannot create resource ... in API group ..."), which tells
-# it apart from the 403 of an admission check (a quota, a webhook), whose message is the check's own.
+# it apart from the 403 of an admission check (a quota, a webhook), whose message is the check's own; and how
+# the API server words a webhook's denial, whatever status code the webhook chose.
 RBAC_REFUSAL = re.compile(r'\bcannot [a-z]+ resource "')
+WEBHOOK_DENIAL = re.compile(r'\badmission webhook "[^"]*" denied the request')
 
 
 def _error(status: int | None, reason: str, body: Any) -> ApiError:
@@ -418,7 +420,7 @@ def _error(status: int | None, reason: str, body: Any) -> ApiError:
     kinds: dict[int, type[ApiError]] = {409: Conflict, 404: NotFound, 403: Forbidden, 429: Throttled,
                                         400: Invalid, 422: Invalid}
     kind = kinds.get(status or 0, Unavailable if (status or 500) >= 500 else ApiError)
-    if kind is Forbidden and not RBAC_REFUSAL.search(message):
+    if (kind is Forbidden and not RBAC_REFUSAL.search(message)) or (kind is Invalid and WEBHOOK_DENIAL.search(message)):
         kind = Refused
     error = kind(message)
     error.status = status
