@@ -6,7 +6,9 @@ server admits a pod again."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import MagicMock
@@ -70,6 +72,8 @@ def test_the_dry_run_asks_for_the_first_trials_pod_once_per_template():
 
 def test_a_quota_refusal_holds_the_experiment_without_trials_until_the_quota_is_raised():
     cluster, reconciler = setup(maxTrials=5, parallelism=3)
+    minutes = itertools.count()
+    reconciler.clock = lambda: datetime(2026, 12, 7, 4, 0, tzinfo=UTC) + timedelta(minutes=next(minutes))
     refusing = [True]
     cluster.refusal = lambda pod, dry_run: Refused(QUOTA) if refusing[0] else None
     for _ in range(3):
@@ -80,6 +84,7 @@ def test_a_quota_refusal_holds_the_experiment_without_trials_until_the_quota_is_
         assert conditions(status)["Running"] == ("False", "PodRefused")
         assert cluster.of_kind("trials") == [] and cluster.of_kind("pods") == []
     assert warnings(cluster) == [("PodRefused", 3, status["message"])]  # one Event, counted at each pass
+    assert cluster.writes["status experiments"] == 1  # a hold that lasts is written once
     assert not [e for e in cluster.of_kind("events") if e["reason"] == "Started"]
     refusing[0] = False
     result = run(reconciler.reconcile(cluster.experiment("demo")))

@@ -248,7 +248,7 @@ class Reconciler:
             return decision
         try:
             await self.api.create("pods", _namespace(experiment), first_pod(experiment, self.sharing), dry_run=True)
-        except Conflict:  # the first trial's pod exists; the API server validated and admitted this one before
+        except Conflict:  # the first trial's pod exists (the API server validates and admits before it looks)
             pass
         except Refused as exc:
             state.refused = str(exc)
@@ -386,7 +386,7 @@ class Reconciler:
         held = not done and state.refused is not None
         was_held = (state.last_status or {}).get("reason") == POD_REFUSED
         if held:
-            status = held_status(status, state.refused or "", self.clock())
+            status = held_status(status, current, state.refused or "", self.clock())
         await self._patch_experiment_status(experiment, status, state, force=done or held or was_held)
         if held:  # its phase Event waits until the hold ends ("Started" would say what does not happen)
             await self._tell(state, Note(WARNING, POD_REFUSED, status["message"]))

@@ -56,8 +56,9 @@ def problem_status(current: dict[str, Any], reason: str, message: str, now: date
             "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in held]}
 
 
-def held_status(status: dict[str, Any], refusal: str, now: datetime) -> dict[str, Any]:
-    """The status of an experiment whose trial pods the API server refuses (``refusal``: its message, a quota's,
-    an admission policy's or webhook's): held, with the reason PodRefused, until a pod is admitted."""
+def held_status(status: dict[str, Any], current: dict[str, Any], refusal: str, now: datetime) -> dict[str, Any]:
+    """``status`` held, with the reason PodRefused, until the API server admits a trial pod (``refusal``: why
+    it refused one: a quota's, an admission policy's or webhook's message); its conditions follow those of
+    ``current``, so that a hold that lasts keeps its transition times."""
     message = f"the API server refuses trial pods, so no new trial starts until it admits one: {refusal}"
-    return problem_status(status, POD_REFUSED, message, now)
+    return problem_status({**status, "conditions": current.get("conditions") or []}, POD_REFUSED, message, now)
