@@ -81,8 +81,8 @@ class ExperimentView:
         return None
 
     def _classify(self, name: str) -> None:
-        """Puts the trial in (or takes it out of) ``settleable``, ``starting`` and ``running``, from its status
-        and its latest pod: called whenever either changes."""
+        """Puts the trial in (or takes it out of) ``settleable``, ``starting``, ``running``, ``unschedulable`` and
+        ``unexplained``, from its status and its latest pod: called whenever either changes."""
         trial = self.trials.get(name)
         settle = start = running = unschedulable = unexplained = False
         if trial is not None and name in self.active:
@@ -94,8 +94,8 @@ class ExperimentView:
             running = state is TrialState.RUNNING or pod_phase == "Running"
             why = None if pod is None or has_ended(pod) else waiting(pod)
             unschedulable = why is not None
-            unexplained = state is TrialState.PENDING and pod_phase == "Pending" and not settle and _shown(trial) != (
-                why or (None, None))
+            waits = state is TrialState.PENDING and pod_phase == "Pending" and not settle
+            unexplained = waits and _shown(trial) != (why or (None, None))
         for members, member in ((self.settleable, settle), (self.starting, start), (self.running, running),
                                 (self.unschedulable, unschedulable), (self.unexplained, unexplained)):
             if member:
