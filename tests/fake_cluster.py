@@ -16,7 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from kubetune.core import termination
-from kubetune.operator.api import Conflict, NotFound, belongs
+from kubetune.operator.api import ApiError, Conflict, NotFound, belongs
+
+# Whether the API server refuses a pod: the error it answers for (pod, dry_run), or None to admit it.
+Refusal = Callable[[dict[str, Any], bool], ApiError | None]
 
 
 class FakeCluster:
@@ -27,6 +30,8 @@ class FakeCluster:
         self.max_active_pods = 0
         self.lists = 0
         self.gets = 0
+        self.dry_runs = 0
+        self.refusal: Refusal | None = None  # set by a test to have pod creations refused
         self._rv = itertools.count(1)
 
     # -- ClusterApi ---------------------------------------------------------------------------------------
@@ -44,10 +49,20 @@ class FakeCluster:
             raise NotFound(name)
         return copy.deepcopy(self.objects[(kind, namespace, name)])
 
-    async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, kind: str, namespace: str, body: dict[str, Any], dry_run: bool = False
+                     ) -> dict[str, Any]:
+        """Stores ``body``; a dry run (``?dryRun=All``) only says whether it would be: a pod is refused when
+        ``refusal`` says so, and an existing object is a Conflict either way (a real API server validates and
+        admits it before it finds the name taken)."""
+        refused = self.refusal(body, dry_run) if self.refusal is not None and kind == "pods" else None
+        if refused is not None:
+            raise refused
         key = (kind, namespace, body["metadata"]["name"])
         if key in self.objects:
             raise Conflict(key)
+        if dry_run:
+            self.dry_runs += 1
+            return copy.deepcopy(body)
         self.writes[f"create {kind}"] += 1
         obj = copy.deepcopy(body)
         obj["metadata"].update(uid=str(uuid.uuid4()), namespace=namespace, resourceVersion=str(next(self._rv)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from kubernetes import client, config
@@ -12,7 +13,7 @@ from kubernetes import client, config
 from kubetune.core.cluster.outcome import essentials
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL
 from kubetune.operator import api as api_module
-from kubetune.operator.api import Forbidden, KubernetesApi, NotFound, Unavailable
+from kubetune.operator.api import Forbidden, Invalid, KubernetesApi, NotFound, Refused, Unavailable
 
 RESTRICTED = {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
 
@@ -81,6 +82,26 @@ def test_refusals_and_an_absent_server_become_errors_that_say_what_happened(name
     absent = KubernetesApi(client.ApiClient(configuration))
     with pytest.raises(Unavailable, match="could not be reached"):
         run(absent, absent.list("pods", namespace.name, "demo"))
+
+
+def test_a_dry_run_stores_nothing_and_says_whether_the_pod_is_invalid_or_refused(namespace):
+    admin = admin_api(namespace)
+    run(admin, admin.create("pods", namespace.name, pod("demo-0", "demo"), dry_run=True))
+    assert namespace.pods() == []
+    broken = pod("demo-1", "demo")
+    broken["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    with pytest.raises(Invalid, match=r'volumeMounts\[0\]\.name: Not found: "data"'):
+        run(admin, admin.create("pods", namespace.name, broken, dry_run=True))
+    namespace.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "none"},
+                     "spec": {"hard": {"pods": "0"}}})
+    for _ in range(240):  # the quota controller fills in its status
+        if (namespace.get("resourcequota", "none").get("status") or {}).get("hard"):
+            break
+        time.sleep(0.25)
+    with pytest.raises(Refused, match="exceeded quota: none"):
+        run(admin, admin.create("pods", namespace.name, pod("demo-2", "demo"), dry_run=True))
+    with pytest.raises(Refused, match="exceeded quota: none"):
+        run(admin, admin.create("pods", namespace.name, pod("demo-2", "demo")))
 
 
 def test_the_pod_watch_sees_trial_pods_only_from_where_they_stood_when_it_started(namespace):

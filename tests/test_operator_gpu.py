@@ -27,7 +27,8 @@ def test_trials_are_placed_only_where_their_gpu_fits_and_wait_beyond_capacity(na
     other = {"whole": {}, "timeslicing": {"nvidia.com/gpu": "4"}, "mig": {"nvidia.com/mig-1g.10gb": "7"}}[mode]
     nodes = [FakeNode("node-gpu", extended=resources), FakeNode("node-other", extended=other)]
     document = experiment(maxTrials=6, parallelism=4, template={"resources": {"gpu": gpu}, "retain": "all"})
-    # trials end only when the test lets them: two run, and the other two wait for a GPU, however slow the machine
+    # its pods are read at the end (retain: all); trials end only when the test lets them: two run, and the other
+    # two wait for a GPU, however slow the machine
     with namespace.kubelet(nodes, behaviour=lambda pod: Behaviour(held=True)) as kubelet, \
             run_operator(namespace, "--gpu-sharing", mode, *args):
         namespace.apply(document)

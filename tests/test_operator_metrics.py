@@ -55,6 +55,8 @@ def test_a_run_is_counted_and_served():
     assert samples["kubetune_suggestions_total", ()] == 6
     assert samples["kubetune_suggestion_seconds_count", ()] >= 3  # the first fill, then one call per freed slot
     assert samples["kubetune_api_requests_total", (("outcome", "ok"), ("resource", "pods"), ("verb", "create"))] == 6
+    # the first trial's pod, asked of the API server once before any trial was created
+    assert samples["kubetune_api_requests_total", (("outcome", "ok"), ("resource", "pods"), ("verb", "dry-run"))] == 1
     assert samples["kubetune_reconcile_errors_total", ()] == 0
 
 

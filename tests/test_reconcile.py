@@ -149,12 +149,12 @@ def test_a_pass_cut_short_between_trial_and_pod_is_completed():
     original = cluster.create
     calls = {"pods": 0}
 
-    async def flaky(kind, namespace, body):
-        if kind == "pods":
+    async def flaky(kind, namespace, body, dry_run=False):
+        if kind == "pods" and not dry_run:
             calls["pods"] += 1
             if calls["pods"] == 2:
                 raise RuntimeError("operator killed")
-        return await original(kind, namespace, body)
+        return await original(kind, namespace, body, dry_run=dry_run)
 
     cluster.create = flaky
     with pytest.raises(RuntimeError):

@@ -221,8 +221,10 @@ class ControlPlane:
         self._component("kube-controller-manager", [
             str(binary("kube-controller-manager")), f"--kubeconfig={self.admin_kubeconfig}",
             # deleting an Experiment cascades through ownerReferences; namespaces get their default ServiceAccount;
-            # ClusterRoles labelled aggregate-to-view/edit/admin join the built-in roles
-            "--controllers=garbagecollector,serviceaccount,clusterrole-aggregation", "--leader-elect=false",
+            # ClusterRoles labelled aggregate-to-view/edit/admin join the built-in roles; ResourceQuotas get their
+            # status (hard and used), without which admission refuses every pod of their namespace
+            "--controllers=garbagecollector,serviceaccount,clusterrole-aggregation,resourcequota",
+            "--leader-elect=false",
             "--secure-port=0",
             "--kube-api-qps=200", "--kube-api-burst=400", "--concurrent-gc-syncs=20", "--v=1",
         ])

@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import re
 import ssl
 import time
 import urllib.parse
@@ -63,6 +64,21 @@ class Forbidden(ApiError):
     status = 403
 
 
+class Refused(ApiError):
+    """An admission check refused the object: a ResourceQuota ("exceeded quota"), a LimitRange, Pod Security
+    admission, an admission webhook. Unlike :class:`Forbidden` the operator may do it, only not now or not so:
+    the fix is the cluster's or the template's."""
+
+    status = 403
+
+
+class Invalid(ApiError):
+    """The API server's validation refused the object (422 Invalid, 400 BadRequest): as written, it cannot
+    ever be created."""
+
+    status = 422
+
+
 class Throttled(ApiError):
     """API Priority and Fairness kept answering 429."""
 
@@ -74,13 +90,15 @@ class Unavailable(ApiError):
 
 
 class ClusterApi(Protocol):
-    """``list(..., unfinished=True)`` lists only pods neither Succeeded nor Failed."""
+    """``list(..., unfinished=True)`` lists only pods neither Succeeded nor Failed; ``create(..., dry_run=True)``
+    has the API server validate and admit the object (``?dryRun=All``) without storing it."""
 
     async def list(self, kind: str, namespace: str, experiment: str,
                    shape: Callable[[dict[str, Any]], dict[str, Any]] = ...,
                    unfinished: bool = False) -> list[dict[str, Any]]: ...
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]: ...
-    async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def create(self, kind: str, namespace: str, body: dict[str, Any], dry_run: bool = False
+                     ) -> dict[str, Any]: ...
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
@@ -255,11 +273,13 @@ class KubernetesApi:
         answer: dict[str, Any] = await self._send("GET", f"{_collection(kind, namespace)}/{name}")
         return answer
 
-    async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, kind: str, namespace: str, body: dict[str, Any], dry_run: bool = False
+                     ) -> dict[str, Any]:
+        query = {"dryRun": "All"} if dry_run else None
         if kind in ("pods", "events"):  # the operator has no use for the created object (a pod: kilobytes to parse)
-            await self._send("POST", _collection(kind, namespace), body=body, parse=False)
+            await self._send("POST", _collection(kind, namespace), query, body=body, parse=False)
             return body
-        created: dict[str, Any] = await self._send("POST", _collection(kind, namespace), body=body)
+        created: dict[str, Any] = await self._send("POST", _collection(kind, namespace), query, body=body)
         return created
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -385,13 +405,23 @@ def _api_error(exc: Any) -> ApiError:
     return _error(exc.status, str(exc.reason), exc.body)
 
 
+# How RBAC words a refusal (the authorizer's "User ... cannot create resource ... in API group ..."), which tells
+# it apart from the 403 of an admission check (a quota, a webhook), whose message is the check's own; and how
+# the API server words a webhook's denial, whatever status code the webhook chose.
+RBAC_REFUSAL = re.compile(r'\bcannot [a-z]+ resource "')
+WEBHOOK_DENIAL = re.compile(r'\badmission webhook "[^"]*" denied the request')
+
+
 def _error(status: int | None, reason: str, body: Any) -> ApiError:
     """The :class:`ApiError` for an answer with this HTTP status, with the message of the server's Status."""
     message = reason
     with contextlib.suppress(TypeError, ValueError, AttributeError):
         message = json.loads(body).get("message") or message
-    kinds: dict[int, type[ApiError]] = {409: Conflict, 404: NotFound, 403: Forbidden, 429: Throttled}
+    kinds: dict[int, type[ApiError]] = {409: Conflict, 404: NotFound, 403: Forbidden, 429: Throttled,
+                                        400: Invalid, 422: Invalid}
     kind = kinds.get(status or 0, Unavailable if (status or 500) >= 500 else ApiError)
+    if (kind is Forbidden and not RBAC_REFUSAL.search(message)) or (kind is Invalid and WEBHOOK_DENIAL.search(message)):
+        kind = Refused
     error = kind(message)
     error.status = status
     return error

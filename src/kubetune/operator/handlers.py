@@ -25,12 +25,13 @@ from kubetune.core.cluster.edits import spec_changes
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.core.cluster.outcome import has_ended
 from kubetune.core.cluster.pods import EXPERIMENT_LABEL
-from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi
+from kubetune.operator.api import ApiError, ClusterApi, Forbidden, KubernetesApi, Refused
 from kubetune.operator.events import NORMAL, EventRecorder, Note, reference
 from kubetune.operator.metrics import CountingApi, OperatorMetrics
 from kubetune.operator.pod_watch import PodWatch
 from kubetune.operator.reconcile import Reconciler, Reporting, TrialsDoNotFit
 from kubetune.operator.reports import make_app, serve
+from kubetune.operator.status import POD_REFUSED
 from kubetune.operator.suggestions import WorkerSuggestions
 
 RESYNC_SECONDS = 10.0
@@ -200,12 +201,14 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
             await _report_failure(state, body, meta, exc, delay, logger)
             await stopped.wait(delay)
             continue
-        failures = 0
         if result.done:  # its Event was posted by the pass that ended it
             logger.info("experiment %s: %s (%s)", meta.name, result.status.get("phase"), result.status.get("reason"))
             return
+        # held (the API server refuses its pods): tried again after a backoff, or at once when woken (an edit)
+        failures = failures + 1 if result.held else 0
+        delay = min(RESYNC_SECONDS * 2 ** (failures - 1), MAX_BACKOFF_SECONDS) if failures else RESYNC_SECONDS
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waker.wait(), RESYNC_SECONDS)
+            await asyncio.wait_for(waker.wait(), delay)
 
 
 async def _report_failure(state: OperatorState, body: kopf.Body, meta: kopf.Meta, exc: Exception, delay: float,
@@ -219,6 +222,11 @@ async def _report_failure(state: OperatorState, body: kopf.Body, meta: kopf.Meta
         return
     if not isinstance(exc, ApiError):
         logger.exception("experiment %s: reconciliation failed (retrying in %.0f s): %s", meta.name, delay, exc)
+        return
+    if isinstance(exc, Refused):  # an admission check (a quota, a webhook) refused what the pass created
+        logger.warning("experiment %s: the API server refused: %s (retrying in %.0f s)", meta.name, exc, delay)
+        with contextlib.suppress(ApiError):
+            await state.reconciler.report_problem(copy.deepcopy(dict(body)), POD_REFUSED, str(exc))
         return
     if isinstance(exc, Forbidden):
         message = (f"the operator is not allowed to do what this experiment needs: {exc}. Grant it in the "

@@ -17,7 +17,7 @@
 | ``kubetune_event_loop_lag_seconds`` | histogram | | how late a tick of the event loop, due every 0.1 s, ran: |
   the time the loop was kept from watch events, status writes and other experiments |
 | ``kubetune_api_requests_total`` | counter | ``verb``, ``resource``, ``outcome`` | Kubernetes API calls (``ok``,
-  ``conflict``, ``not_found``, ``forbidden``, ``throttled``, ``error``) |
+  ``conflict``, ``not_found``, ``forbidden``, ``throttled``, ``error``; the verb ``dry-run``: a create's dry run) |
 | ``kubetune_api_throttled_total`` | counter | | 429 answers of API Priority and Fairness, each retried |
 | ``kubetune_events_total`` | counter | ``outcome`` | occurrences of Kubernetes Events (``posted``, ``updated``:
   counted on an Event already posted, ``deferred``: rate-limited, ``failed``) |
@@ -144,8 +144,10 @@ class CountingApi:
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return await self._count("get", kind, self._api.get(kind, namespace, name))
 
-    async def create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._count("create", kind, self._api.create(kind, namespace, body))
+    async def create(self, kind: str, namespace: str, body: dict[str, Any], dry_run: bool = False
+                     ) -> dict[str, Any]:
+        return await self._count("dry-run" if dry_run else "create", kind,
+                                 self._api.create(kind, namespace, body, dry_run=dry_run))
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._count("patch", f"{kind}/status", self._api.patch_status(kind, namespace, name, status))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -36,7 +37,14 @@ from prometheus_client import CollectorRegistry
 from kubetune.core.cluster.crd import GROUP, VERSION
 from kubetune.core.cluster.gpu_sharing import GpuSharing, GpuSharingError, place
 from kubetune.core.cluster.outcome import essentials, needs_log, outcome
-from kubetune.core.cluster.pods import EXPERIMENT_LABEL, TRIAL_LABEL, ReportTarget, keeps_pods, render_pod
+from kubetune.core.cluster.pods import (
+    EXPERIMENT_LABEL,
+    TRIAL_LABEL,
+    ReportTarget,
+    first_pod,
+    keeps_pods,
+    render_pod,
+)
 from kubetune.core.cluster.report_token import report_token
 from kubetune.core.engine import Suggestion
 from kubetune.core.errors import ManifestError
@@ -56,7 +64,7 @@ from kubetune.core.lifecycle import (
 from kubetune.core.manifest import load_experiment
 from kubetune.core.plan import Decision, ExperimentPhase, Limits, decide
 from kubetune.core.spec import Experiment
-from kubetune.operator.api import ClusterApi, Conflict, NotFound
+from kubetune.operator.api import ClusterApi, Conflict, Invalid, NotFound, Refused
 from kubetune.operator.ask_ahead import MAX_AHEAD, AskAhead
 from kubetune.operator.early_stopping import QueuedReport, ReportQueue, fold, restore
 from kubetune.operator.events import (
@@ -71,7 +79,13 @@ from kubetune.operator.events import (
 )
 from kubetune.operator.metrics import OperatorMetrics
 from kubetune.operator.reports import Standing
-from kubetune.operator.status import experiment_status, invalid_spec_status, problem_status
+from kubetune.operator.status import (
+    POD_REFUSED,
+    experiment_status,
+    held_status,
+    invalid_spec_status,
+    problem_status,
+)
 from kubetune.operator.suggestions import ExperimentOptimizer, Suggestions, ThreadSuggestions
 from kubetune.operator.trial_writes import TrialWrites
 from kubetune.operator.view import ExperimentView, phase, trial_essentials
@@ -108,6 +122,8 @@ class ExperimentState:
     """What the operator keeps of one experiment between passes; all of it can be rebuilt from the cluster."""
 
     fingerprint: str | None = None  # of the spec and annotations the experiment was validated from
+    admitted: str | None = None  # the fingerprint whose first pod the API server admitted in a dry run
+    refused: str | None = None  # why the API server refused a trial pod in this pass (None: it refused none)
     experiment: Experiment | None = None
     optimizer: AskAhead | None = None
     optimizer_key: str | None = None  # what the optimizer was built from (parameters, objective, algorithm)
@@ -148,6 +164,7 @@ class Reporting:
 class PassResult:
     status: dict[str, Any]
     done: bool
+    held: bool = False  # the API server refused trial pods: the next pass should come after a backoff
 
 
 class Reconciler:
@@ -187,17 +204,20 @@ class Reconciler:
         try:
             experiment = self._validated(state, body)
         except (ManifestError, GpuSharingError) as exc:
-            status = invalid_spec_status(exc.describe() if isinstance(exc, ManifestError) else str(exc), self.clock())
-            await self.api.patch_status("experiments", namespace, name, status)
-            self.metrics.experiment_seen(key, ExperimentPhase.FAILED, 0)
-            await self._tell(state, Note(WARNING, "InvalidSpec", status["message"]))
-            return PassResult(status, done=True)
+            return await self._end_invalid(state, body, key, exc.describe() if isinstance(exc, ManifestError)
+                                           else str(exc))
+        held_before, state.refused = state.refused is not None, None
         view = await self._refresh_view(state, experiment, pod_events)
         optimizer = await self._optimizer(key, state, experiment, view)
         writes = state.writes
         settling = await self._settle(experiment, view, optimizer, writes)
         await self._stop_early(state, experiment, view, optimizer)
         decision = decide(Limits.from_spec(experiment.spec), view.tally, optimizer.exhausted)
+        try:
+            decision = await self._admitted(state, experiment, decision, held_before)
+        except Invalid as exc:
+            return await self._end_invalid(state, body, key, f"trialTemplate.spec: the API server refused the "
+                                           f"trial pod: {exc}")
         await self._act(experiment, body, view, optimizer, decision, settling, writes)
         await self._write_statuses(state)
         return await self._publish_status(state, experiment, view, decision, current, key)
@@ -216,6 +236,43 @@ class Reconciler:
             experiment.metadata.namespace = body["metadata"].get("namespace", "default")
             state.experiment, state.fingerprint = experiment, fingerprint
         return state.experiment
+
+    async def _admitted(self, state: ExperimentState, experiment: Experiment, decision: Decision,
+                        held_before: bool) -> Decision:
+        """The decision, or none of its starts while the API server refuses trial pods. Before a pass creates
+        pods from a template not yet tried (a new experiment, an edited spec), or after a refusal, the API
+        server is asked in a dry run whether the first trial's pod would be created: a template it finds
+        invalid raises :class:`Invalid` (the experiment cannot run), any other refusal (a quota, an admission
+        policy or webhook) holds the experiment, and no Trial is created while it does."""
+        if not (decision.create or decision.start) or (state.admitted == state.fingerprint and not held_before):
+            return decision
+        try:
+            await self.api.create("pods", _namespace(experiment), first_pod(experiment, self.sharing), dry_run=True)
+        except Conflict:  # the first trial's pod exists (the API server validates and admits before it looks)
+            pass
+        except Refused as exc:
+            state.refused = str(exc)
+            return dataclasses.replace(decision, start=[], create=0)
+        state.admitted = state.fingerprint
+        return decision
+
+    async def _end_invalid(self, state: ExperimentState, body: dict[str, Any], key: str, message: str
+                           ) -> PassResult:
+        """Ends an experiment that cannot run as written: Failed, InvalidSpec, with an Event saying why."""
+        meta = body["metadata"]
+        status = invalid_spec_status(message, self.clock(), body.get("status"))
+        await self.api.patch_status("experiments", meta.get("namespace", "default"), meta["name"], status)
+        self.metrics.experiment_seen(key, ExperimentPhase.FAILED, 0)
+        await self._tell(state, Note(WARNING, "InvalidSpec", status["message"]))
+        self._forget_run(state, key)
+        return PassResult(status, done=True)
+
+    def _forget_run(self, state: ExperimentState, key: str) -> None:
+        """An experiment that ended keeps nothing of its run in memory (its view, optimizer, validated spec)."""
+        state.forget_view()
+        state.experiment = None
+        state.replace_optimizer(None)
+        self.suggestions.forget(key)
 
     async def _refresh_view(self, state: ExperimentState, experiment: Experiment,
                             pod_events: list[tuple[str | None, dict]] | None) -> ExperimentView:
@@ -282,10 +339,11 @@ class Reconciler:
         await self._each(queued, lambda trial: self._follow(experiment, trial, view, optimizer, writes))
         if decision.create:
             await self._create(experiment, body, view, decision, optimizer)
-        starting = [view.trials[name] for name in itertools.islice(view.starting, 2 * RUNNING_UPDATES_PER_PASS)]
-        starting = [trial for trial in starting if id(trial) not in settled]
-        await self._each(starting[:RUNNING_UPDATES_PER_PASS],
-                         lambda trial: self._follow(experiment, trial, view, optimizer, writes))
+        for marking in (view.starting, view.unexplained):  # Running marks, and why pods wait to be scheduled
+            trials = [view.trials[name] for name in itertools.islice(marking, 2 * RUNNING_UPDATES_PER_PASS)]
+            trials = [trial for trial in trials if id(trial) not in settled]
+            await self._each(trials[:RUNNING_UPDATES_PER_PASS],
+                             lambda trial: self._follow(experiment, trial, view, optimizer, writes))
 
     async def _stop_early(self, state: ExperimentState, experiment: Experiment, view: ExperimentView,
                           optimizer: ExperimentOptimizer) -> None:
@@ -325,17 +383,20 @@ class Reconciler:
             done = state.view is not None
         if not done and ExperimentPhase(status["phase"]).is_over:  # its last trials are being stopped
             status["phase"] = str(ExperimentPhase.RUNNING)
-        await self._patch_experiment_status(experiment, status, state, force=done)
-        if done or not decision.phase.is_over:  # (not while its last trials are being stopped)
+        held = not done and state.refused is not None
+        was_held = (state.last_status or {}).get("reason") == POD_REFUSED
+        if held:
+            status = held_status(status, current, state.refused or "", self.clock())
+        await self._patch_experiment_status(experiment, status, state, force=done or held or was_held)
+        if held:  # its phase Event waits until the hold ends ("Started" would say what does not happen)
+            await self._tell(state, Note(WARNING, POD_REFUSED, status["message"]))
+        elif done or not decision.phase.is_over:  # (not while its last trials are being stopped)
             before, state.phase = state.phase or current.get("phase"), str(decision.phase)
             await self._tell(state, phase_changed(before, state.phase, decision.reason, decision.message))
         if done:
-            state.forget_view()
-            state.experiment = None
-            state.replace_optimizer(None)
-            self.suggestions.forget(key)
+            self._forget_run(state, key)
         self.metrics.experiment_seen(key, status["phase"], view.tally.count(ACTIVE))
-        return PassResult(status, done=done)
+        return PassResult(status, done=done, held=held)
 
     # -- problems, restarts and deletions -------------------------------------------------------------------
     async def report_problem(self, body: dict[str, Any], reason: str, message: str) -> None:
@@ -443,11 +504,7 @@ class Reconciler:
             return
         result = await self._attempt(experiment, pod)
         if not result.ended:
-            if result.state is TrialState.RUNNING and record.state is not TrialState.RUNNING:
-                record.state, record.pod = TrialState.RUNNING, pod["metadata"]["name"] if pod else record.pod
-                running = record.status()
-                view.set_status(trial, running)
-                writes.later(name, lambda: self.api.patch_status("trials", namespace, name, running))
+            self._going(namespace, trial, record, result, pod, view, writes)
             return
         if settle(record, result, Limits.from_spec(experiment.spec).retries, self.clock()):
             await self._tell(self._state_of(experiment), trial_retried(record))
@@ -460,6 +517,21 @@ class Reconciler:
         self.metrics.trials_finished.labels(str(record.state)).inc()
         inform(optimizer, record)
         await self._tell(self._state_of(experiment), trial_ended(record))
+
+    def _going(self, namespace: str, trial: dict, record: TrialRecord, result: AttemptResult, pod: dict | None,
+               view: ExperimentView, writes: TrialWrites) -> None:
+        """Marks a trial whose pod runs Running, or shows why its pod waits (the scheduler's reason and message,
+        or none once it no longer waits), queuing the status write when that changed."""
+        if result.state is TrialState.RUNNING and record.state is not TrialState.RUNNING:
+            record.state = TrialState.RUNNING
+        elif not (result.state is TrialState.PENDING and record.state is TrialState.PENDING
+                  and (record.reason, record.message) != (result.reason, result.message)):
+            return
+        record.reason, record.message = result.reason, result.message
+        record.pod = pod["metadata"]["name"] if pod else record.pod
+        status, name = record.status(), record.id
+        view.set_status(trial, status)
+        writes.later(name, lambda: self.api.patch_status("trials", namespace, name, status))
 
     async def _record_end(self, namespace: str, trial: str, status: dict, pods: list[str]) -> None:
         """Writes a trial's result, then deletes the pods ``trialTemplate.retain`` does not keep (their logs were
@@ -487,11 +559,25 @@ class Reconciler:
         record.start(self.clock())
         pod = render_pod(experiment, name, trial["spec"]["params"], self.sharing, attempt=record.attempts,
                          owner=_owner(trial, "Trial"), report=self._report_target(experiment, name, record.attempts))
-        with contextlib.suppress(Conflict):  # created by an earlier pass that was cut short
-            await self.api.create("pods", namespace, pod)
+        if not await self._create_pod(experiment, pod):  # the trial stays as it was: a later pass tries again
+            return
         view.created(name, essentials(pod))
         record.pod = pod["metadata"]["name"]
         await self._patch_trial(namespace, trial, record.status(), view, writes)
+
+    async def _create_pod(self, experiment: Experiment, pod: dict[str, Any]) -> bool:
+        """Creates a trial pod; False when the API server refused it (a quota, an admission policy or webhook),
+        which holds the experiment (``ExperimentState.refused``) rather than failing the pass."""
+        try:
+            await self.api.create("pods", _namespace(experiment), pod)
+        except Conflict:  # created by an earlier pass that was cut short
+            pass
+        except (Refused, Invalid) as exc:
+            state = self._state_of(experiment)
+            if state is not None:
+                state.refused = str(exc)
+            return False
+        return True
 
     async def _patch_trial(self, namespace: str, trial: dict, status: dict, view: ExperimentView,
                            writes: TrialWrites) -> None:
@@ -533,8 +619,9 @@ class Reconciler:
         record.pod = pod["metadata"]["name"]
         trial["status"] = record.status()  # known to the view; written with the trial's next change
         view.add(trial)
-        with contextlib.suppress(Conflict):
-            await self.api.create("pods", namespace, pod)
+        if not await self._create_pod(experiment, pod):
+            view.set_status(trial, {})  # no attempt started: a later pass starts its first pod
+            return
         view.created(name, essentials(pod))
 
     # A trial stopped by the operator has its end recorded before its pods are deleted: an operator killed in

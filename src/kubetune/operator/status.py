@@ -12,6 +12,9 @@ from kubetune.core.lifecycle import iso
 from kubetune.core.plan import Decision, ExperimentPhase
 from kubetune.operator.view import ExperimentView
 
+WAIT_MESSAGE_LIMIT = 300  # characters of the scheduler's message in the Experiment's (with many nodes it grows)
+POD_REFUSED = "PodRefused"  # the reason of an experiment held because the API server refuses its trial pods
+
 
 def experiment_status(view: ExperimentView, decision: Decision, current: dict[str, Any], now: datetime
                       ) -> dict[str, Any]:
@@ -21,12 +24,15 @@ def experiment_status(view: ExperimentView, decision: Decision, current: dict[st
     best = None
     if view.best is not None and view.tally.best is not None:
         best = BestTrial(trial=view.best, params=view.trials[view.best]["spec"]["params"], value=view.tally.best)
+    message = decision.message
+    waits = None if decision.phase.is_over else view.first_unschedulable()
+    if waits is not None:  # the scheduler's word, which otherwise only the pods' FailedScheduling Events say
+        message += f"; {len(view.unschedulable)} wait to be scheduled ({waits[0]}: {waits[1][:WAIT_MESSAGE_LIMIT]})"
     status = ExperimentStatus(
-        phase=decision.phase, reason=decision.reason, message=decision.message, trials=counts, best=best,
+        phase=decision.phase, reason=decision.reason, message=message, trials=counts, best=best,
         start_time=current.get("startTime") or iso(now),
         completion_time=iso(now) if decision.phase.is_over else None,
-        conditions=conditions(decision.phase, decision.reason, decision.message, current.get("conditions") or [],
-                              iso(now)),
+        conditions=conditions(decision.phase, decision.reason, message, current.get("conditions") or [], iso(now)),
     )
     return status.model_dump(by_alias=True, exclude_none=True)
 
@@ -48,3 +54,11 @@ def problem_status(current: dict[str, Any], reason: str, message: str, now: date
     held = conditions(phase_now, reason, message, current.get("conditions") or [], iso(now), held=True)
     return {**current, "phase": str(phase_now), "reason": reason, "message": message,
             "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in held]}
+
+
+def held_status(status: dict[str, Any], current: dict[str, Any], refusal: str, now: datetime) -> dict[str, Any]:
+    """``status`` held, with the reason PodRefused, until the API server admits a trial pod (``refusal``: why
+    it refused one: a quota's, an admission policy's or webhook's message); its conditions follow those of
+    ``current``, so that a hold that lasts keeps its transition times."""
+    message = f"the API server refuses trial pods, so no new trial starts until it admits one: {refusal}"
+    return problem_status({**status, "conditions": current.get("conditions") or []}, POD_REFUSED, message, now)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from kubetune.core.cluster.outcome import has_ended
+from kubetune.core.cluster.outcome import has_ended, waiting
 from kubetune.core.cluster.pods import ATTEMPT_LABEL, TRIAL_LABEL, keeps_pods, pod_name
 from kubetune.core.lifecycle import TrialState
 from kubetune.core.plan import Tally
@@ -34,6 +34,8 @@ class ExperimentView:
         self.settleable: dict[str, None] = {}  # started, and the latest pod ended or is missing: a pass follows them
         self.starting: dict[str, None] = {}  # marked Pending while the latest pod runs: to be marked Running
         self.running: dict[str, None] = {}  # marked Running, or the latest pod runs (the pod knows first)
+        self.unschedulable: dict[str, None] = {}  # the latest pod waits for the scheduler to place it
+        self.unexplained: dict[str, None] = {}  # Pending, and its status does not say why its pod waits as it does
         self.best: str | None = None  # the first trial that reached the best value
         self.version = 0  # counts what the view has learnt of pods since it was made
         self._learnt: dict[str, int] = {}  # pod name -> the version at which the view last learnt of it
@@ -70,11 +72,19 @@ class ExperimentView:
     def in_flight(self) -> list[dict]:
         return [self.trials[name] for name in self.active]
 
+    def first_unschedulable(self) -> tuple[str, str] | None:
+        """Why the first trial whose pod the scheduler cannot place waits (its reason and message)."""
+        for name in self.unschedulable:
+            pod = self.latest_pod(self.trials[name])[1]
+            if pod is not None and (why := waiting(pod)) is not None:
+                return why
+        return None
+
     def _classify(self, name: str) -> None:
-        """Puts the trial in (or takes it out of) ``settleable``, ``starting`` and ``running``, from its status
-        and its latest pod: called whenever either changes."""
+        """Puts the trial in (or takes it out of) ``settleable``, ``starting``, ``running``, ``unschedulable`` and
+        ``unexplained``, from its status and its latest pod: called whenever either changes."""
         trial = self.trials.get(name)
-        settle = start = running = False
+        settle = start = running = unschedulable = unexplained = False
         if trial is not None and name in self.active:
             state = phase(trial)
             pod = self.latest_pod(trial)[1]
@@ -82,7 +92,12 @@ class ExperimentView:
             settle = state is not TrialState.QUEUED and (pod is None or has_ended(pod))
             start = state is TrialState.PENDING and pod_phase == "Running"
             running = state is TrialState.RUNNING or pod_phase == "Running"
-        for members, member in ((self.settleable, settle), (self.starting, start), (self.running, running)):
+            why = None if pod is None or has_ended(pod) else waiting(pod)
+            unschedulable = why is not None
+            waits = state is TrialState.PENDING and pod_phase == "Pending" and not settle
+            unexplained = waits and _shown(trial) != (why or (None, None))
+        for members, member in ((self.settleable, settle), (self.starting, start), (self.running, running),
+                                (self.unschedulable, unschedulable), (self.unexplained, unexplained)):
             if member:
                 members.setdefault(name)
             else:
@@ -186,6 +201,12 @@ def trial_essentials(trial: dict) -> dict:
 def phase(trial: dict) -> TrialState:
     """The trial's state as its status says (a Trial is created with its first pod, so it starts Pending)."""
     return TrialState((trial.get("status") or {}).get("phase", "Pending"))
+
+
+def _shown(trial: dict) -> tuple[str | None, str | None]:
+    """The reason and message the trial's status shows."""
+    status = trial.get("status") or {}
+    return status.get("reason"), status.get("message")
 
 
 def number(trial: dict) -> int:

@@ -6,7 +6,9 @@ references are inlined, ``Optional`` becomes ``nullable``, ``Literal`` becomes a
 ``exclusiveMinimum``, and free-form parts (the embedded PodSpec, algorithm settings, parameter values of
 mixed types) keep their unknown fields with ``x-kubernetes-preserve-unknown-fields``, which is used nowhere
 else. Titles, defaults (pydantic applies them) and ``additionalProperties: false`` (the API server prunes
-unknown fields instead) are dropped. ``kubetune crds`` writes the result to ``crds/``.
+unknown fields instead) are dropped, but for one: a Trial's ``status`` defaults to ``{phase: Pending}``, which
+the API server fills in wherever a Trial has no status yet (a create cannot set a status subresource), so a new
+Trial shows its phase at once without a status write. ``kubetune crds`` writes the result to ``crds/``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kubetune.core.cluster.resources import ExperimentStatus, TrialSpec, TrialStatus
+from kubetune.core.lifecycle import TrialState
 from kubetune.core.spec import ExperimentSpec
 
 GROUP = "kubetune.io"
@@ -146,11 +149,15 @@ def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _crd(kind: str, plural: str, short: list[str], spec: type[BaseModel], status: type[BaseModel],
-         columns: list[dict[str, Any]], description: str) -> dict[str, Any]:
+         columns: list[dict[str, Any]], description: str, status_default: dict[str, Any] | None = None
+         ) -> dict[str, Any]:
+    status_schema = _model_schema(status)
+    if status_default is not None:
+        status_schema["default"] = status_default
     schema = {
         "type": "object",
         "description": description,
-        "properties": {"spec": _model_schema(spec), "status": _model_schema(status)},
+        "properties": {"spec": _model_schema(spec), "status": status_schema},
         "required": ["spec"],
     }
     return {
@@ -201,7 +208,8 @@ def trial_crd() -> dict[str, Any]:
         {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     ]
     return _crd("Trial", "trials", ["ktrial"], TrialSpec, TrialStatus, columns,
-                "One evaluation of an Experiment's objective at one parameter assignment.")
+                "One evaluation of an Experiment's objective at one parameter assignment.",
+                status_default={"phase": str(TrialState.PENDING)})
 
 
 def all_crds() -> dict[str, dict[str, Any]]:

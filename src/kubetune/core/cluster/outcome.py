@@ -35,6 +35,19 @@ def _disruption(status: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def waiting(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """Why a pod that has not started waits, when the scheduler says it cannot place it: the reason (for
+    example ``Unschedulable``) and message ("0/3 nodes are available: 3 Insufficient nvidia.com/gpu.") of its
+    ``PodScheduled=False`` condition; None otherwise."""
+    status = pod.get("status") or {}
+    if status.get("phase", "Pending") != "Pending":
+        return None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return condition.get("reason") or "Unschedulable", condition.get("message") or ""
+    return None
+
+
 def needs_log(pod: dict[str, Any]) -> bool:
     """True when the pod ended with exit code 0 and left no metrics summary: read its log instead."""
     terminated = _terminated(pod)
@@ -75,7 +88,8 @@ def outcome(pod: dict[str, Any], objective: Objective, log: str | None = None) -
     phase = status.get("phase", "Pending")
     terminated = _terminated(pod)
     if phase in ("Pending", "Running") and terminated is None:
-        return AttemptResult(TrialState(phase))
+        reason, message = waiting(pod) or (None, None)
+        return AttemptResult(TrialState(phase), reason=reason, message=message)
     disruption = _disruption(status)
     if phase == "Failed" and (terminated is None or status.get("reason") or disruption):
         # the pod's own reason (Evicted, DeadlineExceeded) or disruption says more than its container's exit code

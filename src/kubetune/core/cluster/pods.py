@@ -13,8 +13,11 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from kubetune.core.cluster.gpu_sharing import GpuPlacement, GpuSharing, place
-from kubetune.core.lifecycle import TrialState
+from kubetune.core.lifecycle import TrialState, trial_name
+from kubetune.core.space import Space
 from kubetune.core.spec import Experiment, Resources
 from kubetune.core.template import substitute_all, trial_environment
 
@@ -101,6 +104,14 @@ def render_pod(
     if owner:
         metadata["ownerReferences"] = [owner]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
+def first_pod(experiment: Experiment, sharing: GpuSharing) -> dict[str, Any]:
+    """The pod of the experiment's first trial, at the centre of its space (no owner: the Trial does not exist
+    yet): what the API server is asked to validate and admit, in a dry run, before any trial is created."""
+    space = Space(experiment.spec.parameters)
+    params = space.decode(np.full(space.n_columns, 0.5))
+    return render_pod(experiment, trial_name(experiment.name, 0), params, sharing)
 
 
 def _set_environment(pod_spec: dict[str, Any], variables: dict[str, str]) -> None:
