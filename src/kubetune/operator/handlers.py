@@ -35,6 +35,7 @@ from kubetune.operator.status import POD_REFUSED
 from kubetune.operator.suggestions import WorkerSuggestions
 
 RESYNC_SECONDS = 10.0
+HOLD_RETRY_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 60.0
 MAX_PASS_SPACING_SECONDS = 0.5  # a pass that keeps failing (a missing permission, say) is retried at most this rarely
 
@@ -204,9 +205,10 @@ async def _follow_experiment(state: OperatorState, waker: asyncio.Event, body: k
         if result.done:  # its Event was posted by the pass that ended it
             logger.info("experiment %s: %s (%s)", meta.name, result.status.get("phase"), result.status.get("reason"))
             return
-        # held (the API server refuses its pods): tried again after a backoff, or at once when woken (an edit)
-        failures = failures + 1 if result.held else 0
-        delay = min(RESYNC_SECONDS * 2 ** (failures - 1), MAX_BACKOFF_SECONDS) if failures else RESYNC_SECONDS
+        # held (the API server refuses its pods): asked again every HOLD_RETRY_SECONDS (one dry run), so that a
+        # raised quota is seen within seconds, or at once when woken (an edit)
+        failures = 0
+        delay = HOLD_RETRY_SECONDS if result.held else RESYNC_SECONDS
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waker.wait(), delay)
 
