@@ -7,13 +7,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fake_cluster import FakeCluster, FakeKubelet
 from test_reconcile import HeldResults, drive, experiment_document, run
 
 from kubetune.core.cluster.gpu_sharing import GpuSharing
 from kubetune.operator import events as events_module
 from kubetune.operator.api import ApiError, Unavailable
-from kubetune.operator.events import COMPONENT, NORMAL, WARNING, EventRecorder, Note, reference
+from kubetune.operator.events import COMPONENT, NORMAL, WARNING, EventRecorder, Note, hold_lifted, reference
 from kubetune.operator.reconcile import Reconciler
 
 EXPERIMENT = reference({"apiVersion": "kubetune.io/v1alpha1", "kind": "Experiment",
@@ -261,3 +262,11 @@ def test_an_experiment_that_ends_while_suspended_posts_its_end_and_no_resume():
     result = run(drive(reconciler, cluster, kubelet))
     assert result.status["reason"] == "MaxTrialsReached"
     assert [reason for _, reason, _ in said(cluster)] == ["Started", "Suspended", "MaxTrialsReached"]
+
+
+@pytest.mark.parametrize("hold", ["SpecChanged", "Forbidden", "PodRefused"])
+def test_the_end_of_a_hold_is_an_event_and_nothing_else_is(hold):
+    lifted = hold_lifted(hold, "TrialsRunning")
+    assert lifted is not None and lifted.type == NORMAL and lifted.reason == "HoldLifted" and hold in lifted.message
+    assert hold_lifted(hold, hold) is None and hold_lifted("TrialsRunning", "TrialsRunning") is None
+    assert hold_lifted(None, "TrialsRunning") is None

@@ -122,6 +122,8 @@ def test_pods_refused_at_creation_hold_the_experiment_and_their_trials_get_them_
         f"demo-{i}" for i in range(6)]
     assert all(t["status"]["phase"] == "Succeeded" and t["status"]["attempts"] == 1 for t in trials)
     assert sorted(p["metadata"]["name"] for p in cluster.of_kind("pods")) == [f"demo-{i}" for i in range(6)]
+    lifted = [e for e in cluster.of_kind("events") if e["reason"] == "HoldLifted"]
+    assert lifted and lifted[0]["type"] == "Normal" and lifted[0]["message"].startswith("PodRefused no longer holds")
 
 
 def test_a_refusal_that_fails_a_pass_is_shown_as_pod_refused_in_one_line():

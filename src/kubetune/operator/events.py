@@ -30,6 +30,7 @@ logger = logging.getLogger("kubetune.operator.events")
 
 COMPONENT = "kubetune-operator"
 NORMAL, WARNING = "Normal", "Warning"
+HOLDS = ("SpecChanged", "Forbidden", "PodRefused")  # reasons of an experiment held until something is fixed
 SIMILAR_LIMIT = 10  # client-go's defaults: 10 different messages of one reason within 10 minutes, then combined
 SIMILAR_WINDOW_SECONDS = 600.0
 COMBINED = "(combined from similar events): "
@@ -228,6 +229,13 @@ def phase_changed(before: str | None, after: str, reason: str, message: str) -> 
         return Note(WARNING, reason, message)
     if after == ExperimentPhase.SUCCEEDED:
         return Note(NORMAL, reason, message)
+    return None
+
+
+def hold_lifted(before: str | None, after: str | None) -> Note | None:
+    """The Event of a hold that ended: the status's reason was a hold (``HOLDS``) and no longer is."""
+    if before in HOLDS and after not in HOLDS:
+        return Note(NORMAL, "HoldLifted", f"{before} no longer holds the experiment: trials start again")
     return None
 
 

@@ -71,6 +71,7 @@ from kubetune.operator.events import (
     WARNING,
     EventRecorder,
     Note,
+    hold_lifted,
     phase_changed,
     reference,
     trial_ended,
@@ -391,6 +392,7 @@ class Reconciler:
         if held:  # its phase Event waits until the hold ends ("Started" would say what does not happen)
             await self._tell(state, Note(WARNING, POD_REFUSED, status["message"]))
         elif done or not decision.phase.is_over:  # (not while its last trials are being stopped)
+            await self._tell(state, hold_lifted(current.get("reason"), status.get("reason")))
             before, state.phase = state.phase or current.get("phase"), str(decision.phase)
             await self._tell(state, phase_changed(before, state.phase, decision.reason, decision.message))
         if done:
