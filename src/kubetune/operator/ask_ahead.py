@@ -118,7 +118,7 @@ class AskAhead:
         return min(math.ceil(HEADROOM * per_second * ask_seconds), self._max_ahead, self._room)
 
     def _ask_ahead(self) -> None:
-        missing = min(self.wanted() + self._short, max(self._room + self._short, 0)) - len(self._ready)
+        missing = self.wanted() + self._short - len(self._ready)  # wanted() is within the room already
         if missing > 0 and self._asking is None and not self._optimizer.stale:
             self._asking = asyncio.create_task(self._hold(missing))
 
